@@ -1,0 +1,191 @@
+"""Genomes as arrays, and the registry that hands out innovation ids.
+
+A genome is a NEAT-style graph stored as numpy arrays (one row per node, one row
+per connection), so that mutation, crossover and serialisation are vector
+operations. Every node has a position in [0, 1] (inputs 0, outputs 1); a
+connection may only go from a lower to a higher position, so every genome is a
+DAG by construction and no cycle check is ever needed. Positions are fixed by
+the registry when a node is created, so they agree across the population.
+
+This module imports no torch: genomes are cheap to make, copy and ship.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+INPUT, HIDDEN, OUTPUT = 0, 1, 2
+KIND_NAMES = ("input", "hidden", "output")
+
+
+@dataclass(frozen=True, eq=False)
+class Genome:
+    """One network's topology; arrays are sorted (nodes by kind then id, connections by id)."""
+
+    genome_id: int
+    node_id: np.ndarray  # int64 (N,)
+    node_kind: np.ndarray  # int8 (N,): INPUT / HIDDEN / OUTPUT
+    node_pos: np.ndarray  # float64 (N,): topological position in [0, 1]
+    node_act: np.ndarray  # str (N,): activation name (inputs: "identity")
+    conn_innov: np.ndarray  # int64 (C,)
+    conn_src: np.ndarray  # int64 (C,) node ids
+    conn_dst: np.ndarray  # int64 (C,) node ids
+    conn_enabled: np.ndarray  # bool (C,)
+    parents: tuple[int, ...] = field(default=())
+    generation: int = 0
+
+    @staticmethod
+    def build(
+        genome_id: int,
+        nodes: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+        conns: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+        parents: tuple[int, ...] = (),
+        generation: int = 0,
+    ) -> Genome:
+        """Make a genome from unsorted node and connection columns, in canonical order."""
+        nid, kind, pos, act = (np.asarray(a) for a in nodes)
+        innov, src, dst, en = (np.asarray(a) for a in conns)
+        n_order = np.lexsort((nid, kind == OUTPUT, kind != INPUT))
+        c_order = np.argsort(innov, kind="stable")
+        return Genome(
+            genome_id=int(genome_id),
+            node_id=nid[n_order].astype(np.int64),
+            node_kind=kind[n_order].astype(np.int8),
+            node_pos=pos[n_order].astype(np.float64),
+            node_act=act[n_order].astype(np.str_),
+            conn_innov=innov[c_order].astype(np.int64),
+            conn_src=src[c_order].astype(np.int64),
+            conn_dst=dst[c_order].astype(np.int64),
+            conn_enabled=en[c_order].astype(bool),
+            parents=tuple(int(p) for p in parents),
+            generation=int(generation),
+        )
+
+    @property
+    def nodes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return self.node_id, self.node_kind, self.node_pos, self.node_act
+
+    @property
+    def conns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return self.conn_innov, self.conn_src, self.conn_dst, self.conn_enabled
+
+    @property
+    def n_hidden(self) -> int:
+        return int(np.count_nonzero(self.node_kind == HIDDEN))
+
+    @property
+    def n_enabled(self) -> int:
+        return int(np.count_nonzero(self.conn_enabled))
+
+    def derive(self, genome_id: int, parents: tuple[int, ...], generation: int) -> Genome:
+        """The same topology under a new identity (the start of every child)."""
+        return replace(self, genome_id=genome_id, parents=parents, generation=generation)
+
+    def index_of(self, node_ids: np.ndarray) -> np.ndarray:
+        """Row indices of the given node ids (all must exist)."""
+        order = np.argsort(self.node_id)
+        return order[np.searchsorted(self.node_id, node_ids, sorter=order)]
+
+    def same_as(self, other: Genome) -> bool:
+        """True when both genomes have the same identity and identical arrays."""
+        return self.to_dict() == other.to_dict()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; `from_dict` inverts it exactly."""
+        return {
+            "genome_id": self.genome_id,
+            "generation": self.generation,
+            "parents": list(self.parents),
+            "nodes": {
+                "id": self.node_id.tolist(),
+                "kind": [KIND_NAMES[k] for k in self.node_kind],
+                "pos": self.node_pos.tolist(),
+                "activation": self.node_act.tolist(),
+            },
+            "connections": {
+                "innovation": self.conn_innov.tolist(),
+                "src": self.conn_src.tolist(),
+                "dst": self.conn_dst.tolist(),
+                "enabled": self.conn_enabled.tolist(),
+            },
+        }
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> Genome:
+        n, c = d["nodes"], d["connections"]
+        kind = np.array([KIND_NAMES.index(k) for k in n["kind"]], dtype=np.int8)
+        return Genome.build(
+            d["genome_id"],
+            (np.array(n["id"], dtype=np.int64), kind, np.array(n["pos"], dtype=np.float64),
+             np.array(n["activation"], dtype=np.str_)),
+            (np.array(c["innovation"], dtype=np.int64), np.array(c["src"], dtype=np.int64),
+             np.array(c["dst"], dtype=np.int64), np.array(c["enabled"], dtype=bool)),
+            parents=tuple(d["parents"]),
+            generation=d["generation"],
+        )
+
+
+class InnovationRegistry:
+    """Hands out innovation ids so the same structural change gets the same id run-wide.
+
+    - a connection src->dst always gets the same innovation id;
+    - the k-th split of connection c (in one genome) always creates the same node id.
+    It is part of the checkpoint: restoring it restores every counter.
+    """
+
+    def __init__(self, n_inputs: int, n_outputs: int) -> None:
+        self.n_inputs = n_inputs
+        self.n_outputs = n_outputs
+        self.next_node = n_inputs + n_outputs
+        self.next_innovation = 0
+        self._conn: dict[tuple[int, int], int] = {}
+        self._split: dict[int, list[int]] = {}
+
+    @property
+    def input_ids(self) -> np.ndarray:
+        return np.arange(self.n_inputs, dtype=np.int64)
+
+    @property
+    def output_ids(self) -> np.ndarray:
+        return np.arange(self.n_inputs, self.n_inputs + self.n_outputs, dtype=np.int64)
+
+    def connection(self, src: int, dst: int) -> int:
+        """The innovation id of src->dst, created on first request."""
+        key = (int(src), int(dst))
+        if key not in self._conn:
+            self._conn[key] = self.next_innovation
+            self.next_innovation += 1
+        return self._conn[key]
+
+    def split_node(self, innovation: int, taken: set[int]) -> int:
+        """The node id for splitting connection `innovation` in a genome holding `taken` ids."""
+        nodes = self._split.setdefault(int(innovation), [])
+        for nid in nodes:
+            if nid not in taken:
+                return nid
+        nid = self.next_node
+        self.next_node += 1
+        nodes.append(nid)
+        return nid
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n_inputs": self.n_inputs,
+            "n_outputs": self.n_outputs,
+            "next_node": self.next_node,
+            "next_innovation": self.next_innovation,
+            "connections": [[s, d, i] for (s, d), i in self._conn.items()],
+            "splits": [[i, nodes] for i, nodes in self._split.items()],
+        }
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> InnovationRegistry:
+        reg = InnovationRegistry(d["n_inputs"], d["n_outputs"])
+        reg.next_node = d["next_node"]
+        reg.next_innovation = d["next_innovation"]
+        reg._conn = {(s, t): i for s, t, i in d["connections"]}
+        reg._split = {i: list(nodes) for i, nodes in d["splits"]}
+        return reg

@@ -1,0 +1,193 @@
+"""NEAT-style structural and activation mutations (Stanley & Miikkulainen, 2002).
+
+Each operator takes a genome, a numpy Generator and what it needs, and returns a
+new genome, or the very same object when nothing could be changed (so callers
+can tell). New structure gets its ids from the `InnovationRegistry`.
+Constraints of the space are kept: at most `max_hidden` hidden nodes, at most
+`max_levels` hidden levels (a DAG space) or the level grid (a layered space).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from evosparse.genome import HIDDEN, INPUT, OUTPUT, Genome, InnovationRegistry
+from evosparse.graph import analyse
+from evosparse.space import ActivationSpec, MutationSpec, NetworkSpec
+
+ATTEMPTS = 32
+"""How many random picks an operator tries before it gives up on one change."""
+
+
+def _within_depth(genome: Genome, net: NetworkSpec) -> bool:
+    return analyse(genome).hidden_levels <= net.max_levels
+
+
+def _split_position(pa: float, pb: float, net: NetworkSpec) -> float | None:
+    """Position of a node inserted between positions pa < pb; None if no room."""
+    if net.topology == "dag":
+        mid = (pa + pb) / 2.0
+        return mid if pa < mid < pb else None
+    grid = np.arange(1, net.max_levels + 1) / (net.max_levels + 1)
+    inside = grid[(grid > pa) & (grid < pb)]
+    if inside.size == 0:
+        return None
+    return float(inside[np.argmin(np.abs(inside - (pa + pb) / 2.0))])
+
+
+def _add_one_connection(
+    g: Genome, rng: np.random.Generator, reg: InnovationRegistry, net: NetworkSpec
+) -> Genome:
+    sources = np.flatnonzero(g.node_kind != OUTPUT)
+    for _ in range(ATTEMPTS):
+        s = rng.choice(sources)
+        targets = np.flatnonzero((g.node_pos > g.node_pos[s]) & (g.node_kind != INPUT))
+        if targets.size == 0:
+            continue
+        d = rng.choice(targets)
+        src, dst = g.node_id[s], g.node_id[d]
+        existing = np.flatnonzero((g.conn_src == src) & (g.conn_dst == dst))
+        if existing.size and g.conn_enabled[existing[0]]:
+            continue
+        if existing.size:
+            en = g.conn_enabled.copy()
+            en[existing[0]] = True
+            new = Genome.build(g.genome_id, g.nodes, (g.conn_innov, g.conn_src, g.conn_dst, en),
+                               g.parents, g.generation)
+        else:
+            innov = reg.connection(src, dst)
+            new = Genome.build(
+                g.genome_id,
+                g.nodes,
+                (np.append(g.conn_innov, innov), np.append(g.conn_src, src),
+                 np.append(g.conn_dst, dst), np.append(g.conn_enabled, True)),
+                g.parents,
+                g.generation,
+            )
+        if net.topology == "layered" or _within_depth(new, net):
+            return new
+    return g
+
+
+def _add_one_node(
+    g: Genome,
+    rng: np.random.Generator,
+    reg: InnovationRegistry,
+    net: NetworkSpec,
+    acts: ActivationSpec,
+) -> Genome:
+    if g.n_hidden >= net.max_hidden:
+        return g
+    enabled = np.flatnonzero(g.conn_enabled)
+    for _ in range(min(ATTEMPTS, enabled.size)):
+        c = rng.choice(enabled)
+        src, dst = g.conn_src[c], g.conn_dst[c]
+        rows = g.index_of(np.array([src, dst]))
+        pos = _split_position(g.node_pos[rows[0]], g.node_pos[rows[1]], net)
+        if pos is None:
+            continue
+        nid = reg.split_node(g.conn_innov[c], set(g.node_id.tolist()))
+        en = g.conn_enabled.copy()
+        en[c] = False
+        new = Genome.build(
+            g.genome_id,
+            (np.append(g.node_id, nid), np.append(g.node_kind, HIDDEN),
+             np.append(g.node_pos, pos), np.append(g.node_act, rng.choice(acts.hidden))),
+            (np.append(g.conn_innov, [reg.connection(src, nid), reg.connection(nid, dst)]),
+             np.append(g.conn_src, [src, nid]), np.append(g.conn_dst, [nid, dst]),
+             np.append(en, [True, True])),
+            g.parents,
+            g.generation,
+        )
+        if net.topology == "layered" or _within_depth(new, net):
+            return new
+    return g
+
+
+def add_connections(
+    g: Genome, rng: np.random.Generator, reg: InnovationRegistry, net: NetworkSpec, count: int
+) -> Genome:
+    """Add (or re-enable) up to `count` forward connections between random nodes."""
+    out = g
+    for _ in range(count):
+        out = _add_one_connection(out, rng, reg, net)
+    return out
+
+
+def add_nodes(
+    g: Genome,
+    rng: np.random.Generator,
+    reg: InnovationRegistry,
+    net: NetworkSpec,
+    acts: ActivationSpec,
+    count: int,
+) -> Genome:
+    """Split up to `count` random enabled connections a->b into a->new->b (NEAT add-node)."""
+    out = g
+    for _ in range(count):
+        out = _add_one_node(out, rng, reg, net, acts)
+    return out
+
+
+def remove_connections(g: Genome, rng: np.random.Generator, count: int) -> Genome:
+    """Disable up to `count` random enabled connections (kept as genes for crossover)."""
+    enabled = np.flatnonzero(g.conn_enabled)
+    if enabled.size == 0:
+        return g
+    drop = rng.choice(enabled, size=min(count, enabled.size), replace=False)
+    en = g.conn_enabled.copy()
+    en[drop] = False
+    return Genome.build(g.genome_id, g.nodes, (g.conn_innov, g.conn_src, g.conn_dst, en),
+                        g.parents, g.generation)
+
+
+def change_activation(g: Genome, rng: np.random.Generator, acts: ActivationSpec) -> Genome:
+    """Give one random hidden node a different activation from the space's set."""
+    hidden = np.flatnonzero(g.node_kind == HIDDEN)
+    if hidden.size == 0 or len(acts.hidden) < 2:
+        return g
+    row = rng.choice(hidden)
+    choices = [a for a in acts.hidden if a != g.node_act[row]]
+    act = g.node_act.copy()
+    act[row] = rng.choice(choices)
+    return Genome.build(g.genome_id, (g.node_id, g.node_kind, g.node_pos, act), g.conns,
+                        g.parents, g.generation)
+
+
+def mutate(
+    g: Genome,
+    rng: np.random.Generator,
+    reg: InnovationRegistry,
+    net: NetworkSpec,
+    acts: ActivationSpec,
+    rates: MutationSpec,
+) -> Genome:
+    """Apply each mutation with its probability; if none changed anything, force one.
+
+    Forcing one change (chosen in proportion to the rates) avoids spending an
+    evaluation on an exact copy of a parent.
+    """
+    ops: list[tuple[float, Callable[[Genome], Genome]]] = [
+        (rates.add_connection, lambda x: add_connections(
+            x, rng, reg, net, int(rng.integers(1, rates.add_connection_max + 1)))),
+        (rates.add_node, lambda x: add_nodes(
+            x, rng, reg, net, acts, int(rng.integers(1, rates.add_node_max + 1)))),
+        (rates.remove_connection, lambda x: remove_connections(
+            x, rng, int(rng.integers(1, rates.remove_connection_max + 1)))),
+        (rates.change_activation, lambda x: change_activation(x, rng, acts)),
+    ]
+    out = g
+    for rate, op in ops:
+        if rng.random() < rate:
+            out = op(out)
+    if out is g:
+        live = np.array([i for i, (rate, _) in enumerate(ops) if rate > 0])
+        if live.size:
+            weights = np.array([ops[i][0] for i in live])
+            for i in rng.choice(live, size=live.size, replace=False, p=weights / weights.sum()):
+                out = ops[i][1](g)
+                if out is not g:
+                    break
+    return out

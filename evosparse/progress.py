@@ -1,0 +1,73 @@
+"""Live progress display and the final front table, drawn with rich."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from evosparse.fitness import EvalResult
+from evosparse.search import GenerationRecord, Reporter, SearchState
+
+
+class ProgressDisplay(Reporter):
+    """A bar for the evaluations of the current generation and a line per generation.
+
+    The line shows generation, evaluations, best validation accuracy, front size,
+    hypervolume, elapsed and estimated remaining time.
+    """
+
+    def __init__(self, console: Console, generations: int) -> None:
+        self.console = console
+        self.generations = generations
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), console=console, transient=True,
+        )
+        self._task: Any = None
+        self._start = time.monotonic()
+        self._done = 0
+
+    def generation_start(self, generation: int, n_evaluations: int) -> None:
+        if self._task is None:
+            self.progress.start()
+        else:
+            self.progress.remove_task(self._task)
+        self._task = self.progress.add_task(
+            f"generation {generation}/{self.generations}", total=n_evaluations
+        )
+
+    def evaluated(self, results: list[EvalResult]) -> None:
+        self.progress.advance(self._task, len(results))
+
+    def generation_end(self, record: GenerationRecord, state: SearchState) -> None:
+        self._done += 1
+        elapsed = time.monotonic() - self._start
+        left = max(self.generations - record.generation, 0) * elapsed / self._done
+        failed = f" | failed {record.failed}" if record.failed else ""
+        self.progress.console.print(
+            f"gen {record.generation:>3}/{self.generations} | evals {record.evaluations:>5} | "
+            f"best val {record.best_val_accuracy:.4f} | front {len(record.front):>2} | "
+            f"HV {record.hypervolume:.4f}{failed} | {elapsed:6.1f}s elapsed, ~{left:.0f}s left",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+def front_table(front: list[dict[str, Any]], title: str) -> Table:
+    """The Pareto front as a table, best accuracy first."""
+    table = Table(title=title)
+    for col in ("genome", "val acc", "test acc", "FLOPs", "params", "hidden"):
+        table.add_column(col, justify="right")
+    for m in front:
+        table.add_row(
+            str(m["genome_id"]), f"{m['val_accuracy']:.4f}", f"{m['test_accuracy']:.4f}",
+            f"{m['flops']:,}", f"{m['params']:,}", str(m["hidden_nodes"]),
+        )
+    return table

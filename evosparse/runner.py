@@ -1,0 +1,65 @@
+"""Opening a search on a run directory: a fresh start or the exact continuation of one.
+
+This is where the pieces meet: the space, the data, the evaluator, the run
+directory and the reporters. The CLI and tests call these two functions.
+"""
+
+from __future__ import annotations
+
+from evosparse.data import load_task
+from evosparse.errors import UserError
+from evosparse.evaluators.base import BaseEvaluator
+from evosparse.rundir import RunDir, RunDirRecorder, changed_keys
+from evosparse.search import Reporter, Search, SearchState
+from evosparse.space import SearchSpace
+
+
+def start_run(
+    run_dir: RunDir, space: SearchSpace, evaluator: BaseEvaluator, reporters: list[Reporter]
+) -> Search:
+    """Create a new run directory for `space` and return its search, ready to run.
+
+    The data is loaded (and checked) before anything is written; an existing run
+    is never overwritten.
+    """
+    if run_dir.exists():
+        raise UserError(
+            f"run directory {run_dir.path} already exists; continue it with "
+            f"`evosparse resume {run_dir.path}` or choose another --name"
+        )
+    task = load_task(space.dataset)
+    run_dir.lock()
+    run_dir.create(space)
+    return Search(space=space, task=task, evaluator=evaluator,
+                  reporters=[RunDirRecorder(run_dir, space), *reporters])
+
+
+def resume_run(
+    run_dir: RunDir,
+    evaluator: BaseEvaluator,
+    reporters: list[Reporter],
+    generations: int | None = None,
+) -> Search:
+    """Continue a run from its newest valid checkpoint (or from scratch if it has none).
+
+    Refuses when `space.yaml` was edited since the checkpoint (naming the keys), and
+    when another process holds the run. `generations` may extend or shorten the run.
+    """
+    space = run_dir.load_space()
+    run_dir.lock()
+    body = run_dir.latest_checkpoint()
+    if body is not None and body["fingerprint"] != space.fingerprint():
+        keys = changed_keys(body["space"], space.model_dump(mode="json", exclude={"generations"}))
+        run_dir.unlock()
+        raise UserError(
+            f"{run_dir.space_file} was changed since the run started ({', '.join(keys)}); "
+            "restore it, or start a new run with `evosparse run`"
+        )
+    if generations is not None and generations != space.generations:
+        space = space.with_overrides(generations=generations)
+        run_dir.write_space(space)
+    task = load_task(space.dataset)
+    state = SearchState.from_dict(body["state"]) if body is not None else None
+    run_dir.truncate_history(state.evaluations if state is not None else 0)
+    return Search(space=space, task=task, evaluator=evaluator, state=state,
+                  reporters=[RunDirRecorder(run_dir, space), *reporters])

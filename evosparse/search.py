@@ -1,0 +1,236 @@
+"""The generation loop: NSGA-II (mu + lambda) over genomes, with events and no file I/O.
+
+Generation 0 evaluates `population` minimal genomes. Every later generation
+breeds as many children (binary tournaments on rank and crowding, NEAT
+crossover, mutation), evaluates them, and keeps the best `population` of
+parents and children by NSGA-II. The evaluation is the loop's one seam (an
+evaluator maps `fitness.evaluate_batch` over batches); run directories, progress
+displays and loggers are `Reporter`s that receive events, as in neat-python.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from evosparse.data import Task
+from evosparse.evaluators.base import BaseEvaluator
+from evosparse.fitness import EvalResult, FitnessConfig, evaluate_batch
+from evosparse.genome import Genome, InnovationRegistry
+from evosparse.operators import crossover, minimal_genome, mutate
+from evosparse.pareto import (
+    Objectives,
+    first_front,
+    hypervolume,
+    nsga2_select,
+    rank_and_crowding,
+    tournament,
+)
+from evosparse.space import SearchSpace
+
+
+@dataclass(frozen=True)
+class Member:
+    """A genome and the result of its evaluation."""
+
+    genome: Genome
+    result: EvalResult
+
+    @property
+    def objectives(self) -> Objectives | None:
+        """(validation error, FLOPs) to minimise, or None for a failed evaluation."""
+        r = self.result
+        return (1.0 - r.val_accuracy, float(r.flops)) if r.ok else None
+
+
+@dataclass
+class SearchState:
+    """Everything needed to continue a search exactly: the checkpoint's content."""
+
+    generation: int  # last completed generation, -1 before the first
+    population: list[Member]
+    registry: InnovationRegistry
+    rng: np.random.Generator
+    next_genome_id: int
+    evaluations: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "generation": self.generation,
+            "evaluations": self.evaluations,
+            "next_genome_id": self.next_genome_id,
+            "rng": self.rng.bit_generator.state,
+            "registry": self.registry.to_dict(),
+            "population": [
+                {"genome": m.genome.to_dict(), "result": m.result.to_dict()}
+                for m in self.population
+            ],
+        }
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> SearchState:
+        rng = np.random.default_rng()
+        rng.bit_generator.state = d["rng"]
+        return SearchState(
+            generation=d["generation"],
+            population=[
+                Member(Genome.from_dict(m["genome"]), EvalResult.from_dict(m["result"]))
+                for m in d["population"]
+            ],
+            registry=InnovationRegistry.from_dict(d["registry"]),
+            rng=rng,
+            next_genome_id=d["next_genome_id"],
+            evaluations=d["evaluations"],
+        )
+
+
+@dataclass(frozen=True)
+class GenerationRecord:
+    """Summary of a finished generation, sent to reporters."""
+
+    generation: int
+    evaluations: int
+    hypervolume: float
+    front: list[Member]
+    best_val_accuracy: float
+    failed: int
+
+
+class Reporter:
+    """Receives the search's events; override what you need (neat-python's reporters)."""
+
+    def generation_start(self, generation: int, n_evaluations: int) -> None:
+        """A generation begins; `n_evaluations` genomes will be evaluated."""
+
+    def evaluated(self, results: list[EvalResult]) -> None:
+        """A batch of evaluations finished (in order)."""
+
+    def generation_end(self, record: GenerationRecord, state: SearchState) -> None:
+        """A generation is complete and `state` is what a checkpoint must hold."""
+
+
+def front_of(population: list[Member]) -> list[Member]:
+    """The non-dominated members, sorted by error then FLOPs."""
+    return [population[i] for i in first_front([m.objectives for m in population])]
+
+
+class Search:
+    """An evolutionary search of sparse networks; `step()` runs one generation."""
+
+    def __init__(
+        self,
+        *,
+        space: SearchSpace,
+        task: Task,
+        evaluator: BaseEvaluator,
+        reporters: list[Reporter] | None = None,
+        state: SearchState | None = None,
+    ) -> None:
+        self.space = space
+        self.evaluator = evaluator
+        self.reporters = list(reporters or [])
+        self.config = FitnessConfig(
+            task=task,
+            training=space.training,
+            bias=space.network.bias,
+            run_seed=space.seed,
+            threads=space.evaluation.threads,
+            device=space.evaluation.device,
+        )
+        self.state = state or SearchState(
+            generation=-1,
+            population=[],
+            registry=InnovationRegistry(task.n_features, task.n_classes),
+            rng=np.random.default_rng(space.seed),
+            next_genome_id=0,
+            evaluations=0,
+        )
+        self.stop_requested = False
+
+    @property
+    def reference(self) -> Objectives:
+        o = self.space.objectives
+        return (o.reference_error, o.reference_flops)
+
+    def _new_id(self) -> int:
+        self.state.next_genome_id += 1
+        return self.state.next_genome_id - 1
+
+    def _initial(self) -> list[Genome]:
+        s = self.state
+        return [
+            minimal_genome(self._new_id(), s.registry, self.space.network.initial_density, s.rng)
+            for _ in range(self.space.population)
+        ]
+
+    def _children(self, generation: int) -> list[Genome]:
+        s, sp = self.state, self.space
+        pop = s.population
+        rank, crowd = rank_and_crowding([m.objectives for m in pop])
+        children = []
+        for _ in range(sp.population):
+            a = tournament(rank, crowd, s.rng)
+            b = tournament(rank, crowd, s.rng)
+            if a != b and s.rng.random() < sp.mutation.crossover:
+                child = crossover(pop[a].genome, pop[b].genome, self._new_id(), generation, s.rng)
+            else:
+                child = pop[a].genome.derive(self._new_id(), (pop[a].genome.genome_id,), generation)
+            children.append(mutate(child, s.rng, s.registry, sp.network, sp.activations,
+                                   sp.mutation))
+        return children
+
+    def _evaluate(self, genomes: list[Genome]) -> list[EvalResult]:
+        size = self.space.evaluation.batch_size
+        batches = [genomes[i : i + size] for i in range(0, len(genomes), size)]
+        fn = functools.partial(evaluate_batch, cfg=self.config)
+        results: list[EvalResult] = []
+        for batch_results in self.evaluator.map(fn, batches):
+            results.extend(batch_results)
+            for r in self.reporters:
+                r.evaluated(batch_results)
+        return results
+
+    def done(self) -> bool:
+        """True when the generation budget is spent or the stop accuracy is reached."""
+        s = self.state
+        if s.generation >= self.space.generations:
+            return True
+        target = self.space.stop.val_accuracy
+        return target is not None and any(
+            m.result.ok and m.result.val_accuracy >= target for m in s.population
+        )
+
+    def step(self) -> GenerationRecord:
+        """Breed, evaluate and select one generation; then notify reporters."""
+        s = self.state
+        generation = s.generation + 1
+        genomes = self._initial() if generation == 0 else self._children(generation)
+        for r in self.reporters:
+            r.generation_start(generation, len(genomes))
+        results = self._evaluate(genomes)
+        pool = s.population + [Member(g, r) for g, r in zip(genomes, results, strict=True)]
+        keep = nsga2_select([m.objectives for m in pool], self.space.population)
+        s.population = [pool[i] for i in keep]
+        s.generation = generation
+        s.evaluations += len(results)
+        objs = [m.objectives for m in s.population]
+        record = GenerationRecord(
+            generation=generation,
+            evaluations=s.evaluations,
+            hypervolume=hypervolume(objs, self.reference),
+            front=front_of(s.population),
+            best_val_accuracy=max((m.result.val_accuracy for m in s.population), default=0.0),
+            failed=sum(not r.ok for r in results),
+        )
+        for r in self.reporters:
+            r.generation_end(record, s)
+        return record
+
+    def run(self) -> SearchState:
+        """Run generations until done, or until `stop_requested` is set between two."""
+        while not self.done() and not self.stop_requested:
+            self.step()
+        return self.state

@@ -1,0 +1,200 @@
+"""Search-space files: pydantic models, loading and validation.
+
+A search space is a YAML file; `load_space` parses it into a frozen, validated
+`SearchSpace`. This is one of the two modules that parse files (with `data.py`):
+everything downstream receives typed objects. Unknown keys are rejected and every
+error names the file and the dotted key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from evosparse.activations import ACTIVATIONS
+from evosparse.errors import UserError
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetSpec(_Model):
+    """Which data to learn and how to split it."""
+
+    name: Literal["digits", "mnist1d", "xor", "parity", "file"] = "digits"
+    path: Path | None = None
+    label_column: int = -1
+    val_fraction: float = Field(0.15, gt=0.0, lt=1.0)
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    split_seed: int = Field(0, ge=0)
+    standardize: bool = True
+    parity_bits: int = Field(3, ge=2, le=16)
+    mnist1d_samples: int = Field(5000, ge=100)
+
+    @model_validator(mode="after")
+    def _check(self) -> DatasetSpec:
+        if self.name == "file" and self.path is None:
+            raise ValueError("dataset 'file' needs a 'path' to a .npz or .csv file")
+        if self.name != "file" and self.path is not None:
+            raise ValueError(f"'path' is only used with name: file (name is {self.name!r})")
+        if self.val_fraction + self.test_fraction >= 0.9:
+            raise ValueError("val_fraction + test_fraction must leave at least 10% to train")
+        return self
+
+
+class NetworkSpec(_Model):
+    """Constraints on the evolved graph."""
+
+    topology: Literal["dag", "layered"] = "dag"
+    max_hidden: int = Field(64, ge=0)
+    max_levels: int = Field(4, ge=1, le=64)
+    initial_density: float = Field(0.2, gt=0.0, le=1.0)
+    bias: bool = True
+
+
+class ActivationSpec(_Model):
+    """Activation functions hidden nodes may use; outputs are linear logits."""
+
+    hidden: tuple[str, ...] = ("relu", "tanh", "sigmoid", "identity")
+    initial: str = "relu"
+
+    @model_validator(mode="after")
+    def _check(self) -> ActivationSpec:
+        if not self.hidden:
+            raise ValueError("hidden: list at least one activation function")
+        for name in (*self.hidden, self.initial):
+            if name not in ACTIVATIONS:
+                known = ", ".join(sorted(ACTIVATIONS))
+                raise ValueError(f"unknown activation {name!r}; known: {known}")
+        if self.initial not in self.hidden:
+            raise ValueError(f"initial activation {self.initial!r} is not in hidden")
+        return self
+
+
+class MutationSpec(_Model):
+    """Probabilities (per child) and sizes of the variation operators."""
+
+    crossover: float = Field(0.5, ge=0.0, le=1.0)
+    add_connection: float = Field(0.5, ge=0.0, le=1.0)
+    add_connection_max: int = Field(4, ge=1)
+    add_node: float = Field(0.2, ge=0.0, le=1.0)
+    add_node_max: int = Field(1, ge=1)
+    remove_connection: float = Field(0.3, ge=0.0, le=1.0)
+    remove_connection_max: int = Field(4, ge=1)
+    change_activation: float = Field(0.1, ge=0.0, le=1.0)
+
+
+class TrainingSpec(_Model):
+    """The budget each candidate is trained with."""
+
+    epochs: int = Field(5, ge=1)
+    batch_size: int = Field(64, ge=1)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(0.01, gt=0.0, le=10.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+
+
+class ObjectivesSpec(_Model):
+    """Hypervolume reference point (objectives are divided by it, so HV is in [0, 1])."""
+
+    reference_error: float = Field(1.0, gt=0.0, le=1.0)
+    reference_flops: float = Field(..., gt=0.0)
+
+
+class EvaluationSpec(_Model):
+    """Where and how candidates are trained."""
+
+    device: Literal["auto", "cpu", "cuda"] = "cpu"
+    threads: int = Field(1, ge=1)
+    batch_size: int = Field(4, ge=1)
+
+
+class StopSpec(_Model):
+    """Optional early stop when a candidate reaches a validation accuracy."""
+
+    val_accuracy: float | None = Field(None, gt=0.0, le=1.0)
+
+
+class SearchSpace(_Model):
+    """A complete, validated search space."""
+
+    name: str = Field("search", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    seed: int = Field(0, ge=0)
+    population: int = Field(32, ge=2)
+    generations: int = Field(20, ge=0)
+    keep_checkpoints: int = Field(3, ge=1)
+    dataset: DatasetSpec = DatasetSpec()
+    network: NetworkSpec = NetworkSpec()
+    activations: ActivationSpec = ActivationSpec()
+    mutation: MutationSpec = MutationSpec()
+    training: TrainingSpec = TrainingSpec()
+    objectives: ObjectivesSpec
+    evaluation: EvaluationSpec = EvaluationSpec()
+    stop: StopSpec = StopSpec()
+
+    def to_yaml(self) -> str:
+        """The resolved space as YAML (paths as strings), loadable by `load_space`."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    def fingerprint(self) -> str:
+        """A hash of everything that determines the search except its length.
+
+        `generations` is left out so that `resume --generations` may extend a run.
+        """
+        body = self.model_dump(mode="json", exclude={"generations"})
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+    def with_overrides(self, **values: Any) -> SearchSpace:
+        """A copy with top-level fields replaced (None values are ignored), re-validated."""
+        data = self.model_dump(mode="json")
+        data.update({k: v for k, v in values.items() if v is not None})
+        return _validate(data, "command-line overrides")
+
+
+def _format_error(err: dict[str, Any]) -> str:
+    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    if err["type"] == "missing":
+        msg = "required key is missing"
+    shown = "" if err["type"] in ("extra_forbidden", "missing") else f" (got {err.get('input')!r})"
+    return f"{loc}: {msg}{shown}"
+
+
+def _validate(data: Any, source: str) -> SearchSpace:
+    if not isinstance(data, dict):
+        raise UserError(f"{source}: expected a mapping of keys at the top level")
+    try:
+        return SearchSpace.model_validate(data)
+    except ValidationError as exc:
+        lines = [_format_error(e) for e in exc.errors()]
+        raise UserError(f"{source}: " + "; ".join(lines)) from None
+
+
+def load_space(path: str | Path) -> SearchSpace:
+    """Read and validate a search-space YAML file.
+
+    A relative dataset `path` is resolved against the space file's folder.
+    Raises `UserError` naming the file (and the key) on any problem.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"search-space file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: invalid YAML: {exc}") from None
+    space = _validate(data, str(path))
+    ds = space.dataset
+    if ds.path is not None and not ds.path.is_absolute():
+        resolved = (path.parent / ds.path).resolve()
+        space = space.model_copy(update={"dataset": ds.model_copy(update={"path": resolved})})
+    return space
