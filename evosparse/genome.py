@@ -19,6 +19,8 @@ import numpy as np
 
 INPUT, HIDDEN, OUTPUT = 0, 1, 2
 KIND_NAMES = ("input", "hidden", "output")
+ACT_DTYPE = np.dtype("<U64")
+"""Activation names are fixed-width strings, so assigning a longer name never truncates."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -55,7 +57,7 @@ class Genome:
             node_id=nid[n_order].astype(np.int64),
             node_kind=kind[n_order].astype(np.int8),
             node_pos=pos[n_order].astype(np.float64),
-            node_act=act[n_order].astype(np.str_),
+            node_act=act[n_order].astype(ACT_DTYPE),
             conn_innov=innov[c_order].astype(np.int64),
             conn_src=src[c_order].astype(np.int64),
             conn_dst=dst[c_order].astype(np.int64),
@@ -120,7 +122,7 @@ class Genome:
         return Genome.build(
             d["genome_id"],
             (np.array(n["id"], dtype=np.int64), kind, np.array(n["pos"], dtype=np.float64),
-             np.array(n["activation"], dtype=np.str_)),
+             np.array(n["activation"], dtype=ACT_DTYPE)),
             (np.array(c["innovation"], dtype=np.int64), np.array(c["src"], dtype=np.int64),
              np.array(c["dst"], dtype=np.int64), np.array(c["enabled"], dtype=bool)),
             parents=tuple(d["parents"]),
@@ -160,16 +162,19 @@ class InnovationRegistry:
             self.next_innovation += 1
         return self._conn[key]
 
+    def new_node(self) -> int:
+        """A node id never handed out before."""
+        self.next_node += 1
+        return self.next_node - 1
+
     def split_node(self, innovation: int, taken: set[int]) -> int:
         """The node id for splitting connection `innovation` in a genome holding `taken` ids."""
         nodes = self._split.setdefault(int(innovation), [])
         for nid in nodes:
             if nid not in taken:
                 return nid
-        nid = self.next_node
-        self.next_node += 1
-        nodes.append(nid)
-        return nid
+        nodes.append(self.new_node())
+        return nodes[-1]
 
     def to_dict(self) -> dict[str, Any]:
         return {

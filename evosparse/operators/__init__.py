@@ -1,7 +1,7 @@
 """Genetic operators: pure functions that take a numpy Generator and return new genomes."""
 
 from evosparse.operators.crossover import crossover
-from evosparse.operators.initial import minimal_genome
+from evosparse.operators.initial import dense_mlp_genome, minimal_genome
 from evosparse.operators.mutation import (
     add_connections,
     add_nodes,
@@ -15,6 +15,7 @@ __all__ = [
     "add_nodes",
     "change_activation",
     "crossover",
+    "dense_mlp_genome",
     "minimal_genome",
     "mutate",
     "remove_connections",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from evosparse.activations import OUTPUT_ACTIVATION
-from evosparse.genome import INPUT, OUTPUT, Genome, InnovationRegistry
+from evosparse.genome import ACT_DTYPE, HIDDEN, INPUT, OUTPUT, Genome, InnovationRegistry
 
 
 def minimal_genome(
@@ -29,4 +29,31 @@ def minimal_genome(
     act = np.full(n_in + n_out, OUTPUT_ACTIVATION)
     return Genome.build(
         genome_id, (ids, kind, pos, act), (innov, src, dst, np.ones(len(innov), dtype=bool))
+    )
+
+
+def dense_mlp_genome(
+    genome_id: int, registry: InnovationRegistry, widths: list[int], activation: str
+) -> Genome:
+    """A fully connected MLP (hidden layer `widths`) as a genome: the dense baseline.
+
+    Hidden layer k of L sits at position k / (L + 1), so the genome is valid in a
+    layered space with max_levels >= L as in a DAG space.
+    """
+    layers = [registry.input_ids]
+    layers += [np.array([registry.new_node() for _ in range(w)], dtype=np.int64) for w in widths]
+    layers.append(registry.output_ids)
+    pos = [np.full(len(ids), k / (len(widths) + 1)) for k, ids in enumerate(layers)]
+    pos[-1][:] = 1.0
+    kinds = [np.full(len(ids), HIDDEN, dtype=np.int8) for ids in layers]
+    kinds[0][:], kinds[-1][:] = INPUT, OUTPUT
+    acts = [np.full(len(ids), activation, dtype=ACT_DTYPE) for ids in layers]
+    acts[0][:], acts[-1][:] = OUTPUT_ACTIVATION, OUTPUT_ACTIVATION
+    src = np.concatenate([np.repeat(a, len(b)) for a, b in zip(layers, layers[1:])])
+    dst = np.concatenate([np.tile(b, len(a)) for a, b in zip(layers, layers[1:])])
+    innov = np.array([registry.connection(s, d) for s, d in zip(src, dst, strict=True)])
+    return Genome.build(
+        genome_id,
+        (np.concatenate(layers), np.concatenate(kinds), np.concatenate(pos), np.concatenate(acts)),
+        (innov, src, dst, np.ones(len(innov), dtype=bool)),
     )

@@ -37,38 +37,26 @@ def _split_position(pa: float, pb: float, net: NetworkSpec) -> float | None:
     return float(inside[np.argmin(np.abs(inside - (pa + pb) / 2.0))])
 
 
-def _add_one_connection(
-    g: Genome, rng: np.random.Generator, reg: InnovationRegistry, net: NetworkSpec
-) -> Genome:
-    sources = np.flatnonzero(g.node_kind != OUTPUT)
-    for _ in range(ATTEMPTS):
-        s = rng.choice(sources)
-        targets = np.flatnonzero((g.node_pos > g.node_pos[s]) & (g.node_kind != INPUT))
-        if targets.size == 0:
-            continue
-        d = rng.choice(targets)
-        src, dst = g.node_id[s], g.node_id[d]
+def _with_connections(g: Genome, reg: InnovationRegistry, pairs: list[tuple[int, int]]) -> Genome:
+    """`g` with the given (src, dst) node ids connected: existing genes re-enabled, others new."""
+    en = g.conn_enabled.copy()
+    new_src, new_dst = [], []
+    for src, dst in pairs:
         existing = np.flatnonzero((g.conn_src == src) & (g.conn_dst == dst))
-        if existing.size and g.conn_enabled[existing[0]]:
-            continue
         if existing.size:
-            en = g.conn_enabled.copy()
             en[existing[0]] = True
-            new = Genome.build(g.genome_id, g.nodes, (g.conn_innov, g.conn_src, g.conn_dst, en),
-                               g.parents, g.generation)
         else:
-            innov = reg.connection(src, dst)
-            new = Genome.build(
-                g.genome_id,
-                g.nodes,
-                (np.append(g.conn_innov, innov), np.append(g.conn_src, src),
-                 np.append(g.conn_dst, dst), np.append(g.conn_enabled, True)),
-                g.parents,
-                g.generation,
-            )
-        if net.topology == "layered" or _within_depth(new, net):
-            return new
-    return g
+            new_src.append(src)
+            new_dst.append(dst)
+    innov = [reg.connection(s, d) for s, d in zip(new_src, new_dst, strict=True)]
+    return Genome.build(
+        g.genome_id,
+        g.nodes,
+        (np.append(g.conn_innov, innov), np.append(g.conn_src, new_src),
+         np.append(g.conn_dst, new_dst), np.append(en, np.ones(len(innov), dtype=bool))),
+        g.parents,
+        g.generation,
+    )
 
 
 def _add_one_node(
@@ -109,11 +97,34 @@ def _add_one_node(
 def add_connections(
     g: Genome, rng: np.random.Generator, reg: InnovationRegistry, net: NetworkSpec, count: int
 ) -> Genome:
-    """Add (or re-enable) up to `count` forward connections between random nodes."""
-    out = g
-    for _ in range(count):
-        out = _add_one_connection(out, rng, reg, net)
-    return out
+    """Grow up to `count` new in-links (new or re-enabled) into one random node.
+
+    The destination is a random hidden or output node; sources are random nodes
+    before it. Growing one node's fan-in at a time lets a new hidden node become
+    useful in a few mutations rather than waiting for single random links to land
+    on it. Links that would exceed `max_levels` are skipped.
+    """
+    targets = np.flatnonzero(g.node_kind != INPUT)
+    for _ in range(ATTEMPTS):
+        d = rng.choice(targets)
+        dst = g.node_id[d]
+        linked = g.conn_src[(g.conn_dst == dst) & g.conn_enabled]
+        free = np.flatnonzero((g.node_pos < g.node_pos[d]) & (g.node_kind != OUTPUT)
+                              & ~np.isin(g.node_id, linked))
+        if free.size == 0:
+            continue
+        srcs = g.node_id[rng.choice(free, size=min(count, free.size), replace=False)]
+        new = _with_connections(g, reg, [(s, dst) for s in srcs])
+        if net.topology == "layered" or _within_depth(new, net):
+            return new
+        out = g
+        for s in srcs:  # some source is too deep: add the links one by one, keeping the legal ones
+            trial = _with_connections(out, reg, [(s, dst)])
+            if _within_depth(trial, net):
+                out = trial
+        if out is not g:
+            return out
+    return g
 
 
 def add_nodes(

@@ -1,0 +1,53 @@
+"""Shared fixtures: tiny search spaces written to temporary files, and a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+TINY: dict[str, Any] = {
+    "name": "tiny",
+    "seed": 3,
+    "population": 6,
+    "generations": 3,
+    "dataset": {"name": "digits"},
+    "network": {"max_hidden": 8, "max_levels": 2, "initial_density": 0.2},
+    "mutation": {"add_connection_max": 8, "add_node": 0.5},
+    "training": {"epochs": 1, "batch_size": 128},
+    "objectives": {"reference_flops": 2000},
+    "evaluation": {"batch_size": 2},
+}
+
+
+def deep_update(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = deep_update(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+@pytest.fixture
+def write_space(tmp_path: Path):
+    """Write the tiny space, updated with `extra`, to a YAML file; return its path."""
+
+    def write(extra: dict[str, Any] | None = None, name: str = "space.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(deep_update(TINY, extra or {})))
+        return path
+
+    return write
+
+
+def evosparse(*args: str, cwd: Path | None = None, **kw: Any) -> subprocess.CompletedProcess[str]:
+    """Run the real `evosparse` command in a subprocess."""
+    env = {**os.environ, "COLUMNS": "120"}
+    return subprocess.run(
+        [sys.executable, "-m", "evosparse.cli", *args],
+        capture_output=True, text=True, cwd=cwd, env=env, timeout=600, **kw,
+    )

@@ -1,0 +1,155 @@
+"""Genomes and operators: invariants under long random sequences of variation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from evosparse.genome import HIDDEN, INPUT, OUTPUT, Genome, InnovationRegistry
+from evosparse.graph import analyse
+from evosparse.operators import (
+    add_connections,
+    add_nodes,
+    change_activation,
+    crossover,
+    dense_mlp_genome,
+    minimal_genome,
+    mutate,
+    remove_connections,
+)
+from evosparse.space import ActivationSpec, MutationSpec, NetworkSpec
+
+N_IN, N_OUT = 6, 3
+ACTS = ActivationSpec(hidden=("relu", "tanh", "leaky_relu", "identity"))
+
+
+def check_invariants(g: Genome, net: NetworkSpec) -> None:
+    ids = g.node_id
+    assert len(set(ids.tolist())) == len(ids), "node ids are unique"
+    assert len(set(g.conn_innov.tolist())) == len(g.conn_innov), "innovations are unique"
+    assert np.array_equal(ids[g.node_kind == INPUT], np.arange(N_IN)), "inputs kept"
+    assert np.array_equal(ids[g.node_kind == OUTPUT], np.arange(N_IN, N_IN + N_OUT)), "outputs kept"
+    assert np.isin(g.conn_src, ids).all() and np.isin(g.conn_dst, ids).all(), "no dangling conn"
+    src_pos = g.node_pos[g.index_of(g.conn_src)]
+    dst_pos = g.node_pos[g.index_of(g.conn_dst)]
+    assert (src_pos < dst_pos).all(), "every connection goes forward: the graph is a DAG"
+    assert not np.isin(g.conn_dst, ids[g.node_kind == INPUT]).any(), "nothing feeds an input"
+    assert not np.isin(g.conn_src, ids[g.node_kind == OUTPUT]).any(), "outputs feed nothing"
+    pairs = list(zip(g.conn_src.tolist(), g.conn_dst.tolist(), strict=True))
+    assert len(set(pairs)) == len(pairs), "one gene per (src, dst)"
+    assert g.n_hidden <= net.max_hidden
+    assert analyse(g).hidden_levels <= net.max_levels
+    if net.topology == "layered":
+        grid = np.arange(1, net.max_levels + 1) / (net.max_levels + 1)
+        assert np.isin(g.node_pos[g.node_kind == HIDDEN], grid).all()
+
+
+def check_registry_consistent(genomes: list[Genome]) -> None:
+    """The same innovation id means the same (src, dst) in every genome."""
+    seen: dict[int, tuple[int, int]] = {}
+    for g in genomes:
+        for i, s, d in zip(g.conn_innov.tolist(), g.conn_src.tolist(), g.conn_dst.tolist(),
+                           strict=True):
+            assert seen.setdefault(i, (s, d)) == (s, d)
+
+
+@pytest.mark.parametrize("topology", ["dag", "layered"])
+def test_random_variation_keeps_invariants(topology: str) -> None:
+    net = NetworkSpec(topology=topology, max_hidden=12, max_levels=3, initial_density=0.3)
+    rates = MutationSpec(add_connection=0.7, add_node=0.5, add_node_max=2, remove_connection=0.3,
+                         change_activation=0.3)
+    rng = np.random.default_rng(0)
+    reg = InnovationRegistry(N_IN, N_OUT)
+    pop = [minimal_genome(i, reg, net.initial_density, rng) for i in range(8)]
+    next_id = 8
+    for _ in range(60):
+        a, b = rng.choice(len(pop), size=2, replace=False)
+        child = crossover(pop[a], pop[b], next_id, 1, rng) if rng.random() < 0.5 else (
+            pop[a].derive(next_id, (pop[a].genome_id,), 1))
+        child = mutate(child, rng, reg, net, ACTS, rates)
+        check_invariants(child, net)
+        pop[int(rng.integers(len(pop)))] = child
+        next_id += 1
+    check_registry_consistent(pop)
+    assert max(g.n_hidden for g in pop) > 0, "the population grew hidden nodes"
+
+
+def test_minimal_genome_wires_every_output() -> None:
+    reg = InnovationRegistry(N_IN, N_OUT)
+    g = minimal_genome(0, reg, 0.01, np.random.default_rng(1))
+    assert g.n_hidden == 0
+    assert set(g.conn_dst.tolist()) == set(range(N_IN, N_IN + N_OUT))
+
+
+def test_same_structural_change_gets_same_ids_everywhere() -> None:
+    reg = InnovationRegistry(N_IN, N_OUT)
+    net = NetworkSpec(initial_density=1.0, max_hidden=10)
+    base = minimal_genome(0, reg, 1.0, np.random.default_rng(0))
+    a = add_nodes(base, np.random.default_rng(5), reg, net, ACTS, 1)
+    b = add_nodes(base.derive(1, (), 0), np.random.default_rng(5), reg, net, ACTS, 1)
+    assert np.array_equal(a.node_id, b.node_id) and np.array_equal(a.conn_innov, b.conn_innov)
+    # Splitting the same connection again in one genome creates a second, distinct node.
+    c = a.conn_innov[~a.conn_enabled][0]
+    row = int(np.flatnonzero(a.conn_innov == c)[0])
+    en = a.conn_enabled.copy()
+    en[row] = True
+    again = Genome.build(0, a.nodes, (a.conn_innov, a.conn_src, a.conn_dst, en))
+    assert reg.split_node(int(c), set(again.node_id.tolist())) not in again.node_id
+
+
+def test_operators_return_the_same_object_when_nothing_changes() -> None:
+    reg = InnovationRegistry(N_IN, N_OUT)
+    g = minimal_genome(0, reg, 1.0, np.random.default_rng(0))
+    rng = np.random.default_rng(0)
+    assert add_connections(g, rng, reg, NetworkSpec(), 3) is g, "input->output is complete"
+    assert add_nodes(g, rng, reg, NetworkSpec(max_hidden=0), ACTS, 1) is g
+    assert change_activation(g, rng, ACTS) is g, "no hidden node to change"
+    empty = remove_connections(g, rng, 10_000)
+    assert remove_connections(empty, rng, 1) is empty
+    assert empty.n_enabled == 0
+
+
+def test_crossover_aligns_by_innovation_and_keeps_fitter_structure() -> None:
+    reg = InnovationRegistry(N_IN, N_OUT)
+    net = NetworkSpec(max_hidden=10)
+    rng = np.random.default_rng(2)
+    base = minimal_genome(0, reg, 0.5, rng)
+    fit = add_nodes(add_connections(base, rng, reg, net, 4), rng, reg, net, ACTS, 2)
+    other = add_connections(base.derive(1, (), 0), rng, reg, net, 4)
+    child = crossover(fit, other, 2, 1, rng)
+    assert np.array_equal(child.conn_innov, fit.conn_innov)
+    assert np.array_equal(child.node_id, fit.node_id)
+    assert child.parents == (0, 1)
+    only_fit = ~np.isin(fit.conn_innov, other.conn_innov)
+    assert np.array_equal(child.conn_enabled[only_fit], fit.conn_enabled[only_fit])
+
+
+def test_json_round_trip_is_exact() -> None:
+    reg = InnovationRegistry(N_IN, N_OUT)
+    rng = np.random.default_rng(3)
+    g = mutate(minimal_genome(7, reg, 0.5, rng), rng, reg, NetworkSpec(), ACTS,
+               MutationSpec(add_node=1.0, change_activation=1.0))
+    back = Genome.from_dict(json.loads(json.dumps(g.to_dict())))
+    assert back.same_as(g)
+    assert back.node_act.tolist() == g.node_act.tolist()
+    reg2 = InnovationRegistry.from_dict(json.loads(json.dumps(reg.to_dict())))
+    assert reg2.to_dict() == reg.to_dict()
+    assert reg2.connection(0, N_IN) == reg.connection(0, N_IN)
+
+
+def test_long_activation_names_are_not_truncated() -> None:
+    reg = InnovationRegistry(N_IN, N_OUT)
+    g = dense_mlp_genome(0, reg, [4], "relu")
+    for seed in range(10):
+        g = change_activation(g, np.random.default_rng(seed), ACTS)
+    assert set(g.node_act[g.node_kind == HIDDEN]) <= set(ACTS.hidden)
+
+
+def test_dense_mlp_genome_is_fully_connected() -> None:
+    reg = InnovationRegistry(N_IN, N_OUT)
+    g = dense_mlp_genome(0, reg, [5, 4], "relu")
+    assert g.n_hidden == 9
+    assert g.n_enabled == N_IN * 5 + 5 * 4 + 4 * N_OUT
+    assert analyse(g).hidden_levels == 2
