@@ -1,0 +1,93 @@
+"""Compiled networks and fitness: masks hold, results are seeded per genome, divergence is caught."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from evosparse.data import Task, load_task
+from evosparse.fitness import FitnessConfig, evaluate_batch, evaluate_genome
+from evosparse.genome import InnovationRegistry
+from evosparse.network import SparseNetwork
+from evosparse.operators import add_connections, add_nodes, dense_mlp_genome, minimal_genome
+from evosparse.space import ActivationSpec, DatasetSpec, NetworkSpec, TrainingSpec
+from tests.test_flops import hand_genome
+
+DIGITS = load_task(DatasetSpec(name="digits"))
+TRAIN = TrainingSpec(epochs=1, batch_size=128)
+
+
+def grown_genomes(n: int, seed: int = 0) -> list:
+    rng = np.random.default_rng(seed)
+    reg = InnovationRegistry(64, 10)
+    net = NetworkSpec(max_hidden=16)
+    acts = ActivationSpec(hidden=("relu", "tanh", "sigmoid"))
+    out = []
+    for i in range(n):
+        g = minimal_genome(i, reg, 0.2, rng)
+        g = add_nodes(add_connections(g, rng, reg, net, 20), rng, reg, net, acts, 3)
+        out.append(add_connections(g, rng, reg, net, 20))
+    return out
+
+
+def test_network_matches_a_hand_computed_forward_pass() -> None:
+    g = hand_genome()
+    net = SparseNetwork(g, bias=True, generator=torch.Generator().manual_seed(0))
+    x = torch.tensor([[0.3, -0.7]])
+    # Levels: [5] (from 1), [3] (from 0, 1, 5), [2] (from 0, 3)
+    l1, l2, l3 = net.levels
+    h5 = torch.sigmoid(x[:, 1:2] * l1.weight[0, 1] + l1.bias)
+    cols = torch.cat([x, h5], dim=1)
+    h3 = torch.tanh(cols @ (l2.weight * l2.mask).T + l2.bias)
+    out = torch.cat([cols, h3], dim=1) @ (l3.weight * l3.mask).T + l3.bias
+    torch.testing.assert_close(net(x), out)
+    assert l3.mask.tolist() == [[1.0, 0.0, 0.0, 1.0]]
+
+
+def test_absent_connections_stay_zero_and_get_no_gradient() -> None:
+    g = grown_genomes(1)[0]
+    net = SparseNetwork(g, bias=True, generator=torch.Generator().manual_seed(0))
+    x = torch.from_numpy(DIGITS.x_train[:32])
+    y = torch.from_numpy(DIGITS.y_train[:32])
+    torch.nn.functional.cross_entropy(net(x), y).backward()
+    for level in net.levels:
+        off = level.mask == 0
+        assert torch.all(level.weight[off] == 0)
+        assert torch.all(level.weight.grad[off] == 0)
+
+
+def test_result_depends_only_on_genome_and_seed() -> None:
+    gs = grown_genomes(4)
+    cfg = FitnessConfig(task=DIGITS, training=TRAIN, bias=True, run_seed=5)
+    forward = evaluate_batch(gs, cfg)
+    backward = evaluate_batch(gs[::-1], cfg)[::-1]
+    single = [evaluate_genome(g, cfg) for g in gs]
+    for a, b, c in zip(forward, backward, single, strict=True):
+        assert a.status == "ok"
+        assert (a.val_accuracy, a.test_accuracy, a.flops) == (b.val_accuracy, b.test_accuracy,
+                                                              b.flops)
+        assert a.val_accuracy == c.val_accuracy
+    other_seed = evaluate_batch(gs, replace(cfg, run_seed=6))
+    assert [r.val_accuracy for r in other_seed] != [r.val_accuracy for r in forward]
+
+
+def test_dense_mlp_learns_digits() -> None:
+    g = dense_mlp_genome(0, InnovationRegistry(64, 10), [32], "relu")
+    r = evaluate_genome(g, FitnessConfig(task=DIGITS, training=TrainingSpec(epochs=3), bias=True,
+                                         run_seed=0))
+    assert r.ok and r.val_accuracy > 0.9 and r.test_accuracy > 0.9
+    assert r.flops == 2 * (64 * 32 + 32 * 10) + 42 + 32  # weights, biases, 32 relus
+
+
+def test_diverging_training_is_recorded_not_raised() -> None:
+    rng = np.random.default_rng(0)
+    x = np.full((64, 4), 3e38, dtype=np.float32)  # sums overflow float32 to inf
+    y = rng.integers(0, 2, size=64)
+    task = Task("huge", x, y, x, y, x, y, n_classes=2)
+    g = minimal_genome(0, InnovationRegistry(4, 2), 1.0, rng)
+    r = evaluate_genome(g, FitnessConfig(task=task, training=TrainingSpec(lr=10.0), bias=True,
+                                         run_seed=0))
+    assert r.status == "nan" and not r.ok
+    assert "epoch 0" in r.error or "not finite" in r.error

@@ -1,0 +1,95 @@
+"""Kill a run at any moment (SIGKILL, Ctrl-C, a damaged checkpoint) and resume: same result.
+
+The reference is the same space and seed run without interruption. Front and
+history must be identical except for wall-clock timings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import evosparse
+
+SPACE = {"generations": 4, "population": 6}
+
+
+def _comparable(run: Path) -> tuple[list[dict], dict]:
+    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    for h in history:
+        h.pop("wall_time")
+    return history, json.loads((run / "front.json").read_text())
+
+
+@pytest.fixture
+def reference(write_space, tmp_path: Path) -> tuple[Path, tuple[list[dict], dict]]:
+    space = write_space(SPACE)
+    out = evosparse("run", str(space), "--runs-dir", str(tmp_path / "ref"))
+    assert out.returncode == 0, out.stderr
+    return space, _comparable(tmp_path / "ref" / "tiny")
+
+
+def _start(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "evosparse.cli", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_lines(run: Path, n: int, proc: subprocess.Popen[str]) -> None:
+    history = run / "history.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if history.is_file() and history.read_bytes().count(b"\n") >= n:
+            return
+        time.sleep(0.005)
+    pytest.fail(f"run ended or stalled before {n} evaluations were recorded")
+
+
+@pytest.mark.parametrize("kills", [(3,), (8, 20), (13,)], ids=["gen0", "twice", "gen2"])
+def test_sigkill_and_resume_ends_identical(reference, tmp_path: Path, kills) -> None:
+    space, expected = reference
+    run = tmp_path / "killed" / "tiny"
+    proc = _start("run", str(space), "--runs-dir", str(tmp_path / "killed"))
+    for i, n in enumerate(kills):
+        _wait_for_lines(run, n, proc)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        if i + 1 < len(kills):
+            proc = _start("resume", str(run))
+    out = evosparse("resume", str(run))
+    assert out.returncode == 0, out.stderr
+    assert _comparable(run) == expected
+
+
+def test_damaged_newest_checkpoint_is_skipped(reference, tmp_path: Path) -> None:
+    space, expected = reference
+    runs = tmp_path / "dmg"
+    assert evosparse("run", str(space), "--runs-dir", str(runs), "--generations", "2").returncode == 0
+    run = runs / "tiny"
+    newest = sorted((run / "checkpoints").glob("gen-*.json"))[-1]
+    newest.write_bytes(newest.read_bytes()[:-200])  # a torn write
+    (run / "checkpoints" / ".gen-000003.json.999.tmp").write_text("{partial")
+    out = evosparse("resume", str(run), "--generations", "4")
+    assert out.returncode == 0, out.stderr
+    assert "skipping damaged checkpoint" in out.stderr and newest.name in out.stderr
+    assert _comparable(run) == expected
+
+
+def test_ctrl_c_stops_after_a_checkpoint_and_resumes_identical(reference, tmp_path: Path) -> None:
+    space, expected = reference
+    run = tmp_path / "int" / "tiny"
+    proc = _start("run", str(space), "--runs-dir", str(tmp_path / "int"))
+    _wait_for_lines(run, 8, proc)
+    proc.send_signal(signal.SIGINT)
+    stdout, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0
+    assert "stopped at generation" in stdout
+    out = evosparse("resume", str(run))
+    assert out.returncode == 0, out.stderr
+    assert _comparable(run) == expected
