@@ -91,7 +91,9 @@ def _accuracy(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return float((logits.argmax(dim=1) == y).float().mean())
 
 
-def _train_and_score(genome: Genome, cfg: FitnessConfig, device: torch.device) -> tuple[float, float]:
+def _train_and_score(
+    genome: Genome, cfg: FitnessConfig, device: torch.device
+) -> tuple[float, float]:
     gen = torch.Generator().manual_seed(evaluation_seed(cfg.run_seed, genome.genome_id))
     net = SparseNetwork(genome, cfg.bias, gen).to(device)
     opt = _optimizer(list(net.parameters()), cfg.training)

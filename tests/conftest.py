@@ -28,7 +28,8 @@ TINY: dict[str, Any] = {
 def deep_update(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for k, v in extra.items():
-        out[k] = deep_update(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        nested = isinstance(v, dict) and isinstance(out.get(k), dict)
+        out[k] = deep_update(out[k], v) if nested else v
     return out
 
 

@@ -1,4 +1,4 @@
-"""Compiled networks and fitness: masks hold, results are seeded per genome, divergence is caught."""
+"""Compiled networks and fitness: masks hold, results seeded per genome, divergence caught."""
 
 from __future__ import annotations
 

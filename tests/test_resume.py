@@ -70,7 +70,8 @@ def test_sigkill_and_resume_ends_identical(reference, tmp_path: Path, kills) -> 
 def test_damaged_newest_checkpoint_is_skipped(reference, tmp_path: Path) -> None:
     space, expected = reference
     runs = tmp_path / "dmg"
-    assert evosparse("run", str(space), "--runs-dir", str(runs), "--generations", "2").returncode == 0
+    out = evosparse("run", str(space), "--runs-dir", str(runs), "--generations", "2")
+    assert out.returncode == 0
     run = runs / "tiny"
     newest = sorted((run / "checkpoints").glob("gen-*.json"))[-1]
     newest.write_bytes(newest.read_bytes()[:-200])  # a torn write

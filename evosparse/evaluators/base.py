@@ -21,7 +21,7 @@ class BaseEvaluator(ABC):
     def map(self, fn: Callable[[B], R], batches: Sequence[B]) -> Iterator[R]:
         """Yield `fn(b)` for each `b` in `batches`, in order."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release workers; the default evaluator holds none."""
 
     def __enter__(self) -> BaseEvaluator:

@@ -49,8 +49,8 @@ def dense_mlp_genome(
     kinds[0][:], kinds[-1][:] = INPUT, OUTPUT
     acts = [np.full(len(ids), activation, dtype=ACT_DTYPE) for ids in layers]
     acts[0][:], acts[-1][:] = OUTPUT_ACTIVATION, OUTPUT_ACTIVATION
-    src = np.concatenate([np.repeat(a, len(b)) for a, b in zip(layers, layers[1:])])
-    dst = np.concatenate([np.tile(b, len(a)) for a, b in zip(layers, layers[1:])])
+    src = np.concatenate([np.repeat(a, len(b)) for a, b in zip(layers, layers[1:], strict=False)])
+    dst = np.concatenate([np.tile(b, len(a)) for a, b in zip(layers, layers[1:], strict=False)])
     innov = np.array([registry.connection(s, d) for s, d in zip(src, dst, strict=True)])
     return Genome.build(
         genome_id,

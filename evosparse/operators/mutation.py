@@ -65,6 +65,7 @@ def _add_one_node(
     reg: InnovationRegistry,
     net: NetworkSpec,
     acts: ActivationSpec,
+    fan_in: int,
 ) -> Genome:
     if g.n_hidden >= net.max_hidden:
         return g
@@ -90,8 +91,37 @@ def _add_one_node(
             g.generation,
         )
         if net.topology == "layered" or _within_depth(new, net):
+            if fan_in:
+                new = _grow_in_links(new, int(np.flatnonzero(new.node_id == nid)[0]), rng, reg,
+                                     net, fan_in)
             return new
     return g
+
+
+def _grow_in_links(
+    g: Genome, d: int, rng: np.random.Generator, reg: InnovationRegistry, net: NetworkSpec,
+    count: int,
+) -> Genome:
+    """Up to `count` new in-links into the node at row `d`, from random earlier nodes.
+
+    Links that would exceed `max_levels` are skipped; returns `g` itself if none fit.
+    """
+    dst = g.node_id[d]
+    linked = g.conn_src[(g.conn_dst == dst) & g.conn_enabled]
+    free = np.flatnonzero((g.node_pos < g.node_pos[d]) & (g.node_kind != OUTPUT)
+                          & ~np.isin(g.node_id, linked))
+    if free.size == 0:
+        return g
+    srcs = g.node_id[rng.choice(free, size=min(count, free.size), replace=False)]
+    new = _with_connections(g, reg, [(s, dst) for s in srcs])
+    if net.topology == "layered" or _within_depth(new, net):
+        return new
+    out = g
+    for s in srcs:  # some source is too deep: add the links one by one, keeping the legal ones
+        trial = _with_connections(out, reg, [(s, dst)])
+        if _within_depth(trial, net):
+            out = trial
+    return out
 
 
 def add_connections(
@@ -102,28 +132,13 @@ def add_connections(
     The destination is a random hidden or output node; sources are random nodes
     before it. Growing one node's fan-in at a time lets a new hidden node become
     useful in a few mutations rather than waiting for single random links to land
-    on it. Links that would exceed `max_levels` are skipped.
+    on it.
     """
     targets = np.flatnonzero(g.node_kind != INPUT)
     for _ in range(ATTEMPTS):
-        d = rng.choice(targets)
-        dst = g.node_id[d]
-        linked = g.conn_src[(g.conn_dst == dst) & g.conn_enabled]
-        free = np.flatnonzero((g.node_pos < g.node_pos[d]) & (g.node_kind != OUTPUT)
-                              & ~np.isin(g.node_id, linked))
-        if free.size == 0:
-            continue
-        srcs = g.node_id[rng.choice(free, size=min(count, free.size), replace=False)]
-        new = _with_connections(g, reg, [(s, dst) for s in srcs])
-        if net.topology == "layered" or _within_depth(new, net):
+        new = _grow_in_links(g, int(rng.choice(targets)), rng, reg, net, count)
+        if new is not g:
             return new
-        out = g
-        for s in srcs:  # some source is too deep: add the links one by one, keeping the legal ones
-            trial = _with_connections(out, reg, [(s, dst)])
-            if _within_depth(trial, net):
-                out = trial
-        if out is not g:
-            return out
     return g
 
 
@@ -134,11 +149,16 @@ def add_nodes(
     net: NetworkSpec,
     acts: ActivationSpec,
     count: int,
+    fan_in: int = 0,
 ) -> Genome:
-    """Split up to `count` random enabled connections a->b into a->new->b (NEAT add-node)."""
+    """Split up to `count` random enabled connections a->b into a->new->b (NEAT add-node).
+
+    With `fan_in` > 0 each new node also grows that many extra in-links at once, so
+    it starts as a useful feature detector rather than a relay of a single input.
+    """
     out = g
     for _ in range(count):
-        out = _add_one_node(out, rng, reg, net, acts)
+        out = _add_one_node(out, rng, reg, net, acts, fan_in)
     return out
 
 
@@ -184,7 +204,8 @@ def mutate(
         (rates.add_connection, lambda x: add_connections(
             x, rng, reg, net, int(rng.integers(1, rates.add_connection_max + 1)))),
         (rates.add_node, lambda x: add_nodes(
-            x, rng, reg, net, acts, int(rng.integers(1, rates.add_node_max + 1)))),
+            x, rng, reg, net, acts, int(rng.integers(1, rates.add_node_max + 1)),
+            rates.add_node_fan_in)),
         (rates.remove_connection, lambda x: remove_connections(
             x, rng, int(rng.integers(1, rates.remove_connection_max + 1)))),
         (rates.change_activation, lambda x: change_activation(x, rng, acts)),
