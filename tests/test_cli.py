@@ -122,3 +122,17 @@ def test_status_of_a_run_with_no_finished_generation(write_space, tmp_path: Path
 def test_override_errors_name_the_field(write_space, tmp_path: Path, bad_space) -> None:
     out = evosparse("run", str(write_space(bad_space)), "--runs-dir", str(tmp_path))
     _assert_one_clear_error(out, "population")
+
+
+@pytest.mark.slow
+def test_xor_is_solved_from_no_hidden_node_and_stops_early(tmp_path: Path) -> None:
+    space = Path(__file__).parent.parent / "search_spaces" / "xor.yaml"
+    out = evosparse("run", str(space), "--runs-dir", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    history = [json.loads(line) for line in (tmp_path / "xor" / "history.jsonl").open()]
+    assert history[0]["generation"] == 0 and all(h["val_accuracy"] < 1.0 for h in history[:50])
+    solved = [h for h in history if h["val_accuracy"] == 1.0]
+    assert solved, "XOR solved"
+    status = json.loads(evosparse("status", str(tmp_path / "xor"), "--json").stdout)
+    assert status["generation"] == max(h["generation"] for h in history) < 100
+    assert status["front"][0]["val_accuracy"] == 1.0
