@@ -53,7 +53,11 @@ def _wait_for_lines(run: Path, n: int, proc: subprocess.Popen[str]) -> None:
 
 @pytest.mark.parametrize(
     "kills",
-    [(3,), pytest.param((8, 20), marks=pytest.mark.slow), pytest.param((13,), marks=pytest.mark.slow)],
+    [
+        (3,),
+        pytest.param((8, 20), marks=pytest.mark.slow),
+        pytest.param((13,), marks=pytest.mark.slow),
+    ],
     ids=["gen0", "twice", "gen2"],
 )
 def test_sigkill_and_resume_ends_identical(reference, tmp_path: Path, kills) -> None:
