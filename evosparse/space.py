@@ -86,6 +86,7 @@ class MutationSpec(_Model):
     add_node: float = Field(0.2, ge=0.0, le=1.0)
     add_node_max: int = Field(1, ge=1)
     add_node_fan_in: int = Field(0, ge=0)
+    add_node_fan_out: int = Field(0, ge=0)
     remove_connection: float = Field(0.3, ge=0.0, le=1.0)
     remove_connection_max: int = Field(4, ge=1)
     change_activation: float = Field(0.1, ge=0.0, le=1.0)

@@ -58,8 +58,8 @@ def check_registry_consistent(genomes: list[Genome]) -> None:
 @pytest.mark.parametrize("topology", ["dag", "layered"])
 def test_random_variation_keeps_invariants(topology: str) -> None:
     net = NetworkSpec(topology=topology, max_hidden=12, max_levels=3, initial_density=0.3)
-    rates = MutationSpec(add_connection=0.7, add_node=0.5, add_node_max=2, remove_connection=0.3,
-                         change_activation=0.3)
+    rates = MutationSpec(add_connection=0.7, add_node=0.5, add_node_max=2, add_node_fan_in=3,
+                         add_node_fan_out=2, remove_connection=0.3, change_activation=0.3)
     rng = np.random.default_rng(0)
     reg = InnovationRegistry(N_IN, N_OUT)
     pop = [minimal_genome(i, reg, net.initial_density, rng) for i in range(8)]

@@ -66,6 +66,7 @@ def _add_one_node(
     net: NetworkSpec,
     acts: ActivationSpec,
     fan_in: int,
+    fan_out: int,
 ) -> Genome:
     if g.n_hidden >= net.max_hidden:
         return g
@@ -91,34 +92,43 @@ def _add_one_node(
             g.generation,
         )
         if net.topology == "layered" or _within_depth(new, net):
+            row = int(np.flatnonzero(new.node_id == nid)[0])
             if fan_in:
-                new = _grow_in_links(new, int(np.flatnonzero(new.node_id == nid)[0]), rng, reg,
-                                     net, fan_in)
+                new = _grow_links(new, row, rng, reg, net, fan_in, inward=True)
+            if fan_out:
+                new = _grow_links(new, row, rng, reg, net, fan_out, inward=False)
             return new
     return g
 
 
-def _grow_in_links(
-    g: Genome, d: int, rng: np.random.Generator, reg: InnovationRegistry, net: NetworkSpec,
-    count: int,
+def _grow_links(
+    g: Genome, row: int, rng: np.random.Generator, reg: InnovationRegistry, net: NetworkSpec,
+    count: int, inward: bool,
 ) -> Genome:
-    """Up to `count` new in-links into the node at row `d`, from random earlier nodes.
+    """Up to `count` new links into (`inward`) or out of the node at `row`, to random nodes.
 
-    Links that would exceed `max_levels` are skipped; returns `g` itself if none fit.
+    In-links come from earlier non-output nodes, out-links go to later non-input
+    nodes. Links that would exceed `max_levels` are skipped; returns `g` itself if
+    none fit.
     """
-    dst = g.node_id[d]
-    linked = g.conn_src[(g.conn_dst == dst) & g.conn_enabled]
-    free = np.flatnonzero((g.node_pos < g.node_pos[d]) & (g.node_kind != OUTPUT)
-                          & ~np.isin(g.node_id, linked))
-    if free.size == 0:
+    nid = g.node_id[row]
+    if inward:
+        linked = g.conn_src[(g.conn_dst == nid) & g.conn_enabled]
+        free = (g.node_pos < g.node_pos[row]) & (g.node_kind != OUTPUT)
+    else:
+        linked = g.conn_dst[(g.conn_src == nid) & g.conn_enabled]
+        free = (g.node_pos > g.node_pos[row]) & (g.node_kind != INPUT)
+    candidates = np.flatnonzero(free & ~np.isin(g.node_id, linked))
+    if candidates.size == 0:
         return g
-    srcs = g.node_id[rng.choice(free, size=min(count, free.size), replace=False)]
-    new = _with_connections(g, reg, [(s, dst) for s in srcs])
+    others = g.node_id[rng.choice(candidates, size=min(count, candidates.size), replace=False)]
+    pairs = [(int(o), int(nid)) if inward else (int(nid), int(o)) for o in others]
+    new = _with_connections(g, reg, pairs)
     if net.topology == "layered" or _within_depth(new, net):
         return new
     out = g
-    for s in srcs:  # some source is too deep: add the links one by one, keeping the legal ones
-        trial = _with_connections(out, reg, [(s, dst)])
+    for pair in pairs:  # some link is too deep: add them one by one, keeping the legal ones
+        trial = _with_connections(out, reg, [pair])
         if _within_depth(trial, net):
             out = trial
     return out
@@ -136,7 +146,7 @@ def add_connections(
     """
     targets = np.flatnonzero(g.node_kind != INPUT)
     for _ in range(ATTEMPTS):
-        new = _grow_in_links(g, int(rng.choice(targets)), rng, reg, net, count)
+        new = _grow_links(g, int(rng.choice(targets)), rng, reg, net, count, inward=True)
         if new is not g:
             return new
     return g
@@ -150,15 +160,17 @@ def add_nodes(
     acts: ActivationSpec,
     count: int,
     fan_in: int = 0,
+    fan_out: int = 0,
 ) -> Genome:
     """Split up to `count` random enabled connections a->b into a->new->b (NEAT add-node).
 
-    With `fan_in` > 0 each new node also grows that many extra in-links at once, so
-    it starts as a useful feature detector rather than a relay of a single input.
+    Each new node may also grow `fan_in` extra in-links and `fan_out` extra
+    out-links at once, so it starts as a feature detector shared by several
+    outputs rather than a relay from one input to one output.
     """
     out = g
     for _ in range(count):
-        out = _add_one_node(out, rng, reg, net, acts, fan_in)
+        out = _add_one_node(out, rng, reg, net, acts, fan_in, fan_out)
     return out
 
 
@@ -205,7 +217,7 @@ def mutate(
             x, rng, reg, net, int(rng.integers(1, rates.add_connection_max + 1)))),
         (rates.add_node, lambda x: add_nodes(
             x, rng, reg, net, acts, int(rng.integers(1, rates.add_node_max + 1)),
-            rates.add_node_fan_in)),
+            rates.add_node_fan_in, rates.add_node_fan_out)),
         (rates.remove_connection, lambda x: remove_connections(
             x, rng, int(rng.integers(1, rates.remove_connection_max + 1)))),
         (rates.change_activation, lambda x: change_activation(x, rng, acts)),
