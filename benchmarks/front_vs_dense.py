@@ -24,7 +24,7 @@ from rich.console import Console
 
 from evosparse.data import load_task
 from evosparse.evaluators import LocalEvaluator
-from evosparse.fitness import FitnessConfig, evaluate_genome
+from evosparse.fitness import FitnessConfig, evaluate_batch
 from evosparse.genome import InnovationRegistry
 from evosparse.operators import dense_mlp_genome
 from evosparse.progress import ProgressDisplay, front_table
@@ -52,8 +52,9 @@ def main() -> None:
     cfg = FitnessConfig(task=task, training=space.training, bias=space.network.bias,
                         run_seed=space.seed, threads=space.evaluation.threads)
     reg = InnovationRegistry(task.n_features, task.n_classes)
-    mlp = [evaluate_genome(dense_mlp_genome(i, reg, widths, "relu"), cfg)
-           for i in range(args.mlp_seeds)]
+    # evaluate_batch, like the search, trains under the space's fixed thread count.
+    mlp = evaluate_batch([dense_mlp_genome(i, reg, widths, "relu") for i in range(args.mlp_seeds)],
+                         cfg)
     mlp_test = 100 * statistics.mean(r.test_accuracy for r in mlp)
     mlp_flops = mlp[0].flops
     shape = "-".join(map(str, [task.n_features, *widths, task.n_classes]))
