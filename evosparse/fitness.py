@@ -21,10 +21,12 @@ import torch.nn.functional as F
 from evosparse.data import Task
 from evosparse.flops import count_cost
 from evosparse.genome import Genome
-from evosparse.network import SparseNetwork
+from evosparse.network import BatchedNetworks, SparseNetwork
 from evosparse.space import TrainingSpec
 
 Status = Literal["ok", "nan", "failed"]
+Outcome = tuple[float, float] | tuple[Status, str]
+"""(val accuracy, test accuracy) of a trained genome, or (status, reason) of a failure."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class FitnessConfig:
     run_seed: int
     threads: int = 1
     device: str = "cpu"
+    batched: bool = True
 
 
 class Diverged(Exception):
@@ -119,40 +122,120 @@ def _train_and_score(
     return _accuracy(net, *split(t.x_val, t.y_val)), _accuracy(net, *split(t.x_test, t.y_test))
 
 
-def evaluate_genome(genome: Genome, cfg: FitnessConfig) -> EvalResult:
-    """Train and score one genome; a diverged or raising training is recorded, not raised."""
-    start = time.perf_counter()
+def _train_batch(
+    genomes: list[Genome], cfg: FitnessConfig, device: torch.device
+) -> list[tuple[float, float] | str]:
+    """Train genomes together as one batched program; per genome (val, test) or a divergence.
+
+    Each genome keeps its own generator (initial weights, minibatch order), its own
+    loss and, since Adam and SGD act elementwise, its own optimiser state: it follows
+    the trajectory it follows when trained alone, up to float rounding.
+    """
+    gens = [torch.Generator().manual_seed(evaluation_seed(cfg.run_seed, g.genome_id))
+            for g in genomes]
+    net = BatchedNetworks(genomes, cfg.bias, gens).to(device)
+    opt = _optimizer([p for p in net.parameters() if p.requires_grad], cfg.training)
+    t = cfg.task
+    x = torch.from_numpy(t.x_train).to(device)
+    y = torch.from_numpy(t.y_train).to(device)
+    bs = cfg.training.batch_size
+    failed: dict[int, str] = {}
+    for epoch in range(cfg.training.epochs):
+        perm = torch.stack([torch.randperm(len(x), generator=g) for g in gens]).to(device)
+        for step, i in enumerate(range(0, len(x), bs)):
+            idx = perm[:, i : i + bs]
+            logits = net(x[idx])
+            loss = F.cross_entropy(logits.flatten(0, 1), y[idx].flatten(), reduction="none")
+            loss = loss.view(idx.shape).mean(dim=1)
+            bad = ~torch.isfinite(loss)
+            for b in torch.nonzero(bad).flatten().tolist():
+                failed.setdefault(b, f"loss became {loss[b].item()} at epoch {epoch}, step {step}")
+            opt.zero_grad(set_to_none=True)
+            torch.where(bad, torch.zeros_like(loss), loss).sum().backward()
+            opt.step()
+
+    def score(xs: np.ndarray, ys: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            xt = torch.from_numpy(xs).to(device).expand(len(genomes), -1, -1)
+            logits = net(xt)
+        ok = torch.isfinite(logits).flatten(1).all(dim=1)
+        acc = (logits.argmax(dim=2) == torch.from_numpy(ys).to(device)).float().mean(dim=1)
+        return acc.cpu(), ok.cpu()
+
+    val, val_ok = score(t.x_val, t.y_val)
+    test, test_ok = score(t.x_test, t.y_test)
+    out: list[tuple[float, float] | str] = []
+    for b in range(len(genomes)):
+        if b in failed:
+            out.append(failed[b])
+        elif not (val_ok[b] and test_ok[b]):
+            out.append("network output is not finite on evaluation data")
+        else:
+            out.append((float(val[b]), float(test[b])))
+    return out
+
+
+def _device(cfg: FitnessConfig) -> torch.device:
+    if cfg.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(cfg.device)
+
+
+def _result(genome: Genome, cfg: FitnessConfig, outcome: Outcome, seconds: float) -> EvalResult:
     cost = count_cost(genome, cfg.bias)
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available()
-                          else "cpu" if cfg.device == "auto" else cfg.device)
-    status: Status = "ok"
-    error = None
-    val = test = 0.0
-    try:
-        val, test = _train_and_score(genome, cfg, device)
-    except Diverged as exc:
-        status, error = "nan", str(exc)
-    except Exception:  # noqa: BLE001 - a broken candidate must not stop the search
-        status, error = "failed", traceback.format_exc()
+    if isinstance(outcome[0], float):
+        status: Status = "ok"
+        (val, test), error = outcome, None
+    else:
+        status, error = outcome  # type: ignore[assignment]
+        val = test = 0.0
     return EvalResult(
         genome_id=genome.genome_id,
         generation=genome.generation,
         status=status,
-        val_accuracy=val,
-        test_accuracy=test,
+        val_accuracy=val,  # type: ignore[arg-type]
+        test_accuracy=test,  # type: ignore[arg-type]
         flops=cost.flops,
         params=cost.params,
         connections=cost.connections,
-        wall_time=time.perf_counter() - start,
-        error=error,
+        wall_time=seconds,
+        error=error,  # type: ignore[arg-type]
     )
 
 
+def evaluate_genome(genome: Genome, cfg: FitnessConfig) -> EvalResult:
+    """Train and score one genome alone; a diverged or raising training is recorded, not raised."""
+    start = time.perf_counter()
+    outcome: Outcome
+    try:
+        outcome = _train_and_score(genome, cfg, _device(cfg))
+    except Diverged as exc:
+        outcome = ("nan", str(exc))
+    except Exception:  # noqa: BLE001 - a broken candidate must not stop the search
+        outcome = ("failed", traceback.format_exc())
+    return _result(genome, cfg, outcome, time.perf_counter() - start)
+
+
 def evaluate_batch(genomes: list[Genome], cfg: FitnessConfig) -> list[EvalResult]:
-    """Evaluate genomes in order under the configured thread count (restored afterwards)."""
+    """Evaluate genomes under the configured thread count (restored afterwards).
+
+    With `cfg.batched`, the genomes train together as one program (`_train_batch`)
+    and each result's wall time is the batch's time divided by its size. If the
+    batched program itself raises, every genome is evaluated alone instead, so the
+    error is recorded on the genome that caused it.
+    """
     previous = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     try:
+        if cfg.batched and len(genomes) > 1:
+            start = time.perf_counter()
+            try:
+                raw = _train_batch(genomes, cfg, _device(cfg))
+            except Exception:  # noqa: BLE001 - fall back to isolate the failing genome
+                return [evaluate_genome(g, cfg) for g in genomes]
+            each = (time.perf_counter() - start) / len(genomes)
+            return [_result(g, cfg, o if isinstance(o, tuple) else ("nan", o), each)
+                    for g, o in zip(genomes, raw, strict=True)]
         return [evaluate_genome(g, cfg) for g in genomes]
     finally:
         torch.set_num_threads(previous)

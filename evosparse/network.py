@@ -37,6 +37,7 @@ class _Level(nn.Module):
         else:
             self.bias = None
         names = sorted(set(acts.tolist()))
+        self.act_names = acts.tolist()
         self._fns = [torch_activation(n) for n in names]
         groups = [np.flatnonzero(acts == n) for n in names]
         order = np.concatenate(groups)
@@ -86,3 +87,72 @@ class SparseNetwork(nn.Module):
             h = torch.cat([h, level(h)], dim=1)
         return h[:, self._outputs]
 
+
+
+class BatchedNetworks(nn.Module):
+    """Many genomes as one padded, batched program (`torch.baddbmm` per depth level).
+
+    Each genome is first built as a `SparseNetwork` with its own generator, so its
+    initial weights are exactly those it gets when trained alone; they are then
+    scattered into zero-padded blocks [genomes, nodes of level l, nodes before l].
+    Padded and absent entries are zero in the mask, so they stay zero and get no
+    gradient; activations are selected per node with `torch.where`, one pass per
+    activation function present, not per node. Input x is [genomes, samples,
+    features] (each genome may see its own minibatch); output is [genomes,
+    samples, outputs].
+    """
+
+    def __init__(self, genomes: list[Genome], bias: bool, generators: list[torch.Generator]):
+        super().__init__()
+        nets = [SparseNetwork(g, bias, gen) for g, gen in zip(genomes, generators, strict=True)]
+        n_b, n_in = len(nets), nets[0].n_inputs
+        depth = max(len(n.levels) for n in nets)
+        widths = [max((n.levels[k].weight.shape[0] for n in nets if k < len(n.levels)),
+                      default=0) for k in range(depth)]
+        starts = np.concatenate([[n_in], n_in + np.cumsum(widths)])  # first column of each level
+        names = sorted({a for g in genomes for a in g.node_act.tolist()})
+        self._fns = [torch_activation(a) for a in names]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        masks, act_codes = [], []
+        # col_map[b][c] = padded column of genome b's own column c
+        col_maps = [list(range(n_in)) for _ in nets]
+        for k, width in enumerate(widths):
+            w = torch.zeros(n_b, width, int(starts[k]))
+            m = torch.zeros_like(w)
+            b = torch.zeros(n_b, width)
+            codes = torch.full((n_b, width), -1, dtype=torch.long)
+            for i, net in enumerate(nets):
+                if k >= len(net.levels):
+                    continue
+                lv = net.levels[k]
+                rows = lv.weight.shape[0]
+                cols = torch.as_tensor(col_maps[i])
+                w[i, :rows, cols] = lv.weight.detach()
+                m[i, :rows, cols] = lv.mask
+                if lv.bias is not None:
+                    b[i, :rows] = lv.bias.detach()
+                codes[i, :rows] = torch.as_tensor([names.index(a) for a in lv.act_names])
+                col_maps[i] += list(range(int(starts[k]), int(starts[k]) + rows))
+            self.weights.append(nn.Parameter(w))
+            self.biases.append(nn.Parameter(b, requires_grad=bias))
+            masks.append(m)
+            act_codes.append(codes)
+        for k, (m, c) in enumerate(zip(masks, act_codes, strict=True)):
+            self.register_buffer(f"mask{k}", m)
+            self.register_buffer(f"codes{k}", c)
+        self.register_buffer("_outputs", torch.as_tensor(
+            np.stack([np.asarray(cm)[n._outputs.numpy()] for cm, n in zip(col_maps, nets,
+                                                                          strict=True)])))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x
+        for k, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            m, codes = getattr(self, f"mask{k}"), getattr(self, f"codes{k}")
+            pre = torch.baddbmm(b.unsqueeze(1), h, (w * m).transpose(1, 2))
+            out = pre
+            for a, fn in enumerate(self._fns):
+                out = torch.where((codes == a).unsqueeze(1), fn(pre), out)
+            h = torch.cat([h, out], dim=2)
+        idx = self._outputs.unsqueeze(1).expand(-1, h.shape[1], -1)
+        return torch.gather(h, 2, idx)

@@ -139,6 +139,7 @@ class Search:
             run_seed=space.seed,
             threads=space.evaluation.threads,
             device=space.evaluation.device,
+            batched=space.evaluation.batched,
         )
         self.state = state or SearchState(
             generation=-1,

@@ -115,7 +115,8 @@ class EvaluationSpec(_Model):
 
     device: Literal["auto", "cpu", "cuda"] = "cpu"
     threads: int = Field(1, ge=1)
-    batch_size: int = Field(4, ge=1)
+    batch_size: int = Field(16, ge=1)
+    batched: bool = True
 
 
 class StopSpec(_Model):

@@ -1,0 +1,95 @@
+"""Population-batched training: each genome follows the trajectory it follows alone."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from evosparse.data import Task
+from evosparse.fitness import FitnessConfig, evaluate_batch, evaluation_seed
+from evosparse.genome import InnovationRegistry
+from evosparse.network import BatchedNetworks, SparseNetwork
+from evosparse.operators import add_connections, add_nodes, dense_mlp_genome, minimal_genome
+from evosparse.space import ActivationSpec, NetworkSpec, TrainingSpec
+from tests.test_fitness import DIGITS
+
+
+def heterogeneous(n: int) -> list:
+    """Genomes of different sizes, depths and activation mixes."""
+    rng = np.random.default_rng(11)
+    reg = InnovationRegistry(64, 10)
+    acts = ActivationSpec(hidden=("relu", "tanh", "sigmoid", "gelu", "identity"))
+    out = []
+    for i in range(n):
+        net = NetworkSpec(max_hidden=40, max_levels=1 + i % 3)
+        g = minimal_genome(i, reg, 0.05 + 0.06 * i, rng)
+        for _ in range(i):
+            g = add_nodes(g, rng, reg, net, acts, 2, fan_in=6, fan_out=2)
+            g = add_connections(g, rng, reg, net, 8)
+        out.append(g)
+    return out
+
+
+def test_batch_of_8_follows_one_by_one_loss_curves_for_50_steps() -> None:
+    genomes = heterogeneous(8)
+    assert len({len(SparseNetwork(g, True, torch.Generator()).levels) for g in genomes}) > 1
+    seeds = [evaluation_seed(1, g.genome_id) for g in genomes]
+    singles = [SparseNetwork(g, True, torch.Generator().manual_seed(s))
+               for g, s in zip(genomes, seeds, strict=True)]
+    batched = BatchedNetworks(genomes, True, [torch.Generator().manual_seed(s) for s in seeds])
+    opts = [torch.optim.Adam(n.parameters(), lr=0.01) for n in singles]
+    bopt = torch.optim.Adam(batched.parameters(), lr=0.01)
+    x = torch.from_numpy(DIGITS.x_train)
+    y = torch.from_numpy(DIGITS.y_train)
+    rng = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        idx = torch.stack([torch.randperm(len(x), generator=rng)[:32] for _ in genomes])
+        single_losses = []
+        for net, opt, rows in zip(singles, opts, idx, strict=True):
+            loss = F.cross_entropy(net(x[rows]), y[rows])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            single_losses.append(loss.item())
+        logits = batched(x[idx])
+        losses = F.cross_entropy(logits.flatten(0, 1), y[idx].flatten(), reduction="none")
+        losses = losses.view(idx.shape).mean(dim=1)
+        bopt.zero_grad()
+        losses.sum().backward()
+        bopt.step()
+        np.testing.assert_allclose(losses.detach().numpy(), single_losses, rtol=1e-4)
+    for k, w in enumerate(batched.weights):
+        mask = getattr(batched, f"mask{k}")
+        assert torch.all(w[mask == 0] == 0), "absent and padded weights stay exactly zero"
+
+
+def test_batched_and_one_by_one_evaluations_agree() -> None:
+    genomes = heterogeneous(8)
+    cfg = FitnessConfig(task=DIGITS, training=TrainingSpec(epochs=2), bias=True, run_seed=3)
+    alone = evaluate_batch(genomes, replace(cfg, batched=False))
+    together = evaluate_batch(genomes, cfg)
+    for a, b in zip(alone, together, strict=True):
+        assert a.ok and b.ok
+        assert abs(a.val_accuracy - b.val_accuracy) <= 0.01
+        assert abs(a.test_accuracy - b.test_accuracy) <= 0.01
+        assert (a.flops, a.params) == (b.flops, b.params)
+
+
+def test_a_diverging_genome_does_not_spoil_its_batch() -> None:
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(64, 4)) * 1e12).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    task = Task("t", x, y, x, y, x, y, n_classes=2)
+    reg = InnovationRegistry(4, 2)
+    linear = [minimal_genome(i, reg, 1.0, rng) for i in range(2)]
+    squares = dense_mlp_genome(2, reg, [2, 2], "square")  # (1e12)^4 overflows float32
+    cfg = FitnessConfig(task=task, training=TrainingSpec(epochs=2, batch_size=16), bias=True,
+                        run_seed=0)
+    together = evaluate_batch([linear[0], squares, linear[1]], cfg)
+    alone = evaluate_batch(linear, replace(cfg, batched=False))
+    assert [r.status for r in together] == ["ok", "nan", "ok"]
+    assert "epoch 0, step 0" in together[1].error
+    assert [r.val_accuracy for r in (together[0], together[2])] == [r.val_accuracy for r in alone]
