@@ -47,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--generations", type=_nonneg, help="override the space's generations")
     run.add_argument("--population", type=int, help="override the space's population")
     run.add_argument("--seed", type=_nonneg, help="override the space's seed")
+    run.add_argument("--device", choices=["auto", "cpu", "cuda"],
+                     help="override evaluation.device (auto: CUDA when present)")
 
     resume = sub.add_parser("resume", help="continue a stopped or killed run exactly")
     resume.add_argument("run_dir", type=Path, help="the run directory, e.g. runs/digits")
@@ -130,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             space = load_space(args.space).with_overrides(
                 name=args.name, generations=args.generations,
                 population=args.population, seed=args.seed,
+                evaluation={"device": args.device},
             )
             run_dir = RunDir(args.runs_dir / space.name)
             search = start_run(run_dir, space, LocalEvaluator(), [])

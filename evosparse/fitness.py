@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from evosparse.data import Task
 from evosparse.flops import count_cost
 from evosparse.genome import Genome
+from evosparse.graph import analyse
 from evosparse.network import BatchedNetworks, SparseNetwork
 from evosparse.space import TrainingSpec
 
@@ -173,6 +174,46 @@ def _train_batch(
         else:
             out.append((float(val[b]), float(test[b])))
     return out
+
+
+def estimate_batch_bytes(genomes: list[Genome], cfg: FitnessConfig) -> int:
+    """An upper estimate of the memory one batched training of `genomes` takes.
+
+    Padded weight blocks are held six times (weights, gradients, masks, two
+    optimiser states, the masked product); activations are held for the largest
+    pass (a minibatch, or the whole val / test split when scoring) a few times over
+    (input, pre-activation, output, one `where` temporary per activation function).
+    """
+    depths = [analyse(g).depth for g in genomes]
+    counts = [np.bincount(d[d > 0]) for d in depths]
+    widths = [max((int(c[k]) for c in counts if k < len(c)), default=0)
+              for k in range(1, max(len(c) for c in counts))]
+    starts = cfg.task.n_features + np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(int)
+    weights = len(genomes) * int(np.dot(widths, starts))
+    cols = cfg.task.n_features + sum(widths)
+    rows = max(cfg.training.batch_size, len(cfg.task.x_val), len(cfg.task.x_test))
+    n_acts = len({a for g in genomes for a in g.node_act.tolist()})
+    return 4 * (6 * weights + len(genomes) * rows * cols * (3 + n_acts))
+
+
+def plan_batches(genomes: list[Genome], cfg: FitnessConfig, size: int, cap_mb: float) -> list[
+    list[Genome]
+]:
+    """Split genomes, in order, into batches of at most `size` that stay under `cap_mb`.
+
+    Only the genome list and the space decide the split, never the worker count, so
+    a genome's batch (and so its result) is the same wherever the batch runs. A
+    genome that alone exceeds the cap still gets a batch of its own.
+    """
+    batches: list[list[Genome]] = []
+    for g in genomes:
+        if batches and len(batches[-1]) < size and (
+            estimate_batch_bytes([*batches[-1], g], cfg) <= cap_mb * 2**20
+        ):
+            batches[-1].append(g)
+        else:
+            batches.append([g])
+    return batches
 
 
 def _device(cfg: FitnessConfig) -> torch.device:

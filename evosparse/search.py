@@ -18,7 +18,7 @@ import numpy as np
 
 from evosparse.data import Task
 from evosparse.evaluators.base import BaseEvaluator
-from evosparse.fitness import EvalResult, FitnessConfig, evaluate_batch
+from evosparse.fitness import EvalResult, FitnessConfig, evaluate_batch, plan_batches
 from evosparse.genome import Genome, InnovationRegistry
 from evosparse.operators import crossover, minimal_genome, mutate
 from evosparse.pareto import (
@@ -184,8 +184,8 @@ class Search:
         return children
 
     def _evaluate(self, genomes: list[Genome]) -> list[EvalResult]:
-        size = self.space.evaluation.batch_size
-        batches = [genomes[i : i + size] for i in range(0, len(genomes), size)]
+        ev = self.space.evaluation
+        batches = plan_batches(genomes, self.config, ev.batch_size, ev.memory_cap_mb)
         fn = functools.partial(evaluate_batch, cfg=self.config)
         results: list[EvalResult] = []
         for batch_results in self.evaluator.map(fn, batches):

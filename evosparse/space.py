@@ -113,10 +113,11 @@ class ObjectivesSpec(_Model):
 class EvaluationSpec(_Model):
     """Where and how candidates are trained."""
 
-    device: Literal["auto", "cpu", "cuda"] = "cpu"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = Field(1, ge=1)
     batch_size: int = Field(16, ge=1)
     batched: bool = True
+    memory_cap_mb: float = Field(4096.0, gt=0.0)
 
 
 class StopSpec(_Model):
@@ -155,9 +156,16 @@ class SearchSpace(_Model):
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
     def with_overrides(self, **values: Any) -> SearchSpace:
-        """A copy with top-level fields replaced (None values are ignored), re-validated."""
+        """A copy with fields replaced, re-validated; None values are ignored.
+
+        A dict value updates a section: `with_overrides(evaluation={"device": "cuda"})`.
+        """
         data = self.model_dump(mode="json")
-        data.update({k: v for k, v in values.items() if v is not None})
+        for key, value in values.items():
+            if isinstance(value, dict):
+                data[key].update({k: v for k, v in value.items() if v is not None})
+            elif value is not None:
+                data[key] = value
         return _validate(data, "command-line overrides")
 
 

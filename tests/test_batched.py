@@ -9,7 +9,13 @@ import torch
 import torch.nn.functional as F
 
 from evosparse.data import Task
-from evosparse.fitness import FitnessConfig, evaluate_batch, evaluation_seed
+from evosparse.fitness import (
+    FitnessConfig,
+    estimate_batch_bytes,
+    evaluate_batch,
+    evaluation_seed,
+    plan_batches,
+)
 from evosparse.genome import InnovationRegistry
 from evosparse.network import BatchedNetworks, SparseNetwork
 from evosparse.operators import add_connections, add_nodes, dense_mlp_genome, minimal_genome
@@ -93,3 +99,17 @@ def test_a_diverging_genome_does_not_spoil_its_batch() -> None:
     assert [r.status for r in together] == ["ok", "nan", "ok"]
     assert "epoch 0, step 0" in together[1].error
     assert [r.val_accuracy for r in (together[0], together[2])] == [r.val_accuracy for r in alone]
+
+
+def test_batches_are_split_in_order_under_the_size_and_memory_caps() -> None:
+    genomes = heterogeneous(8)
+    cfg = FitnessConfig(task=DIGITS, training=TrainingSpec(), bias=True, run_seed=0)
+    whole = estimate_batch_bytes(genomes, cfg)
+    assert plan_batches(genomes, cfg, 16, 4096) == [genomes]
+    for size, cap_mb in [(3, 4096.0), (16, whole / 3 / 2**20), (2, whole / 3 / 2**20)]:
+        batches = plan_batches(genomes, cfg, size, cap_mb)
+        assert [g for b in batches for g in b] == genomes, "order and membership kept"
+        assert all(len(b) <= size for b in batches)
+        assert all(len(b) == 1 or estimate_batch_bytes(b, cfg) <= cap_mb * 2**20 for b in batches)
+    tiny = plan_batches(genomes, cfg, 16, 1e-6)
+    assert [len(b) for b in tiny] == [1] * 8, "a genome over the cap still gets evaluated"
