@@ -96,10 +96,11 @@ class BatchedNetworks(nn.Module):
     initial weights are exactly those it gets when trained alone; they are then
     scattered into zero-padded blocks [genomes, nodes of level l, nodes before l].
     Padded and absent entries are zero in the mask, so they stay zero and get no
-    gradient; activations are selected per node with `torch.where`, one pass per
-    activation function present, not per node. Input x is [genomes, samples,
-    features] (each genome may see its own minibatch); output is [genomes,
-    samples, outputs].
+    gradient. Activations run node-major: the rows (genome, node) of a level are
+    gathered by activation function, each function runs once on its rows, and the
+    rows are put back, so no Python loop runs over nodes or genomes. Input x is
+    [genomes, samples, features] (each genome may see its own minibatch); output
+    is [genomes, samples, outputs].
     """
 
     def __init__(self, genomes: list[Genome], bias: bool, generators: list[torch.Generator]):
@@ -138,21 +139,35 @@ class BatchedNetworks(nn.Module):
             self.biases.append(nn.Parameter(b, requires_grad=bias))
             masks.append(m)
             act_codes.append(codes)
+        self._groups: list[list[tuple[int, int]]] = []  # per level: (function index, rows)
         for k, (m, c) in enumerate(zip(masks, act_codes, strict=True)):
             self.register_buffer(f"mask{k}", m)
-            self.register_buffer(f"codes{k}", c)
+            flat = c.flatten()
+            order = torch.argsort(flat, stable=True)
+            self.register_buffer(f"order{k}", order)
+            self.register_buffer(f"inverse{k}", torch.argsort(order))
+            codes, counts = torch.unique_consecutive(flat[order], return_counts=True)
+            self._groups.append(list(zip(codes.tolist(), counts.tolist(), strict=True)))
         self.register_buffer("_outputs", torch.as_tensor(
             np.stack([np.asarray(cm)[n._outputs.numpy()] for cm, n in zip(col_maps, nets,
                                                                           strict=True)])))
 
+    def _activate(self, k: int, pre: torch.Tensor) -> torch.Tensor:
+        """Apply each node's activation to pre [genomes, nodes, samples] of level k."""
+        groups = self._groups[k]
+        if len(groups) == 1:
+            code = groups[0][0]
+            return pre if code < 0 else self._fns[code](pre)
+        flat = pre.reshape(-1, pre.shape[2]).index_select(0, getattr(self, f"order{k}"))
+        parts = flat.split([n for _, n in groups])
+        done = [p if code < 0 else self._fns[code](p) for (code, _), p in zip(groups, parts,
+                                                                              strict=True)]
+        return torch.cat(done).index_select(0, getattr(self, f"inverse{k}")).view_as(pre)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x
+        h = x.transpose(1, 2)  # node-major: [genomes, nodes, samples]
         for k, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            m, codes = getattr(self, f"mask{k}"), getattr(self, f"codes{k}")
-            pre = torch.baddbmm(b.unsqueeze(1), h, (w * m).transpose(1, 2))
-            out = pre
-            for a, fn in enumerate(self._fns):
-                out = torch.where((codes == a).unsqueeze(1), fn(pre), out)
-            h = torch.cat([h, out], dim=2)
-        idx = self._outputs.unsqueeze(1).expand(-1, h.shape[1], -1)
-        return torch.gather(h, 2, idx)
+            pre = torch.baddbmm(b.unsqueeze(2), w * getattr(self, f"mask{k}"), h)
+            h = torch.cat([h, self._activate(k, pre)], dim=1)
+        idx = self._outputs.unsqueeze(2).expand(-1, -1, h.shape[2])
+        return torch.gather(h, 1, idx).transpose(1, 2)
