@@ -177,24 +177,41 @@ def _train_batch(
     return out
 
 
+def _level_widths(genome: Genome) -> np.ndarray:
+    """Number of computed nodes on each depth level (1, 2, ...) of a genome."""
+    depth = analyse(genome).depth
+    return np.bincount(depth[depth > 0])[1:]
+
+
+def _bytes(widths: np.ndarray, n_genomes: int, n_acts: int, cfg: FitnessConfig) -> int:
+    starts = cfg.task.n_features + np.concatenate([[0], np.cumsum(widths)[:-1]])
+    weights = n_genomes * int(np.dot(widths, starts))
+    cols = cfg.task.n_features + int(widths.sum())
+    rows = max(cfg.training.batch_size, len(cfg.task.x_val), len(cfg.task.x_test))
+    return 4 * (6 * weights + n_genomes * rows * cols * (3 + n_acts))
+
+
+def _padded(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Elementwise maximum of two width vectors of possibly different lengths."""
+    out = np.zeros(max(len(a), len(b)), dtype=np.int64)
+    out[: len(a)] = a
+    out[: len(b)] = np.maximum(out[: len(b)], b)
+    return out
+
+
 def estimate_batch_bytes(genomes: list[Genome], cfg: FitnessConfig) -> int:
     """An upper estimate of the memory one batched training of `genomes` takes.
 
     Padded weight blocks are held six times (weights, gradients, masks, two
     optimiser states, the masked product); activations are held for the largest
     pass (a minibatch, or the whole val / test split when scoring) a few times over
-    (input, pre-activation, output, one `where` temporary per activation function).
+    (input, pre-activation, output, one temporary per activation function).
     """
-    depths = [analyse(g).depth for g in genomes]
-    counts = [np.bincount(d[d > 0]) for d in depths]
-    widths = [max((int(c[k]) for c in counts if k < len(c)), default=0)
-              for k in range(1, max(len(c) for c in counts))]
-    starts = cfg.task.n_features + np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(int)
-    weights = len(genomes) * int(np.dot(widths, starts))
-    cols = cfg.task.n_features + sum(widths)
-    rows = max(cfg.training.batch_size, len(cfg.task.x_val), len(cfg.task.x_test))
-    n_acts = len({a for g in genomes for a in g.node_act.tolist()})
-    return 4 * (6 * weights + len(genomes) * rows * cols * (3 + n_acts))
+    widths = np.zeros(0, dtype=np.int64)
+    for g in genomes:
+        widths = _padded(widths, _level_widths(g))
+    acts = {a for g in genomes for a in g.node_act.tolist()}
+    return _bytes(widths, len(genomes), len(acts), cfg)
 
 
 def plan_batches(genomes: list[Genome], cfg: FitnessConfig, size: int, cap_mb: float) -> list[
@@ -207,13 +224,19 @@ def plan_batches(genomes: list[Genome], cfg: FitnessConfig, size: int, cap_mb: f
     genome that alone exceeds the cap still gets a batch of its own.
     """
     batches: list[list[Genome]] = []
+    widths = np.zeros(0, dtype=np.int64)
+    acts: set[str] = set()
     for g in genomes:
+        w, a = _level_widths(g), set(g.node_act.tolist())
+        grown, grown_acts = _padded(widths, w), acts | a
         if batches and len(batches[-1]) < size and (
-            estimate_batch_bytes([*batches[-1], g], cfg) <= cap_mb * 2**20
+            _bytes(grown, len(batches[-1]) + 1, len(grown_acts), cfg) <= cap_mb * 2**20
         ):
             batches[-1].append(g)
+            widths, acts = grown, grown_acts
         else:
             batches.append([g])
+            widths, acts = w, a
     return batches
 
 
