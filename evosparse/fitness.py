@@ -44,6 +44,7 @@ class EvalResult:
     connections: int
     wall_time: float
     error: str | None = None
+    memory_mb: float = 0.0  # peak training memory per genome: measured on CUDA, else estimated
 
     @property
     def ok(self) -> bool:
@@ -246,7 +247,22 @@ def _device(cfg: FitnessConfig) -> torch.device:
     return torch.device(cfg.device)
 
 
-def _result(genome: Genome, cfg: FitnessConfig, outcome: Outcome, seconds: float) -> EvalResult:
+def _peak_mb(genomes: list[Genome], cfg: FitnessConfig, device: torch.device) -> float:
+    """Peak memory of the training just done, per genome: CUDA's own peak counter when on
+    a GPU (reset before each training), `estimate_batch_bytes` on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20 / len(genomes)
+    return estimate_batch_bytes(genomes, cfg) / 2**20 / len(genomes)
+
+
+def _reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _result(
+    genome: Genome, cfg: FitnessConfig, outcome: Outcome, seconds: float, memory_mb: float
+) -> EvalResult:
     cost = count_cost(genome, cfg.bias)
     if isinstance(outcome[0], float):
         status: Status = "ok"
@@ -265,27 +281,31 @@ def _result(genome: Genome, cfg: FitnessConfig, outcome: Outcome, seconds: float
         connections=cost.connections,
         wall_time=seconds,
         error=error,  # type: ignore[arg-type]
+        memory_mb=memory_mb,
     )
 
 
 def evaluate_genome(genome: Genome, cfg: FitnessConfig) -> EvalResult:
     """Train and score one genome alone; a diverged or raising training is recorded, not raised."""
     start = time.perf_counter()
+    device = _device(cfg)
+    _reset_peak(device)
     outcome: Outcome
     try:
-        outcome = _train_and_score(genome, cfg, _device(cfg))
+        outcome = _train_and_score(genome, cfg, device)
     except Diverged as exc:
         outcome = ("nan", str(exc))
     except Exception:  # noqa: BLE001 - a broken candidate must not stop the search
         outcome = ("failed", traceback.format_exc())
-    return _result(genome, cfg, outcome, time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    return _result(genome, cfg, outcome, seconds, _peak_mb([genome], cfg, device))
 
 
 def evaluate_batch(genomes: list[Genome], cfg: FitnessConfig) -> list[EvalResult]:
     """Evaluate genomes under the configured thread count (restored afterwards).
 
     With `cfg.batched`, the genomes train together as one program (`_train_batch`)
-    and each result's wall time is the batch's time divided by its size. If the
+    and each result's wall time and peak memory are the batch's divided by its size. If the
     batched program itself raises, every genome is evaluated alone instead, so the
     error is recorded on the genome that caused it.
     """
@@ -294,12 +314,15 @@ def evaluate_batch(genomes: list[Genome], cfg: FitnessConfig) -> list[EvalResult
     try:
         if cfg.batched and len(genomes) > 1:
             start = time.perf_counter()
+            device = _device(cfg)
+            _reset_peak(device)
             try:
-                raw = _train_batch(genomes, cfg, _device(cfg))
+                raw = _train_batch(genomes, cfg, device)
             except Exception:  # noqa: BLE001 - fall back to isolate the failing genome
                 return [evaluate_genome(g, cfg) for g in genomes]
             each = (time.perf_counter() - start) / len(genomes)
-            return [_result(g, cfg, o if isinstance(o, tuple) else ("nan", o), each)
+            memory = _peak_mb(genomes, cfg, device)
+            return [_result(g, cfg, o if isinstance(o, tuple) else ("nan", o), each, memory)
                     for g, o in zip(genomes, raw, strict=True)]
         return [evaluate_genome(g, cfg) for g in genomes]
     finally:

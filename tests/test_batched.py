@@ -82,6 +82,7 @@ def test_batched_and_one_by_one_evaluations_agree() -> None:
         assert abs(a.val_accuracy - b.val_accuracy) <= 0.01
         assert abs(a.test_accuracy - b.test_accuracy) <= 0.01
         assert (a.flops, a.params) == (b.flops, b.params)
+        assert b.memory_mb == together[0].memory_mb > 0, "the batch's peak, shared out"
 
 
 def test_a_diverging_genome_does_not_spoil_its_batch() -> None:
