@@ -39,16 +39,16 @@ def _split_position(pa: float, pb: float, net: NetworkSpec) -> float | None:
 
 def _with_connections(g: Genome, reg: InnovationRegistry, pairs: list[tuple[int, int]]) -> Genome:
     """`g` with the given (src, dst) node ids connected: existing genes re-enabled, others new."""
+    src, dst = np.array(pairs, dtype=np.int64).reshape(-1, 2).T
+    keys = (g.conn_src << 32) | g.conn_dst
+    order = np.argsort(keys)
+    wanted = (src << 32) | dst
+    at = np.minimum(np.searchsorted(keys[order], wanted), max(len(keys) - 1, 0))
+    found = (keys[order][at] == wanted) if len(keys) else np.zeros(len(wanted), dtype=bool)
     en = g.conn_enabled.copy()
-    new_src, new_dst = [], []
-    for src, dst in pairs:
-        existing = np.flatnonzero((g.conn_src == src) & (g.conn_dst == dst))
-        if existing.size:
-            en[existing[0]] = True
-        else:
-            new_src.append(src)
-            new_dst.append(dst)
-    innov = [reg.connection(s, d) for s, d in zip(new_src, new_dst, strict=True)]
+    en[order[at[found]]] = True
+    new_src, new_dst = src[~found], dst[~found]
+    innov = [reg.connection(s, d) for s, d in zip(new_src.tolist(), new_dst.tolist(), strict=True)]
     return Genome.build(
         g.genome_id,
         g.nodes,
