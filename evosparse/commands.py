@@ -35,11 +35,6 @@ def resume(path: Path, generations: int | None, console: Console) -> int:
     return _execute(resume_run(run_dir, LocalEvaluator(), [], generations), run_dir, console)
 
 
-def status(path: Path, as_json: bool, console: Console) -> int:
-    """`evosparse status`: print a run's progress and front."""
-    return _status(RunDir(path), as_json, console)
-
-
 def _execute(search: Search, run_dir: RunDir, console: Console) -> int:
     """Run the search with a progress display; handle Ctrl-C; print the final front."""
     display = ProgressDisplay(console, search.space.generations)
@@ -75,20 +70,22 @@ def _execute(search: Search, run_dir: RunDir, console: Console) -> int:
     return 0
 
 
-def _status(run_dir: RunDir, as_json: bool, console: Console) -> int:
+def status(path: Path, as_json: bool, console: Console) -> int:
+    """`evosparse status`: print a run's progress and front."""
+    run_dir = RunDir(path)
     space = run_dir.load_space()
     body = run_dir.latest_checkpoint()
     if body is None:
         raise UserError(f"{run_dir.path} has no finished generation yet")
     state = SearchState.from_dict(body["state"])
     front = front_of(state.population)
-    ref = (space.objectives.reference_error, space.objectives.reference_flops)
     doc = {
         "run": str(run_dir.path),
         "generation": state.generation,
         "generations": space.generations,
         "evaluations": state.evaluations,
-        "hypervolume": hypervolume([m.objectives for m in state.population], ref),
+        "hypervolume": hypervolume([m.objectives for m in state.population],
+                                   space.objectives.reference),
         "front": [member_summary(m) for m in front],
     }
     if as_json:

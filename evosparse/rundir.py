@@ -205,11 +205,6 @@ class RunDir:
         }
         atomic_write(self.front_file, (json.dumps(doc, indent=2) + "\n").encode())
 
-    def read_front(self) -> dict[str, Any] | None:
-        if not self.front_file.is_file():
-            return None
-        return json.loads(self.front_file.read_text())
-
 
 class RunDirRecorder(Reporter):
     """Writes history as evaluations finish, then a checkpoint and front.json per generation.

@@ -151,11 +151,6 @@ class Search:
         )
         self.stop_requested = False
 
-    @property
-    def reference(self) -> Objectives:
-        o = self.space.objectives
-        return (o.reference_error, o.reference_flops)
-
     def _new_id(self) -> int:
         self.state.next_genome_id += 1
         return self.state.next_genome_id - 1
@@ -221,7 +216,7 @@ class Search:
         record = GenerationRecord(
             generation=generation,
             evaluations=s.evaluations,
-            hypervolume=hypervolume(objs, self.reference),
+            hypervolume=hypervolume(objs, self.space.objectives.reference),
             front=front_of(s.population),
             best_val_accuracy=max((m.result.val_accuracy for m in s.population), default=0.0),
             failed=sum(not r.ok for r in results),

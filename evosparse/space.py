@@ -109,6 +109,11 @@ class ObjectivesSpec(_Model):
     reference_error: float = Field(1.0, gt=0.0, le=1.0)
     reference_flops: float = Field(..., gt=0.0)
 
+    @property
+    def reference(self) -> tuple[float, float]:
+        """The reference point in objective order (validation error, FLOPs)."""
+        return (self.reference_error, self.reference_flops)
+
 
 class EvaluationSpec(_Model):
     """Where and how candidates are trained."""
