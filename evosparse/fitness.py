@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -24,10 +24,13 @@ from evosparse.genome import Genome
 from evosparse.graph import analyse
 from evosparse.network import BatchedNetworks, SparseNetwork
 from evosparse.space import TrainingSpec
+from evosparse.weights import TEST_PREDICTIONS, genome_digest, model_bytes
 
 Status = Literal["ok", "nan", "failed"]
-Outcome = tuple[float, float] | tuple[Status, str]
-"""(val accuracy, test accuracy) of a trained genome, or (status, reason) of a failure."""
+Trained = tuple[tuple[float, float], bytes]
+"""(val accuracy, test accuracy) of a trained genome, and its weights as safetensors bytes."""
+Outcome = Trained | tuple[Status, str]
+"""A trained genome, or (status, reason) of a failure."""
 
 
 @dataclass(frozen=True)
@@ -45,13 +48,17 @@ class EvalResult:
     wall_time: float
     error: str | None = None
     memory_mb: float = 0.0  # peak training memory per genome: measured on CUDA, else estimated
+    model: bytes | None = field(default=None, repr=False, compare=False)
+    """Trained weights (`weights.model_bytes`): kept in the run directory, not the history."""
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        del d["model"]
+        return d
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> EvalResult:
@@ -89,17 +96,30 @@ def _optimizer(params: list[torch.nn.Parameter], spec: TrainingSpec) -> torch.op
     return cls(params, lr=spec.lr, weight_decay=spec.weight_decay, fused=True)
 
 
-def _accuracy(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+def _predict(net: torch.nn.Module, x: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Class predictions for a whole split in one pass; non-finite outputs raise `Diverged`."""
     with torch.no_grad():
-        logits = net(x)
+        logits = net(torch.from_numpy(x).to(device))
     if not torch.isfinite(logits).all():
         raise Diverged("network output is not finite on evaluation data")
-    return float((logits.argmax(dim=1) == y).float().mean())
+    return logits.argmax(dim=1).cpu()
 
 
-def _train_and_score(
-    genome: Genome, cfg: FitnessConfig, device: torch.device
-) -> tuple[float, float]:
+def _score(genome: Genome, net: SparseNetwork, t: Task, device: torch.device) -> Trained:
+    """Score a trained network on val and test and pack it for the run directory.
+
+    Batched and one-by-one training both end here, with the genome's own
+    `SparseNetwork`: the exported model, run through the same code, predicts exactly
+    what was recorded.
+    """
+    net = net.to(device).eval()
+    val = _predict(net, t.x_val, device)
+    test = _predict(net, t.x_test, device)
+    accuracy = (float((val.numpy() == t.y_val).mean()), float((test.numpy() == t.y_test).mean()))
+    return accuracy, model_bytes(net.cpu(), {TEST_PREDICTIONS: test}, genome_digest(genome))
+
+
+def _train_and_score(genome: Genome, cfg: FitnessConfig, device: torch.device) -> Trained:
     gen = torch.Generator().manual_seed(evaluation_seed(cfg.run_seed, genome.genome_id))
     net = SparseNetwork(genome, cfg.bias, gen).to(device)
     opt = _optimizer(list(net.parameters()), cfg.training)
@@ -117,17 +137,12 @@ def _train_and_score(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-    net.eval()
-
-    def split(a: np.ndarray, b: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.from_numpy(a).to(device), torch.from_numpy(b).to(device)
-
-    return _accuracy(net, *split(t.x_val, t.y_val)), _accuracy(net, *split(t.x_test, t.y_test))
+    return _score(genome, net, t, device)
 
 
 def _train_batch(
     genomes: list[Genome], cfg: FitnessConfig, device: torch.device
-) -> list[tuple[float, float] | str]:
+) -> list[Trained | str]:
     """Train genomes together as one batched program; per genome (val, test) or a divergence.
 
     Each genome keeps its own generator (initial weights, minibatch order), its own
@@ -157,24 +172,15 @@ def _train_batch(
             torch.where(bad, torch.zeros_like(loss), loss).sum().backward()
             opt.step()
 
-    def score(xs: np.ndarray, ys: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.no_grad():
-            xt = torch.from_numpy(xs).to(device).expand(len(genomes), -1, -1)
-            logits = net(xt)
-        ok = torch.isfinite(logits).flatten(1).all(dim=1)
-        acc = (logits.argmax(dim=2) == torch.from_numpy(ys).to(device)).float().mean(dim=1)
-        return acc.cpu(), ok.cpu()
-
-    val, val_ok = score(t.x_val, t.y_val)
-    test, test_ok = score(t.x_test, t.y_test)
-    out: list[tuple[float, float] | str] = []
+    out: list[Trained | str] = []
     for b in range(len(genomes)):
         if b in failed:
             out.append(failed[b])
-        elif not (val_ok[b] and test_ok[b]):
-            out.append("network output is not finite on evaluation data")
-        else:
-            out.append((float(val[b]), float(test[b])))
+            continue
+        try:
+            out.append(_score(genomes[b], net.unbatch(b), t, device))
+        except Diverged as exc:
+            out.append(str(exc))
     return out
 
 
@@ -264,9 +270,11 @@ def _result(
     genome: Genome, cfg: FitnessConfig, outcome: Outcome, seconds: float, memory_mb: float
 ) -> EvalResult:
     cost = count_cost(genome, cfg.bias)
-    if isinstance(outcome[0], float):
+    model = None
+    if isinstance(outcome[1], bytes):
         status: Status = "ok"
-        (val, test), error = outcome, None
+        (val, test), model = outcome  # type: ignore[misc]
+        error = None
     else:
         status, error = outcome  # type: ignore[assignment]
         val = test = 0.0
@@ -282,6 +290,7 @@ def _result(
         wall_time=seconds,
         error=error,  # type: ignore[arg-type]
         memory_mb=memory_mb,
+        model=model,
     )
 
 
@@ -322,7 +331,7 @@ def evaluate_batch(genomes: list[Genome], cfg: FitnessConfig) -> list[EvalResult
                 return [evaluate_genome(g, cfg) for g in genomes]
             each = (time.perf_counter() - start) / len(genomes)
             memory = _peak_mb(genomes, cfg, device)
-            return [_result(g, cfg, o if isinstance(o, tuple) else ("nan", o), each, memory)
+            return [_result(g, cfg, ("nan", o) if isinstance(o, str) else o, each, memory)
                     for g, o in zip(genomes, raw, strict=True)]
         return [evaluate_genome(g, cfg) for g in genomes]
     finally:

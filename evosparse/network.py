@@ -139,6 +139,8 @@ class BatchedNetworks(nn.Module):
             self.biases.append(nn.Parameter(b, requires_grad=bias))
             masks.append(m)
             act_codes.append(codes)
+        self._nets = nets  # a plain list: not parameters of the batch, refilled by `unbatch`
+        self._col_maps = col_maps
         self._groups: list[list[tuple[int, int]]] = []  # per level: (function index, rows)
         for k, (m, c) in enumerate(zip(masks, act_codes, strict=True)):
             self.register_buffer(f"mask{k}", m)
@@ -151,6 +153,18 @@ class BatchedNetworks(nn.Module):
         self.register_buffer("_outputs", torch.as_tensor(
             np.stack([np.asarray(cm)[n._outputs.numpy()] for cm, n in zip(col_maps, nets,
                                                                           strict=True)])))
+
+    def unbatch(self, i: int) -> SparseNetwork:
+        """Genome i's network (on the CPU) holding its current trained weights."""
+        net = self._nets[i]
+        cols = torch.as_tensor(self._col_maps[i])
+        with torch.no_grad():
+            for k, lv in enumerate(net.levels):
+                rows = lv.weight.shape[0]
+                lv.weight.copy_(self.weights[k][i, :rows, :][:, cols[: lv.weight.shape[1]]])
+                if lv.bias is not None:
+                    lv.bias.copy_(self.biases[k][i, :rows])
+        return net
 
     def _activate(self, k: int, pre: torch.Tensor) -> torch.Tensor:
         """Apply each node's activation to pre [genomes, nodes, samples] of level k."""

@@ -4,13 +4,17 @@ Layout:
     space.yaml                 the resolved search space (seed included)
     checkpoints/gen-NNNNNN.json  one per generation, checksummed, newest few kept
     history.jsonl              every evaluation ever made, one JSON object a line
+    generations.jsonl          one line per generation: hypervolume and the front
     front.json                 the current Pareto front
+    models/<genome_id>.safetensors  trained weights of the members of recent populations
     .lock                      held (flock) by the process working on the run
 
 Every file is written atomically (temp file, fsync, rename); no pickle anywhere.
 The history is appended per batch; a checkpoint records how many history lines
 belong to it, and resuming truncates the lines a killed process wrote after
 its last checkpoint, so a resumed run's files equal an uninterrupted run's.
+Weight files are written as evaluations finish and deleted once their genome
+has left the populations of the checkpoints kept.
 """
 
 from __future__ import annotations
@@ -87,6 +91,17 @@ class RunDir:
     @property
     def checkpoint_dir(self) -> Path:
         return self.path / "checkpoints"
+
+    @property
+    def generations_file(self) -> Path:
+        return self.path / "generations.jsonl"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.path / "models"
+
+    def model_file(self, genome_id: int) -> Path:
+        return self.model_dir / f"{genome_id}.safetensors"
 
     def exists(self) -> bool:
         return self.space_file.is_file()
@@ -165,6 +180,16 @@ class RunDir:
             print(f"evosparse: warning: skipping damaged checkpoint {path}: {exc}", file=sys.stderr)
             return None
 
+    def recent_populations(self, generation: int) -> list[set[int]]:
+        """Genome ids of the populations of the valid checkpoints up to `generation`, oldest
+        first: the weights a resumed run must keep."""
+        out = []
+        for path in reversed(self.checkpoints()):
+            body = self.read_checkpoint(path)
+            if body is not None and body["state"]["generation"] <= generation:
+                out.append({m["genome"]["genome_id"] for m in body["state"]["population"]})
+        return out
+
     def latest_checkpoint(self) -> dict[str, Any] | None:
         """The newest valid checkpoint body, or None if there is none."""
         for path in self.checkpoints():
@@ -183,46 +208,87 @@ class RunDir:
             os.fsync(f.fileno())
 
     def read_history(self) -> list[dict[str, Any]]:
-        if not self.history_file.is_file():
-            return []
-        with open(self.history_file) as f:
-            return [json.loads(line) for line in f if line.endswith("\n")]
+        return _read_lines(self.history_file)
 
-    def truncate_history(self, n: int) -> None:
-        """Keep the first `n` complete lines (those covered by the checkpoint resumed from)."""
-        if not self.history_file.is_file():
-            return
-        with open(self.history_file, "rb") as f:
-            lines = f.read().split(b"\n")[:n]
-        atomic_write(self.history_file, b"".join(line + b"\n" for line in lines))
+    def read_generations(self) -> list[dict[str, Any]]:
+        """One record per finished generation: hypervolume and the front's summaries."""
+        return _read_lines(self.generations_file)
 
-    def write_front(self, record: GenerationRecord) -> None:
+    def truncate_logs(self, state: SearchState | None) -> None:
+        """Keep the history and generation lines the checkpoint resumed from covers."""
+        _truncate_lines(self.history_file, state.evaluations if state else 0)
+        _truncate_lines(self.generations_file, state.generation + 1 if state else 0)
+
+    def write_models(self, results: list[EvalResult]) -> None:
+        """Store the trained weights that came with `results`."""
+        self.model_dir.mkdir(exist_ok=True)
+        for r in results:
+            if r.model is not None:
+                atomic_write(self.model_file(r.genome_id), r.model)
+
+    def prune_models(self, keep: set[int]) -> None:
+        """Delete the weight files of genomes not in `keep`."""
+        for path in self.model_dir.glob("*.safetensors"):
+            if int(path.stem) not in keep:
+                path.unlink()
+
+    def write_generation(self, record: GenerationRecord) -> None:
+        """Append the generation's line to generations.jsonl and rewrite front.json."""
         doc = {
             "generation": record.generation,
             "evaluations": record.evaluations,
             "hypervolume": record.hypervolume,
             "front": [member_summary(m) for m in record.front],
         }
+        with open(self.generations_file, "a") as f:
+            f.write(json.dumps(doc, allow_nan=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
         atomic_write(self.front_file, (json.dumps(doc, indent=2) + "\n").encode())
 
 
-class RunDirRecorder(Reporter):
-    """Writes history as evaluations finish, then a checkpoint and front.json per generation.
+def _read_lines(path: Path) -> list[dict[str, Any]]:
+    """The complete JSON lines of a log file (a line cut by a crash is ignored)."""
+    if not path.is_file():
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.endswith("\n")]
 
-    Order matters for crash safety: history lines first, then the checkpoint that
-    counts them, then the derived front.
+
+def _truncate_lines(path: Path, n: int) -> None:
+    """Keep the first `n` complete lines of a log file."""
+    if not path.is_file():
+        return
+    with open(path, "rb") as f:
+        lines = f.read().split(b"\n")[:n]
+    atomic_write(path, b"".join(line + b"\n" for line in lines))
+
+
+class RunDirRecorder(Reporter):
+    """Writes history and weights as evaluations finish, then per generation the
+    generation line, front.json and a checkpoint, and prunes old weight files.
+
+    Order matters for crash safety: the logs first, then the checkpoint that
+    counts their lines; weights are deleted only after the checkpoint that no
+    longer needs them (the populations of the newest `keep_checkpoints` checkpoints
+    this process wrote, or the one it resumed from, keep theirs).
     """
 
-    def __init__(self, run_dir: RunDir, space: SearchSpace) -> None:
+    def __init__(self, run_dir: RunDir, space: SearchSpace, state: SearchState | None) -> None:
         self.run_dir = run_dir
         self.space = space
+        self._recent = run_dir.recent_populations(state.generation) if state else []
 
     def evaluated(self, results: list[EvalResult]) -> None:
         self.run_dir.append_history(results)
+        self.run_dir.write_models(results)
 
     def generation_end(self, record: GenerationRecord, state: SearchState) -> None:
+        self.run_dir.write_generation(record)
         self.run_dir.write_checkpoint(state, self.space)
-        self.run_dir.write_front(record)
+        ids = {m.genome.genome_id for m in state.population}
+        self._recent = [*self._recent, ids][-self.space.keep_checkpoints :]
+        self.run_dir.prune_models(set().union(*self._recent))
 
 
 def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:

@@ -31,7 +31,7 @@ def start_run(
     run_dir.lock()
     run_dir.create(space)
     return Search(space=space, task=task, evaluator=evaluator,
-                  reporters=[RunDirRecorder(run_dir, space), *reporters])
+                  reporters=[RunDirRecorder(run_dir, space, None), *reporters])
 
 
 def resume_run(
@@ -60,6 +60,6 @@ def resume_run(
         run_dir.write_space(space)
     task = load_task(space.dataset)
     state = SearchState.from_dict(body["state"]) if body is not None else None
-    run_dir.truncate_history(state.evaluations if state is not None else 0)
+    run_dir.truncate_logs(state)
     return Search(space=space, task=task, evaluator=evaluator, state=state,
-                  reporters=[RunDirRecorder(run_dir, space), *reporters])
+                  reporters=[RunDirRecorder(run_dir, space, state), *reporters])

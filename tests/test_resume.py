@@ -21,15 +21,18 @@ from tests.conftest import evosparse
 SPACE = {"generations": 4, "population": 6}
 
 
-def _comparable(run: Path) -> tuple[list[dict], dict]:
+def _comparable(run: Path) -> tuple[list[dict], dict, str, dict[str, bytes]]:
+    """History (without timings), front, generation log and the trained weights kept."""
     history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
     for h in history:
         h.pop("wall_time")
-    return history, json.loads((run / "front.json").read_text())
+    models = {p.name: p.read_bytes() for p in (run / "models").glob("*.safetensors")}
+    return (history, json.loads((run / "front.json").read_text()),
+            (run / "generations.jsonl").read_text(), models)
 
 
 @pytest.fixture
-def reference(write_space, tmp_path: Path) -> tuple[Path, tuple[list[dict], dict]]:
+def reference(write_space, tmp_path: Path) -> tuple[Path, tuple]:
     space = write_space(SPACE)
     out = evosparse("run", str(space), "--runs-dir", str(tmp_path / "ref"))
     assert out.returncode == 0, out.stderr

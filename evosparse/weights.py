@@ -1,0 +1,116 @@
+"""Trained weights as safetensors: from a `SparseNetwork` to bytes and back, checked.
+
+A file holds, per depth level k of the network (`network.py`), the tensors
+`levels.k.weight` (masked: absent connections are exactly zero), `levels.k.mask`
+(the connections, 0/1) and `levels.k.bias`, plus optional extras (the run
+directory adds `test_predictions`). Its metadata names the format and the
+SHA-256 of the genome it belongs to, so a weight file paired with the wrong or an
+edited `genome.json` is refused. safetensors holds raw tensors only: loading
+one executes nothing, unlike a pickle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load, save
+
+from evosparse.errors import UserError
+from evosparse.genome import Genome
+from evosparse.network import SparseNetwork
+
+FORMAT = "evosparse-weights-1"
+TEST_PREDICTIONS = "test_predictions"
+
+
+def genome_digest(genome: Genome) -> str:
+    """SHA-256 of the genome's canonical JSON: what a weight file is bound to."""
+    text = json.dumps(genome.to_dict(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def network_tensors(net: SparseNetwork) -> dict[str, torch.Tensor]:
+    """The network's masked weights, masks and biases, on the CPU."""
+    out: dict[str, torch.Tensor] = {}
+    for k, lv in enumerate(net.levels):
+        out[f"levels.{k}.weight"] = (lv.weight * lv.mask).detach().cpu().contiguous()
+        out[f"levels.{k}.mask"] = lv.mask.to(torch.uint8).cpu().contiguous()
+        if lv.bias is not None:
+            out[f"levels.{k}.bias"] = lv.bias.detach().cpu().contiguous()
+    return out
+
+
+def model_bytes(
+    net: SparseNetwork, extra: dict[str, torch.Tensor] | None = None, digest: str = ""
+) -> bytes:
+    """The network's weights (and `extra` tensors) as one safetensors file."""
+    tensors = {**network_tensors(net), **(extra or {})}
+    # One metadata key: safetensors orders several keys differently from run to run.
+    info = json.dumps({"format": FORMAT, "genome_sha256": digest}, sort_keys=True)
+    return save(tensors, metadata={"evosparse": info})
+
+
+def read_model(data: bytes, source: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a safetensors file's bytes; a damaged file is a `UserError`."""
+    try:
+        tensors = load(data)
+        header_len = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8 : 8 + header_len]).get("__metadata__") or {}
+        metadata = json.loads(header.get("evosparse", "{}"))
+    except (SafetensorError, ValueError, UnicodeDecodeError, AttributeError) as exc:
+        raise UserError(f"{source}: not a valid safetensors file ({exc})") from None
+    if metadata.get("format") != FORMAT:
+        raise UserError(f"{source}: not an evosparse weight file "
+                        f"(format {metadata.get('format')!r}, expected {FORMAT!r})")
+    return tensors, metadata
+
+
+def network_from_model(genome: Genome, data: bytes, source: str) -> SparseNetwork:
+    """Rebuild the trained network of `genome` from a weight file's bytes.
+
+    The file must match the genome exactly: its digest when it records one, the
+    number of levels, every shape, and every mask (so a connection added to or
+    dropped from either file is caught); weights outside the mask must be zero.
+    """
+    tensors, metadata = read_model(data, source)
+    recorded = metadata.get("genome_sha256", "")
+    if recorded and recorded != genome_digest(genome):
+        raise UserError(f"{source} belongs to another genome (or the genome file was edited): "
+                        "its genome_sha256 does not match")
+    bias = "levels.0.bias" in tensors
+    net = SparseNetwork(genome, bias, torch.Generator().manual_seed(0))
+    expected = network_tensors(net)
+    names = {n for n in tensors if n.startswith("levels.")}
+    if names != set(expected):
+        missing, unknown = sorted(set(expected) - names), sorted(names - set(expected))
+        raise UserError(f"{source} does not fit the genome: missing tensors {missing}, "
+                        f"unexpected tensors {unknown}")
+    for name, want in expected.items():
+        got = tensors[name]
+        if got.shape != want.shape:
+            raise UserError(f"{source}: tensor {name} has shape {tuple(got.shape)}, "
+                            f"the genome needs {tuple(want.shape)}")
+        if name.endswith(".mask") and not torch.equal(got, want):
+            raise UserError(f"{source}: tensor {name} does not match the genome's connections")
+    with torch.no_grad():
+        for k, lv in enumerate(net.levels):
+            w = tensors[f"levels.{k}.weight"].to(torch.float32)
+            if not torch.isfinite(w).all() or torch.any(w[lv.mask == 0] != 0):
+                raise UserError(f"{source}: levels.{k}.weight has non-finite values or "
+                                "weights outside the genome's connections")
+            lv.weight.copy_(w)
+            if lv.bias is not None:
+                lv.bias.copy_(tensors[f"levels.{k}.bias"])
+    return net.eval()
+
+
+def read_bytes(path: Path) -> bytes:
+    """A file's bytes, or a `UserError` naming it."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from None
