@@ -1,4 +1,4 @@
-"""The `evosparse` command: run, resume and status.
+"""The `evosparse` command: run, resume, status, export and report.
 
 Bad input ends with one message and exit code 2; Ctrl-C stops after the
 current generation's checkpoint (a second Ctrl-C aborts at once, leaving the
@@ -48,6 +48,18 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="show a run's progress and Pareto front")
     status.add_argument("run_dir", type=Path)
     status.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+    export = sub.add_parser(
+        "export", help="write front members as genome.json, safetensors, ONNX, metrics, card")
+    export.add_argument("run_dir", type=Path)
+    export.add_argument(
+        "--select", default="front", metavar="WHICH",
+        help="front (default) | best-accuracy | max-flops=X | min-accuracy=Y "
+             "(accuracies are validation accuracies, Y a fraction)")
+    export.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/export)")
+
+    report = sub.add_parser("report", help="plot fronts, hypervolume, topologies; report.html")
+    report.add_argument("run_dir", type=Path)
     return p
 
 
@@ -67,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
             return commands.run(space, args.runs_dir, console)
         if args.command == "resume":
             return commands.resume(args.run_dir, args.generations, console)
+        if args.command == "export":
+            return commands.export(args.run_dir, args.select, args.out, console)
+        if args.command == "report":
+            return commands.report(args.run_dir, console)
         return commands.status(args.run_dir, args.json, console)
     except UserError as exc:
         print(f"evosparse: error: {exc}", file=sys.stderr)

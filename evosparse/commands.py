@@ -98,3 +98,25 @@ def status(path: Path, as_json: bool, console: Console) -> int:
     )
     console.print(front_table(doc["front"], "Pareto front"))
     return 0
+
+
+def export(path: Path, how: str, out: Path | None, console: Console) -> int:
+    """`evosparse export`: write the chosen front members as deployable files."""
+    from evosparse.export import export_run
+
+    folders = export_run(RunDir(path), how, out)
+    for folder in folders:
+        m = json.loads((folder / "metrics.json").read_text())
+        console.print(f"{folder}: test accuracy {m['test_accuracy']:.4f}, {m['flops']} FLOPs, "
+                      f"ONNX max |diff| {m['onnx']['max_abs_diff_vs_torch']:.1e}", highlight=False)
+    console.print(f"exported {len(folders)} network(s)")
+    return 0
+
+
+def report(path: Path, console: Console) -> int:
+    """`evosparse report`: plots and report.html in the run directory."""
+    from evosparse.report import write_report
+
+    page = write_report(RunDir(path))
+    console.print(f"report: {page}")
+    return 0

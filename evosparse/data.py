@@ -34,6 +34,10 @@ class Task:
     x_test: np.ndarray
     y_test: np.ndarray
     n_classes: int
+    mean: np.ndarray | None = None
+    """Per-feature mean and standard deviation (float64) of the training split that
+    standardised x; None when the space turns standardisation off."""
+    std: np.ndarray | None = None
 
     @property
     def n_features(self) -> int:
@@ -135,26 +139,46 @@ def _split(
     return tuple(np.sort(np.concatenate(p)) for p in parts)  # type: ignore[return-value]
 
 
+def _raw(spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Features and labels of a named or file dataset, before splitting."""
+    if spec.name == "digits":
+        return _digits()
+    if spec.name == "mnist1d":
+        return _mnist1d(spec.mnist1d_samples)
+    assert spec.path is not None
+    return _read_file(spec.path, spec.label_column)
+
+
 def load_task(spec: DatasetSpec) -> Task:
     """Load and split the dataset a space names; raises `UserError` on bad data."""
     if spec.name in ("xor", "parity"):
         # Boolean functions: every input is a test case, so all three splits are the full table.
         x, y = _parity(2 if spec.name == "xor" else spec.parity_bits)
         return Task(spec.name, x, y, x, y, x, y, n_classes=2)
-    if spec.name == "digits":
-        x, y = _digits()
-    elif spec.name == "mnist1d":
-        x, y = _mnist1d(spec.mnist1d_samples)
-    else:
-        assert spec.path is not None
-        x, y = _read_file(spec.path, spec.label_column)
+    x, y = _raw(spec)
     train, val, test = _split(y, spec.val_fraction, spec.test_fraction, spec.split_seed)
     if min(len(train), len(val), len(test)) == 0:
         raise UserError(f"dataset {spec.name!r}: too few samples ({len(y)}) for the split")
+    mean = std = None
     if spec.standardize:
-        mean = x[train].mean(axis=0)
-        std = x[train].std(axis=0)
+        mean = x[train].astype(np.float64).mean(axis=0)
+        std = x[train].astype(np.float64).std(axis=0)
         std[std == 0] = 1.0
-        x = ((x - mean) / std).astype(np.float32)
+        x = standardize(x, mean, std)
     n_classes = int(y.max()) + 1
-    return Task(spec.name, x[train], y[train], x[val], y[val], x[test], y[test], n_classes)
+    return Task(spec.name, x[train], y[train], x[val], y[val], x[test], y[test], n_classes,
+                mean, std)
+
+
+def standardize(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """(x - mean) / std in float64, rounded once to float32: the exported models do the same."""
+    return ((x.astype(np.float64) - mean) / std).astype(np.float32)
+
+
+def load_raw_test(spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
+    """The test split as the user's data holds it (not standardised): what exported models take."""
+    if spec.name in ("xor", "parity"):
+        return _parity(2 if spec.name == "xor" else spec.parity_bits)
+    x, y = _raw(spec)
+    _, _, test = _split(y, spec.val_fraction, spec.test_fraction, spec.split_seed)
+    return x[test], y[test]

@@ -1,0 +1,152 @@
+"""A trained `SparseNetwork` as a self-contained ONNX model (standard operators only).
+
+The graph mirrors `network.py`: each depth level is a MatMul with the level's
+masked weight matrix (absent connections are zero), an Add of its biases and its
+activation functions (nodes grouped per function with Gather); the level's
+output is concatenated to the running activations, and the logits are gathered
+at the end. Input `x` is [batch, features] float32 (standardised inside the model
+when the search standardised its data), output `logits` is [batch, classes].
+Every library activation has a recipe in `RECIPES`, written with operators of
+the default domain, so onnxruntime runs the file with nothing of
+evosparse installed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from evosparse.network import SparseNetwork
+
+OPSET = 18
+
+_Emit = Callable[[str, str, list[onnx.NodeProto], list[onnx.TensorProto]], str]
+"""A recipe: (input name, unique prefix, nodes, initializers) -> output name; appends nodes."""
+
+
+def _op(op: str, **attrs: float) -> _Emit:
+    def emit(x: str, p: str, nodes: list[onnx.NodeProto], init: list[onnx.TensorProto]) -> str:
+        nodes.append(helper.make_node(op, [x], [p], **attrs))
+        return p
+
+    return emit
+
+
+def _square(x: str, p: str, nodes: list[onnx.NodeProto], init: list[onnx.TensorProto]) -> str:
+    nodes.append(helper.make_node("Mul", [x, x], [p]))
+    return p
+
+
+def _silu(x: str, p: str, nodes: list[onnx.NodeProto], init: list[onnx.TensorProto]) -> str:
+    nodes += [helper.make_node("Sigmoid", [x], [p + "_s"]),
+              helper.make_node("Mul", [x, p + "_s"], [p])]
+    return p
+
+
+def _gelu(x: str, p: str, nodes: list[onnx.NodeProto], init: list[onnx.TensorProto]) -> str:
+    """Exact GELU, x * (1 + erf(x / sqrt 2)) / 2, as torch's default computes it."""
+    init += [numpy_helper.from_array(np.array(2**-0.5, np.float32), p + "_c"),
+             numpy_helper.from_array(np.array(1.0, np.float32), p + "_one"),
+             numpy_helper.from_array(np.array(0.5, np.float32), p + "_half")]
+    nodes += [helper.make_node("Mul", [x, p + "_c"], [p + "_a"]),
+              helper.make_node("Erf", [p + "_a"], [p + "_e"]),
+              helper.make_node("Add", [p + "_e", p + "_one"], [p + "_b"]),
+              helper.make_node("Mul", [x, p + "_b"], [p + "_d"]),
+              helper.make_node("Mul", [p + "_d", p + "_half"], [p])]
+    return p
+
+
+def _gaussian(x: str, p: str, nodes: list[onnx.NodeProto], init: list[onnx.TensorProto]) -> str:
+    nodes += [helper.make_node("Mul", [x, x], [p + "_sq"]),
+              helper.make_node("Neg", [p + "_sq"], [p + "_n"]),
+              helper.make_node("Exp", [p + "_n"], [p])]
+    return p
+
+
+RECIPES: dict[str, _Emit] = {
+    "identity": _op("Identity"),
+    "relu": _op("Relu"),
+    "leaky_relu": _op("LeakyRelu", alpha=0.01),
+    "abs": _op("Abs"),
+    "square": _square,
+    "tanh": _op("Tanh"),
+    "sigmoid": _op("Sigmoid"),
+    "elu": _op("Elu", alpha=1.0),
+    "softplus": _op("Softplus"),
+    "gelu": _gelu,
+    "silu": _silu,
+    "sin": _op("Sin"),
+    "gaussian": _gaussian,
+}
+
+
+def _const(init: list[onnx.TensorProto], name: str, value: np.ndarray) -> str:
+    init.append(numpy_helper.from_array(value, name))
+    return name
+
+
+def to_onnx(
+    net: SparseNetwork,
+    scale: tuple[np.ndarray, np.ndarray] | None = None,
+    name: str = "evosparse",
+) -> onnx.ModelProto:
+    """The ONNX model of a trained network; checked with the full ONNX checker.
+
+    `scale` (mean, std) puts the search's input standardisation in front, computed as
+    `data.standardize` does (float64, rounded once to float32), so the model takes
+    features as the user's data holds them.
+    """
+    nodes: list[onnx.NodeProto] = []
+    init: list[onnx.TensorProto] = []
+    h = "x"
+    if scale is not None:
+        mean = _const(init, "input_mean", np.asarray(scale[0], np.float64))
+        std = _const(init, "input_std", np.asarray(scale[1], np.float64))
+        nodes += [helper.make_node("Cast", ["x"], ["x64"], to=TensorProto.DOUBLE),
+                  helper.make_node("Sub", ["x64", mean], ["x_centred"]),
+                  helper.make_node("Div", ["x_centred", std], ["x_scaled"]),
+                  helper.make_node("Cast", ["x_scaled"], ["z"], to=TensorProto.FLOAT)]
+        h = "z"
+    for k, lv in enumerate(net.levels):
+        w = (lv.weight * lv.mask).detach().cpu().numpy().astype(np.float32)
+        pre = f"l{k}_pre"
+        nodes.append(helper.make_node("MatMul", [h, _const(init, f"l{k}_weight_t", w.T.copy())],
+                                      [pre if lv.bias is None else f"l{k}_mm"]))
+        if lv.bias is not None:
+            b = lv.bias.detach().cpu().numpy().astype(np.float32)
+            nodes.append(helper.make_node("Add", [f"l{k}_mm", _const(init, f"l{k}_bias", b)],
+                                          [pre]))
+        acts = np.asarray(lv.act_names)
+        names = sorted(set(lv.act_names))
+        if len(names) == 1:
+            out = RECIPES[names[0]](pre, f"l{k}_act", nodes, init)
+        else:
+            parts = []
+            for j, a in enumerate(names):
+                idx = _const(init, f"l{k}_g{j}_idx", np.flatnonzero(acts == a).astype(np.int64))
+                nodes.append(helper.make_node("Gather", [pre, idx], [f"l{k}_g{j}_in"], axis=1))
+                parts.append(RECIPES[a](f"l{k}_g{j}_in", f"l{k}_g{j}_out", nodes, init))
+            order = np.concatenate([np.flatnonzero(acts == a) for a in names])
+            nodes.append(helper.make_node("Concat", parts, [f"l{k}_grouped"], axis=1))
+            inverse = _const(init, f"l{k}_inverse", np.argsort(order).astype(np.int64))
+            out = f"l{k}_act"
+            nodes.append(helper.make_node("Gather", [f"l{k}_grouped", inverse], [out], axis=1))
+        nodes.append(helper.make_node("Concat", [h, out], [f"h{k + 1}"], axis=1))
+        h = f"h{k + 1}"
+    outputs = _const(init, "output_columns", net._outputs.cpu().numpy().astype(np.int64))
+    nodes.append(helper.make_node("Gather", [h, outputs], ["logits"], axis=1))
+    n_out = len(net._outputs)
+    graph = helper.make_graph(
+        nodes, name,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", net.n_inputs])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", n_out])],
+        init,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="evosparse")
+    model.ir_version = 8  # readable by onnxruntime releases from 1.14 on
+    onnx.checker.check_model(model, full_check=True)
+    return model
