@@ -108,7 +108,8 @@ def export(path: Path, how: str, out: Path | None, console: Console) -> int:
     for folder in folders:
         m = json.loads((folder / "metrics.json").read_text())
         console.print(f"{folder}: test accuracy {m['test_accuracy']:.4f}, {m['flops']} FLOPs, "
-                      f"ONNX max |diff| {m['onnx']['max_abs_diff_vs_torch']:.1e}", highlight=False)
+                      f"ONNX max |diff| {m['onnx']['max_abs_diff_vs_torch']:.1e}",
+                      highlight=False, soft_wrap=True)
     console.print(f"exported {len(folders)} network(s)")
     return 0
 

@@ -24,8 +24,6 @@ from torch import nn
 from evosparse.activations import torch_activation
 from evosparse.network import SparseNetwork
 
-warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
-
 DENSITIES = (0.005, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.7)
 """Densities at which the two kernels are compared."""
 
@@ -47,10 +45,17 @@ def time_call(fn: Callable[[], object], min_seconds: float = 0.02) -> float:
     return best
 
 
+def to_csr(w: torch.Tensor) -> torch.Tensor:
+    """`w` in CSR layout, without torch's "CSR support is in beta" warning."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return w.to_sparse_csr()
+
+
 def kernel_times(w: torch.Tensor, batch: int, seed: int = 0) -> tuple[float, float]:
     """Seconds of one dense and one CSR product of `w` [rows, cols] with [cols, batch]."""
     h = torch.randn(w.shape[1], batch, generator=torch.Generator().manual_seed(seed))
-    csr = w.to_sparse_csr()
+    csr = to_csr(w)
     return time_call(lambda: w @ h), time_call(lambda: torch.sparse.mm(csr, h))
 
 
@@ -89,7 +94,7 @@ class SparseInference(nn.Module):
                 *w.shape, batch, torch.get_num_threads())
             sparse = density <= limit
             self.kernels.append("csr" if sparse else "dense")
-            self._weights.append(w.to_sparse_csr() if sparse else w)
+            self._weights.append(to_csr(w) if sparse else w)
             self._biases.append(None if lv.bias is None else lv.bias.detach().cpu()[:, None])
             acts = np.asarray(lv.act_names)
             self._acts.append([(torch_activation(a), torch.from_numpy(np.flatnonzero(acts == a)))

@@ -15,7 +15,7 @@ from tests.conftest import evosparse
 def test_help_lists_the_commands() -> None:
     out = evosparse("--help")
     assert out.returncode == 0
-    for cmd in ("run", "resume", "status"):
+    for cmd in ("run", "resume", "status", "export", "report"):
         assert cmd in out.stdout
     assert evosparse("run", "--help").returncode == 0
 
