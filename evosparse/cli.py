@@ -24,6 +24,14 @@ def _nonneg(text: str) -> int:
     return value
 
 
+def _ray_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ray-address", metavar="HOST:PORT|auto",
+                   help="evaluate on this existing Ray cluster (started with `ray start`)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="without --ray-address: start a private local Ray (bound to 127.0.0.1) "
+                        "with N CPUs")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="evosparse",
@@ -40,10 +48,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=_nonneg, help="override the space's seed")
     run.add_argument("--device", choices=["auto", "cpu", "cuda"],
                      help="override evaluation.device (auto: CUDA when present)")
+    _ray_options(run)
 
     resume = sub.add_parser("resume", help="continue a stopped or killed run exactly")
     resume.add_argument("run_dir", type=Path, help="the run directory, e.g. runs/digits")
     resume.add_argument("--generations", type=_nonneg, help="new total number of generations")
+    _ray_options(resume)
 
     status = sub.add_parser("status", help="show a run's progress and Pareto front")
     status.add_argument("run_dir", type=Path)
@@ -76,9 +86,10 @@ def main(argv: list[str] | None = None) -> int:
                 population=args.population, seed=args.seed,
                 evaluation={"device": args.device},
             )
-            return commands.run(space, args.runs_dir, console)
+            return commands.run(space, args.runs_dir, console, args.ray_address, args.workers)
         if args.command == "resume":
-            return commands.resume(args.run_dir, args.generations, console)
+            return commands.resume(args.run_dir, args.generations, console, args.ray_address,
+                                   args.workers)
         if args.command == "export":
             return commands.export(args.run_dir, args.select, args.out, console)
         if args.command == "report":

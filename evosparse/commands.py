@@ -13,8 +13,8 @@ from typing import Any
 
 from rich.console import Console
 
-from evosparse.errors import UserError
-from evosparse.evaluators import LocalEvaluator
+from evosparse.errors import EvaluationError, UserError
+from evosparse.evaluators import BaseEvaluator, LocalEvaluator
 from evosparse.pareto import hypervolume
 from evosparse.progress import ProgressDisplay, front_table
 from evosparse.rundir import RunDir, member_summary
@@ -23,16 +23,32 @@ from evosparse.search import Search, SearchState, front_of
 from evosparse.space import SearchSpace
 
 
-def run(space: SearchSpace, runs_dir: Path, console: Console) -> int:
+def evaluator(space: SearchSpace, ray_address: str | None, workers: int | None) -> BaseEvaluator:
+    """In-process evaluation, or Ray when a cluster address or a worker count is given."""
+    if ray_address is None and workers is None:
+        return LocalEvaluator()
+    from evosparse.evaluators.ray import RayEvaluator  # imports ray: only when asked for
+
+    ev = space.evaluation
+    return RayEvaluator(address=ray_address, workers=workers, cpus=ev.threads, device=ev.device,
+                        timeout_s=ev.timeout_s, max_retries=ev.max_retries)
+
+
+def run(space: SearchSpace, runs_dir: Path, console: Console, ray_address: str | None = None,
+        workers: int | None = None) -> int:
     """`evosparse run`: start a new run directory and search."""
     run_dir = RunDir(runs_dir / space.name)
-    return _execute(start_run(run_dir, space, LocalEvaluator(), []), run_dir, console)
+    search = start_run(run_dir, space, evaluator(space, ray_address, workers), [])
+    return _execute(search, run_dir, console)
 
 
-def resume(path: Path, generations: int | None, console: Console) -> int:
+def resume(path: Path, generations: int | None, console: Console,
+           ray_address: str | None = None, workers: int | None = None) -> int:
     """`evosparse resume`: continue a run from its newest valid checkpoint."""
     run_dir = RunDir(path)
-    return _execute(resume_run(run_dir, LocalEvaluator(), [], generations), run_dir, console)
+    space = run_dir.load_space()
+    search = resume_run(run_dir, evaluator(space, ray_address, workers), [], generations)
+    return _execute(search, run_dir, console)
 
 
 def _execute(search: Search, run_dir: RunDir, console: Console) -> int:
@@ -52,6 +68,10 @@ def _execute(search: Search, run_dir: RunDir, console: Console) -> int:
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         state = search.run()
+    except EvaluationError as exc:
+        raise UserError(f"{exc}; the newest checkpoint in {run_dir.path} is intact: continue "
+                        f"with `evosparse resume {run_dir.path}` once the workers are healthy"
+                        ) from None
     except KeyboardInterrupt:
         display.close()
         console.print(f"aborted; the newest checkpoint in {run_dir.path} is intact; "
@@ -60,6 +80,7 @@ def _execute(search: Search, run_dir: RunDir, console: Console) -> int:
     finally:
         signal.signal(signal.SIGINT, previous)
         display.close()
+        search.evaluator.close()
         run_dir.unlock()
     front = [member_summary(m) for m in front_of(state.population)]
     console.print(front_table(front, f"Pareto front after generation {state.generation}"))

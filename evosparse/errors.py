@@ -1,5 +1,12 @@
-"""The one exception type for bad input: the CLI prints its message and exits with code 2."""
+"""Errors the CLI reports as one message (exit code 2) instead of a traceback."""
 
 
 class UserError(Exception):
     """Bad input from the user (a file, a key, a value); the message names it."""
+
+
+class EvaluationError(UserError):
+    """Genomes could not be evaluated (their workers kept dying); the message names them.
+
+    The run stops before its generation's checkpoint, so the previous one stays valid.
+    """

@@ -294,6 +294,11 @@ def _result(
     )
 
 
+def failed_results(genomes: list[Genome], cfg: FitnessConfig, reason: str) -> list[EvalResult]:
+    """The results of genomes whose batch failed as a whole (it raised or timed out)."""
+    return [_result(g, cfg, ("failed", reason), 0.0, 0.0) for g in genomes]
+
+
 def evaluate_genome(genome: Genome, cfg: FitnessConfig) -> EvalResult:
     """Train and score one genome alone; a diverged or raising training is recorded, not raised."""
     start = time.perf_counter()

@@ -10,15 +10,21 @@ displays and loggers are `Reporter`s that receive events, as in neat-python.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from evosparse.data import Task
-from evosparse.evaluators.base import BaseEvaluator
-from evosparse.fitness import EvalResult, FitnessConfig, evaluate_batch, plan_batches
+from evosparse.errors import EvaluationError
+from evosparse.evaluators.base import BaseEvaluator, BatchFailure, BatchLost
+from evosparse.fitness import (
+    EvalResult,
+    FitnessConfig,
+    evaluate_batch,
+    failed_results,
+    plan_batches,
+)
 from evosparse.genome import Genome, InnovationRegistry
 from evosparse.operators import crossover, minimal_genome, mutate
 from evosparse.pareto import (
@@ -178,15 +184,24 @@ class Search:
                                    sp.mutation))
         return children
 
-    def _evaluate(self, genomes: list[Genome]) -> list[EvalResult]:
+    def _evaluate(self, genomes: list[Genome], generation: int) -> list[EvalResult]:
+        """One result per genome, in order; a failed batch's genomes are recorded as failed."""
         ev = self.space.evaluation
         batches = plan_batches(genomes, self.config, ev.batch_size, ev.memory_cap_mb)
-        fn = functools.partial(evaluate_batch, cfg=self.config)
         results: list[EvalResult] = []
-        for batch_results in self.evaluator.map(fn, batches):
-            results.extend(batch_results)
-            for r in self.reporters:
-                r.evaluated(batch_results)
+        outcomes = self.evaluator.map(evaluate_batch, batches, self.config)
+        try:
+            for batch, outcome in zip(batches, outcomes, strict=True):
+                batch_results = (failed_results(batch, self.config, outcome.reason)
+                                 if isinstance(outcome, BatchFailure) else outcome)
+                results.extend(batch_results)
+                for r in self.reporters:
+                    r.evaluated(batch_results)
+        except BatchLost as exc:
+            ids = [g.genome_id for i in exc.indices for g in batches[i]]
+            raise EvaluationError(
+                f"generation {generation}: genomes {ids} could not be evaluated ({exc.reason})"
+            ) from None
         return results
 
     def done(self) -> bool:
@@ -206,7 +221,7 @@ class Search:
         genomes = self._initial() if generation == 0 else self._children(generation)
         for r in self.reporters:
             r.generation_start(generation, len(genomes))
-        results = self._evaluate(genomes)
+        results = self._evaluate(genomes, generation)
         pool = s.population + [Member(g, r) for g, r in zip(genomes, results, strict=True)]
         keep = nsga2_select([m.objectives for m in pool], self.space.population)
         s.population = [pool[i] for i in keep]

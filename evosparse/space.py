@@ -123,6 +123,11 @@ class EvaluationSpec(_Model):
     batch_size: int = Field(16, ge=1)
     batched: bool = True
     memory_cap_mb: float = Field(4096.0, gt=0.0)
+    timeout_s: float | None = Field(None, gt=0.0)
+    """A batch still running after this many seconds is cancelled and its genomes recorded
+    as failed (Ray evaluator; None: no limit)."""
+    max_retries: int = Field(3, ge=0)
+    """Times a batch is re-run after its worker process or node died (Ray evaluator)."""
 
 
 class StopSpec(_Model):

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # keep every Ray node on 127.0.0.1
+
 TINY: dict[str, Any] = {
     "name": "tiny",
     "seed": 3,
@@ -52,3 +54,21 @@ def evosparse(*args: str, cwd: Path | None = None, **kw: Any) -> subprocess.Comp
         [sys.executable, "-m", "evosparse.cli", *args],
         capture_output=True, text=True, cwd=cwd, env=env, timeout=600, **kw,
     )
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    """A real Ray cluster on loopback: a head with no CPUs and two one-CPU worker nodes,
+    all on 127.0.0.1; the test process is connected as a driver. Stopped by its handle."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 0, "node_ip_address": "127.0.0.1", "include_dashboard": False})
+    c.worker_nodes_list = [c.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+                           for _ in range(2)]
+    c.wait_for_nodes()
+    ray.init(address=c.address, logging_level="WARNING")
+    yield c
+    ray.shutdown()
+    c.shutdown()

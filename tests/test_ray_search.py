@@ -1,0 +1,117 @@
+"""Whole searches on the real loopback Ray cluster (`conftest.cluster`): same result as a
+local run, and the same result after a killed worker, a killed driver, or retries used up.
+
+Each search is the real `evosparse` command in a subprocess joined to the cluster
+with `--ray-address`; its reference is the same space run locally.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from evosparse.rundir import RunDir
+from tests.conftest import evosparse
+from tests.test_resume import _comparable, _start, _wait_for_lines
+
+pytestmark = pytest.mark.slow
+
+SPACE = {"generations": 3, "population": 6, "training": {"epochs": 3, "batch_size": 32},
+         "evaluation": {"batch_size": 2}}
+
+
+def _busy_workers() -> list[int]:
+    """Pids of Ray worker processes running an evaluation right now (Linux /proc)."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if (d / "cmdline").read_bytes().startswith(b"ray::_run"):
+                    pids.append(int(d.name))
+            except OSError:
+                continue
+    return pids
+
+
+def _kill_a_busy_worker(after_lines: int, run: Path, proc) -> None:
+    _wait_for_lines(run, after_lines, proc)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        busy = _busy_workers()
+        if busy:
+            os.kill(busy[0], signal.SIGKILL)
+            return
+        time.sleep(0.002)
+    pytest.fail("no evaluation was seen running on a Ray worker")
+
+
+@pytest.fixture
+def reference(write_space, tmp_path: Path, request) -> tuple[Path, tuple]:
+    space = write_space({**SPACE, **getattr(request, "param", {})})
+    out = evosparse("run", str(space), "--runs-dir", str(tmp_path / "ref"))
+    assert out.returncode == 0, out.stderr
+    return space, _comparable(tmp_path / "ref" / "tiny")
+
+
+def test_ray_run_equals_local_run_and_warns_without_token_auth(cluster, reference,
+                                                               tmp_path: Path) -> None:
+    space, expected = reference
+    out = evosparse("run", str(space), "--runs-dir", str(tmp_path / "ray"),
+                    "--ray-address", cluster.address)
+    assert out.returncode == 0, out.stderr
+    assert "without token authentication" in out.stderr
+    assert _comparable(tmp_path / "ray" / "tiny") == expected
+
+
+def test_ray_killed_worker_mid_generation_same_result(cluster, reference, tmp_path: Path) -> None:
+    space, expected = reference
+    run = tmp_path / "kw" / "tiny"
+    proc = _start("run", str(space), "--runs-dir", str(run.parent), "--ray-address",
+                  cluster.address)
+    _kill_a_busy_worker(8, run, proc)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    history, *_ = _comparable(run)
+    assert len({(h["generation"], h["genome_id"]) for h in history}) == len(history)
+    assert _comparable(run) == expected
+
+
+def test_ray_driver_sigkill_then_resume_on_the_cluster(cluster, reference, tmp_path: Path) -> None:
+    space, expected = reference
+    run = tmp_path / "kd" / "tiny"
+    proc = _start("run", str(space), "--runs-dir", str(run.parent), "--ray-address",
+                  cluster.address)
+    _wait_for_lines(run, 10, proc)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    out = evosparse("resume", str(run), "--ray-address", cluster.address)
+    assert out.returncode == 0, out.stderr
+    assert _comparable(run) == expected
+
+
+@pytest.mark.parametrize("reference", [{"evaluation": {"batch_size": 2, "max_retries": 0}}],
+                         indirect=True)
+def test_ray_retries_exhausted_stop_cleanly_and_resume_finishes(cluster, reference,
+                                                                tmp_path: Path) -> None:
+    space, expected = reference
+    run = tmp_path / "rx" / "tiny"
+    proc = _start("run", str(space), "--runs-dir", str(run.parent), "--ray-address",
+                  cluster.address)
+    _kill_a_busy_worker(8, run, proc)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 2
+    message = stderr.strip().splitlines()[-1]
+    assert message.startswith("evosparse: error: generation ")
+    assert "genomes [" in message and f"evosparse resume {run}" in message
+    body = RunDir(run).latest_checkpoint()
+    assert body is not None  # the previous generation's checkpoint is intact
+    front = json.loads((run / "front.json").read_text())
+    assert front["generation"] == body["state"]["generation"]
+    out = evosparse("resume", str(run), "--ray-address", cluster.address)
+    assert out.returncode == 0, out.stderr
+    assert _comparable(run) == expected
