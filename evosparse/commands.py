@@ -28,10 +28,11 @@ def evaluator(space: SearchSpace, ray_address: str | None, workers: int | None) 
     if ray_address is None and workers is None:
         return LocalEvaluator()
     from evosparse.evaluators.ray import RayEvaluator  # imports ray: only when asked for
+    from evosparse.fitness import warm_up
 
     ev = space.evaluation
     return RayEvaluator(address=ray_address, workers=workers, cpus=ev.threads, device=ev.device,
-                        timeout_s=ev.timeout_s, max_retries=ev.max_retries)
+                        timeout_s=ev.timeout_s, max_retries=ev.max_retries, prepare=warm_up)
 
 
 def run(space: SearchSpace, runs_dir: Path, console: Console, ray_address: str | None = None,

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from evosparse.data import Task
 from evosparse.flops import count_cost
-from evosparse.genome import Genome
+from evosparse.genome import Genome, InnovationRegistry
 from evosparse.graph import analyse
 from evosparse.network import BatchedNetworks, SparseNetwork
 from evosparse.space import TrainingSpec
@@ -341,3 +341,21 @@ def evaluate_batch(genomes: list[Genome], cfg: FitnessConfig) -> list[EvalResult
         return [evaluate_genome(g, cfg) for g in genomes]
     finally:
         torch.set_num_threads(previous)
+
+
+def warm_up() -> None:
+    """Train two tiny genomes once on random data.
+
+    A fresh process pays torch's first-call costs (about 2 s on this CPU) in its first
+    training; a worker pool calls this when it starts, so no generation pays them.
+    """
+    from evosparse.operators import minimal_genome
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 8)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    task = Task("warm-up", x, y, x[:8], y[:8], x[:8], y[:8], n_classes=2)
+    registry = InnovationRegistry(8, 2)
+    genomes = [minimal_genome(i, registry, 0.5, rng) for i in range(2)]
+    evaluate_batch(genomes, FitnessConfig(task=task, training=TrainingSpec(epochs=1),
+                                          bias=True, run_seed=0))

@@ -8,6 +8,9 @@
   store once per evaluator and context, not once per task.
 - Each task declares its resources: `cpus` (the space's thread count) and one GPU
   when the cluster has GPUs and the device is not "cpu".
+- On start, one warm-up task per slot (spread over the nodes) runs `prepare`
+  (evosparse passes `fitness.warm_up`: torch's first-call costs, ~2 s a worker),
+  so the first generation does not pay for it.
 - At most as many tasks run as the cluster has slots, so a task starts when it
   is submitted and its deadline (`timeout_s`) measures its own run time. A task
   past its deadline is cancelled (its worker killed) and yields a `BatchFailure`.
@@ -42,6 +45,13 @@ def _run(fn: Callable[[B, C], R], batch: B, context: C) -> R | BatchFailure:
     return call_recording_errors(fn, batch, context)
 
 
+def _prepare(prepare: Callable[[], object] | None) -> int:
+    """Warm-up task body: run the caller's `prepare` in a worker before its first batch."""
+    if prepare is not None:
+        prepare()
+    return os.getpid()
+
+
 def _token_auth() -> bool:
     """True when this process talks to Ray with token authentication (RAY_AUTH_MODE=token)."""
     try:
@@ -63,6 +73,7 @@ class RayEvaluator(BaseEvaluator):
         device: str = "auto",
         timeout_s: float | None = None,
         max_retries: int = 3,
+        prepare: Callable[[], object] | None = None,
         warn: Callable[[str], None] = lambda m: print(f"evosparse: warning: {m}", file=sys.stderr),
     ) -> None:
         if address is None and workers is not None and workers < 1:
@@ -93,6 +104,9 @@ class RayEvaluator(BaseEvaluator):
         self._task = ray.remote(_run).options(num_cpus=cpus, num_gpus=self._gpus,
                                               max_retries=max_retries, retry_exceptions=False)
         self._context: tuple[Any, Any] | None = None  # (context, its object ref)
+        warm = ray.remote(_prepare).options(num_cpus=cpus, num_gpus=self._gpus,
+                                            scheduling_strategy="SPREAD")
+        ray.get([warm.remote(prepare) for _ in range(self._slots)])
 
     def _context_ref(self, context: Any) -> Any:
         if self._context is None or self._context[0] is not context:

@@ -1,0 +1,94 @@
+"""The same digits generation evaluated locally and on Ray with 1 and 2 worker nodes.
+
+    python benchmarks/ray_scaling.py                 # search_spaces/digits.yaml
+    python benchmarks/ray_scaling.py --batch-size 16 # smaller batches: more tasks to spread
+
+The generation is the children of generation 1 of the default digits search
+(generation 0 is run first, locally). Each Ray cluster runs on 127.0.0.1: a head
+with no CPUs and N worker nodes of one CPU each (one evaluation thread, as
+locally). `start` is the evaluator's start-up (workers launched and warmed
+up with `fitness.warm_up`, once per run); `gen` is the median wall time of 3
+evaluations of the generation after that, the cost of every generation. Prints
+evaluations per second and the ratio to the local wall time, and checks the
+results equal the local ones; the last line is `overhead_1_node=<ratio>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+from evosparse.data import load_task
+from evosparse.evaluators import BaseEvaluator, LocalEvaluator
+from evosparse.fitness import evaluate_batch, plan_batches, warm_up
+from evosparse.search import Search
+from evosparse.space import load_space
+
+REPEATS = 3
+
+
+def timed(evaluator: BaseEvaluator, batches: list, cfg: object) -> tuple[float, list]:
+    """Median wall time of `REPEATS` evaluations of the generation, and its results."""
+    times = []
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        out = list(evaluator.map(evaluate_batch, batches, cfg))
+        times.append(time.perf_counter() - start)
+    return sorted(times)[REPEATS // 2], out
+
+
+def comparable(outcomes: list) -> list:
+    return [[r.to_dict() | {"wall_time": 0} for r in batch] for batch in outcomes]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--space", default="search_spaces/digits.yaml")
+    parser.add_argument("--batch-size", type=int, help="override evaluation.batch_size")
+    args = parser.parse_args()
+    space = load_space(args.space)
+    if args.batch_size:
+        space = space.with_overrides(evaluation={"batch_size": args.batch_size})
+    search = Search(space=space, task=load_task(space.dataset), evaluator=LocalEvaluator())
+    search.step()  # generation 0
+    genomes = search._children(1)
+    cfg, ev = search.config, space.evaluation
+    batches = plan_batches(genomes, cfg, ev.batch_size, ev.memory_cap_mb)
+    n = len(genomes)
+    print(f"{n} genomes in {len(batches)} batch(es) of up to {ev.batch_size}")
+    local, reference = timed(LocalEvaluator(), batches, cfg)
+    rows = [("local", 0.0, local)]
+
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # keep Ray on loopback
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from evosparse.evaluators.ray import RayEvaluator
+
+    for nodes in (1, 2):
+        cluster = Cluster(initialize_head=True, head_node_args={
+            "num_cpus": 0, "node_ip_address": "127.0.0.1", "include_dashboard": False})
+        try:
+            for _ in range(nodes):
+                cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+            cluster.wait_for_nodes()
+            ray.init(address=cluster.address, logging_level="WARNING", log_to_driver=False)
+            start = time.perf_counter()
+            evaluator = RayEvaluator(cpus=ev.threads, device=ev.device, prepare=warm_up)
+            startup = time.perf_counter() - start
+            warm, out = timed(evaluator, batches, cfg)
+            same = comparable(out) == comparable(reference)
+            rows.append((f"ray, {nodes} node(s){'' if same else ' RESULTS DIFFER'}", startup,
+                         warm))
+        finally:
+            ray.shutdown()
+            cluster.shutdown()
+    print(f"{'setting':<22} {'start s':>8} {'gen s':>8} {'evals/s':>8} {'gen / local':>12}")
+    for name, startup, warm in rows:
+        print(f"{name:<22} {startup:>8.2f} {warm:>8.2f} {n / warm:>8.1f} {warm / local:>12.2f}")
+    print(f"overhead_1_node={rows[1][2] / local:.3f}")
+
+
+if __name__ == "__main__":
+    main()
