@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -115,3 +117,32 @@ def test_ray_retries_exhausted_stop_cleanly_and_resume_finishes(cluster, referen
     out = evosparse("resume", str(run), "--ray-address", cluster.address)
     assert out.returncode == 0, out.stderr
     assert _comparable(run) == expected
+
+
+def _start_private_ray(ray_first: bool) -> subprocess.CompletedProcess[str]:
+    script = (
+        ("import ray\n" if ray_first else "")
+        + "from evosparse.evaluators.ray import RayEvaluator\n"
+        "ev = RayEvaluator(workers=1)\n"
+        "import ray\n"
+        "print(sorted({n['NodeManagerAddress'] for n in ray.nodes()}))\n"
+        "print(ray.get_runtime_context().gcs_address)\n"
+        "ev.close()\n"
+    )
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_ADDRESS")}
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_workers_start_a_private_ray_bound_to_loopback_only() -> None:
+    """`--workers N` starts Ray itself: every node and the GCS listen on 127.0.0.1, with
+    nothing set in the environment; if that cannot be ensured, no Ray is started."""
+    out = _start_private_ray(ray_first=False)
+    assert out.returncode == 0, out.stderr
+    nodes, gcs = out.stdout.strip().splitlines()[-2:]
+    assert nodes == "['127.0.0.1']" and gcs.startswith("127.0.0.1:")
+    refused = _start_private_ray(ray_first=True)
+    assert refused.returncode != 0
+    assert "refusing to start a local Ray that would listen on the network" in refused.stderr
+    assert "Started a local Ray instance" not in refused.stderr

@@ -1,4 +1,5 @@
-"""Evaluation on a Ray cluster; the only module that imports ray.
+"""Evaluation on a Ray cluster; the only module that imports ray (inside functions: whether
+ray may bind to the network is decided when it is imported, see `RayEvaluator`).
 
 - `RayEvaluator(address=None, workers=N)` starts a private local Ray bound to
   127.0.0.1 (never any other address); `address="auto"` or "host:port" joins an
@@ -27,9 +28,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-import ray
-from ray.exceptions import RayTaskError, TaskCancelledError
-
 from evosparse.errors import UserError
 from evosparse.evaluators.base import BaseEvaluator, BatchFailure, BatchLost, call_recording_errors
 
@@ -38,6 +36,11 @@ C = TypeVar("C")
 R = TypeVar("R")
 
 LOOPBACK = "127.0.0.1"
+_NOT_LOOPBACK = (
+    "refusing to start a local Ray that would listen on the network, not only on 127.0.0.1: "
+    "ray was imported before evosparse could set RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (or it "
+    "is set to 1); unset it, or join a cluster you started with --ray-address"
+)
 
 
 def _run(fn: Callable[[B, C], R], batch: B, context: C) -> R | BatchFailure:
@@ -78,14 +81,26 @@ class RayEvaluator(BaseEvaluator):
     ) -> None:
         if address is None and workers is not None and workers < 1:
             raise UserError(f"--workers must be at least 1, got {workers}")
+        if address is None and "ray" not in sys.modules:
+            # Ray replaces 127.0.0.1 by the host's network address unless this is set
+            # when it is imported; only for a Ray we start, never when joining a cluster.
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        import ray
+
         self._started_here = not ray.is_initialized()
         if self._started_here:
             if address is None:
-                # Ray swaps 127.0.0.1 for the host's address unless told not to.
-                os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+                from ray._private import ray_constants  # read once, when ray was imported
+
+                if ray_constants.ENABLE_RAY_CLUSTER:
+                    raise UserError(_NOT_LOOPBACK)
                 ray.init(num_cpus=workers or os.cpu_count(), _node_ip_address=LOOPBACK,
                          include_dashboard=False, logging_level="WARNING",
                          log_to_driver=False)
+                bound = {n["NodeManagerAddress"] for n in ray.nodes()}
+                if bound != {LOOPBACK}:  # a backstop: the check above should have refused
+                    ray.shutdown()
+                    raise UserError(f"{_NOT_LOOPBACK} (it bound {sorted(bound)}; stopped)")
             else:
                 try:
                     ray.init(address=address, logging_level="WARNING", log_to_driver=False)
@@ -109,6 +124,8 @@ class RayEvaluator(BaseEvaluator):
         ray.get([warm.remote(prepare) for _ in range(self._slots)])
 
     def _context_ref(self, context: Any) -> Any:
+        import ray
+
         if self._context is None or self._context[0] is not context:
             self._context = (context, ray.put(context))
         return self._context[1]
@@ -116,6 +133,8 @@ class RayEvaluator(BaseEvaluator):
     def map(
         self, fn: Callable[[B, C], R], batches: Sequence[B], context: C
     ) -> Iterator[R | BatchFailure]:
+        import ray
+
         ctx = self._context_ref(context)
         pending = list(range(len(batches)))[::-1]  # submit in order
         running: dict[Any, tuple[int, float]] = {}  # ref -> (batch index, deadline)
@@ -143,6 +162,9 @@ class RayEvaluator(BaseEvaluator):
                 ray.cancel(ref, force=True)
 
     def _collect(self, ref: Any, index: int) -> Any:
+        import ray
+        from ray.exceptions import RayTaskError, TaskCancelledError
+
         try:
             return ray.get(ref)
         except TaskCancelledError:
@@ -154,6 +176,8 @@ class RayEvaluator(BaseEvaluator):
 
     def _cancel_overdue(self, running: dict[Any, tuple[int, float]],
                         done: dict[int, Any]) -> None:
+        import ray
+
         now = time.monotonic()
         for ref, (i, deadline) in list(running.items()):
             if now >= deadline:
@@ -163,5 +187,7 @@ class RayEvaluator(BaseEvaluator):
 
     def close(self) -> None:
         """Disconnect; a Ray this evaluator started is shut down with it."""
+        import ray
+
         if self._started_here and ray.is_initialized():
             ray.shutdown()
