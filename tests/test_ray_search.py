@@ -146,3 +146,36 @@ def test_workers_start_a_private_ray_bound_to_loopback_only() -> None:
     assert refused.returncode != 0
     assert "refusing to start a local Ray that would listen on the network" in refused.stderr
     assert "Started a local Ray instance" not in refused.stderr
+
+
+def test_ray_a_node_removed_mid_run_same_result(cluster, reference, tmp_path: Path) -> None:
+    """A worker node disappears without warning while both nodes evaluate; its batches are
+    re-run on the other node. A fresh node is added back for the tests that follow."""
+    space, expected = reference
+    run = tmp_path / "rn" / "tiny"
+    proc = _start("run", str(space), "--runs-dir", str(run.parent), "--ray-address",
+                  cluster.address)
+    _wait_for_lines(run, 8, proc)
+    while proc.poll() is None and len(_busy_workers()) < 2:
+        time.sleep(0.002)
+    cluster.remove_node(cluster.worker_nodes_list[0], allow_graceful=False)
+    try:
+        _, stderr = proc.communicate(timeout=300)
+    finally:
+        cluster.worker_nodes_list[0] = cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+        cluster.wait_for_nodes()
+    assert proc.returncode == 0, stderr
+    assert _comparable(run) == expected
+
+
+def test_ray_batches_past_the_timeout_are_recorded_failed_and_the_run_goes_on(
+        cluster, write_space, tmp_path: Path) -> None:
+    space = write_space({**SPACE, "generations": 1, "evaluation": {"batch_size": 2,
+                                                                    "timeout_s": 0.05}})
+    out = evosparse("run", str(space), "--runs-dir", str(tmp_path), "--ray-address",
+                    cluster.address)
+    assert out.returncode == 0, out.stderr
+    history = [json.loads(line) for line in (tmp_path / "tiny" / "history.jsonl").open()]
+    assert len(history) == 12
+    assert all(h["status"] == "failed" and "timed out after 0.05 s" in h["error"]
+               for h in history)

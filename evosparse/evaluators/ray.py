@@ -94,7 +94,9 @@ class RayEvaluator(BaseEvaluator):
 
                 if ray_constants.ENABLE_RAY_CLUSTER:
                     raise UserError(_NOT_LOOPBACK)
-                ray.init(num_cpus=workers or os.cpu_count(), _node_ip_address=LOOPBACK,
+                # address="local": always a new private Ray, never one already running here
+                ray.init(address="local", num_cpus=workers or os.cpu_count(),
+                         _node_ip_address=LOOPBACK,
                          include_dashboard=False, logging_level="WARNING",
                          log_to_driver=False)
                 bound = {n["NodeManagerAddress"] for n in ray.nodes()}
