@@ -52,6 +52,12 @@ def _kill_a_busy_worker(after_lines: int, run: Path, proc) -> None:
     pytest.fail("no evaluation was seen running on a Ray worker")
 
 
+def _start_on(cluster, space: Path, run: Path):
+    """`evosparse run SPACE` into `run` on the cluster, in the background."""
+    return _start("run", str(space), "--runs-dir", str(run.parent), "--ray-address",
+                  cluster.address)
+
+
 @pytest.fixture
 def reference(write_space, tmp_path: Path, request) -> tuple[Path, tuple]:
     space = write_space({**SPACE, **getattr(request, "param", {})})
@@ -73,8 +79,7 @@ def test_ray_run_equals_local_run_and_warns_without_token_auth(cluster, referenc
 def test_ray_killed_worker_mid_generation_same_result(cluster, reference, tmp_path: Path) -> None:
     space, expected = reference
     run = tmp_path / "kw" / "tiny"
-    proc = _start("run", str(space), "--runs-dir", str(run.parent), "--ray-address",
-                  cluster.address)
+    proc = _start_on(cluster, space, run)
     _kill_a_busy_worker(8, run, proc)
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr
@@ -86,8 +91,7 @@ def test_ray_killed_worker_mid_generation_same_result(cluster, reference, tmp_pa
 def test_ray_driver_sigkill_then_resume_on_the_cluster(cluster, reference, tmp_path: Path) -> None:
     space, expected = reference
     run = tmp_path / "kd" / "tiny"
-    proc = _start("run", str(space), "--runs-dir", str(run.parent), "--ray-address",
-                  cluster.address)
+    proc = _start_on(cluster, space, run)
     _wait_for_lines(run, 10, proc)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -102,8 +106,7 @@ def test_ray_retries_exhausted_stop_cleanly_and_resume_finishes(cluster, referen
                                                                 tmp_path: Path) -> None:
     space, expected = reference
     run = tmp_path / "rx" / "tiny"
-    proc = _start("run", str(space), "--runs-dir", str(run.parent), "--ray-address",
-                  cluster.address)
+    proc = _start_on(cluster, space, run)
     _kill_a_busy_worker(8, run, proc)
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 2
@@ -153,8 +156,7 @@ def test_ray_a_node_removed_mid_run_same_result(cluster, reference, tmp_path: Pa
     re-run on the other node. A fresh node is added back for the tests that follow."""
     space, expected = reference
     run = tmp_path / "rn" / "tiny"
-    proc = _start("run", str(space), "--runs-dir", str(run.parent), "--ray-address",
-                  cluster.address)
+    proc = _start_on(cluster, space, run)
     _wait_for_lines(run, 8, proc)
     while proc.poll() is None and len(_busy_workers()) < 2:
         time.sleep(0.002)
