@@ -1,4 +1,4 @@
-"""The `evosparse` command: run, resume, status, export and report.
+"""The `evosparse` command: run, resume, status, export, report and tune.
 
 Bad input ends with one message and exit code 2; Ctrl-C stops after the
 current generation's checkpoint (a second Ctrl-C aborts at once, leaving the
@@ -68,6 +68,15 @@ def _parser() -> argparse.ArgumentParser:
              "(accuracies are validation accuracies, Y a fraction)")
     export.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/export)")
 
+    tune = sub.add_parser("tune", help="tune the search's meta-parameters with Optuna")
+    tune.add_argument("space", type=Path, help="a search-space file with a `tune:` section")
+    tune.add_argument("--trials", type=int, required=True,
+                      help="trials the study should hold (finished or running, all processes)")
+    tune.add_argument("--storage", help="SQLAlchemy URL or journal:PATH "
+                                        "(default: sqlite in RUNS_DIR/STUDY/study.db)")
+    tune.add_argument("--study", help="study name (default: the space's name)")
+    tune.add_argument("--runs-dir", type=Path, default=Path("runs"), help="default: runs")
+
     report = sub.add_parser("report", help="plot fronts, hypervolume, topologies; report.html")
     report.add_argument("run_dir", type=Path)
     return p
@@ -92,6 +101,12 @@ def main(argv: list[str] | None = None) -> int:
                                    args.workers)
         if args.command == "export":
             return commands.export(args.run_dir, args.select, args.out, console)
+        if args.command == "tune":
+            from evosparse.tune import tune
+
+            tune(load_space(args.space), args.trials, args.storage, args.study, args.runs_dir,
+                 console)
+            return 0
         if args.command == "report":
             return commands.report(args.run_dir, console)
         return commands.status(args.run_dir, args.json, console)

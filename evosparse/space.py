@@ -136,6 +136,38 @@ class StopSpec(_Model):
     val_accuracy: float | None = Field(None, gt=0.0, le=1.0)
 
 
+class ParamSpec(_Model):
+    """One meta-parameter to tune: a float or int range (optionally log-scaled) or choices."""
+
+    type: Literal["float", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: tuple[Any, ...] | None = None
+
+    @model_validator(mode="after")
+    def _range(self) -> ParamSpec:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a categorical parameter needs a non-empty `choices` list")
+        elif self.low is None or self.high is None or not self.low < self.high:
+            raise ValueError(f"needs low < high, got low={self.low}, high={self.high}")
+        elif self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0, got {self.low}")
+        return self
+
+
+class TuneSpec(_Model):
+    """What `evosparse tune` varies (dotted keys of this file) and how Optuna searches."""
+
+    params: dict[str, ParamSpec] = Field(min_length=1)
+    generations: int = Field(5, ge=0)
+    sampler: str = "TPESampler"
+    sampler_args: dict[str, Any] = {}
+    pruner: str = "MedianPruner"
+    pruner_args: dict[str, Any] = {}
+
+
 class SearchSpace(_Model):
     """A complete, validated search space."""
 
@@ -152,6 +184,7 @@ class SearchSpace(_Model):
     objectives: ObjectivesSpec
     evaluation: EvaluationSpec = EvaluationSpec()
     stop: StopSpec = StopSpec()
+    tune: TuneSpec | None = None
 
     def to_yaml(self) -> str:
         """The resolved space as YAML (paths as strings), loadable by `load_space`."""
@@ -160,9 +193,10 @@ class SearchSpace(_Model):
     def fingerprint(self) -> str:
         """A hash of everything that determines the search except its length.
 
-        `generations` is left out so that `resume --generations` may extend a run.
+        `generations` is left out so that `resume --generations` may extend a run, and
+        `tune`, which does not change a run.
         """
-        body = self.model_dump(mode="json", exclude={"generations"})
+        body = self.model_dump(mode="json", exclude={"generations", "tune"})
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
     def with_overrides(self, **values: Any) -> SearchSpace:
@@ -172,11 +206,11 @@ class SearchSpace(_Model):
         """
         data = self.model_dump(mode="json")
         for key, value in values.items():
-            if isinstance(value, dict):
+            if isinstance(value, dict) and isinstance(data[key], dict):
                 data[key].update({k: v for k, v in value.items() if v is not None})
             elif value is not None:
                 data[key] = value
-        return _validate(data, "command-line overrides")
+        return validate_space(data, "command-line overrides")
 
 
 def _format_error(err: dict[str, Any]) -> str:
@@ -190,7 +224,7 @@ def _format_error(err: dict[str, Any]) -> str:
     return f"{loc}: {msg}{shown}"
 
 
-def _validate(data: Any, source: str) -> SearchSpace:
+def validate_space(data: Any, source: str) -> SearchSpace:
     if not isinstance(data, dict):
         raise UserError(f"{source}: expected a mapping of keys at the top level")
     try:
@@ -213,7 +247,7 @@ def load_space(path: str | Path) -> SearchSpace:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise UserError(f"{path}: invalid YAML: {exc}") from None
-    space = _validate(data, str(path))
+    space = validate_space(data, str(path))
     ds = space.dataset
     if ds.path is not None and not ds.path.is_absolute():
         resolved = (path.parent / ds.path).resolve()

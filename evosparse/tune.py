@@ -1,0 +1,240 @@
+"""`evosparse tune`: Optuna searches the search's own meta-parameters.
+
+Each Optuna trial is a short evolutionary search (`tune.generations`) in its own
+run directory `<runs-dir>/<study>/trial-NNNN/`, with the trial's values written
+into the space at the dotted keys of `tune.params`. After every generation the
+trial reports the population's hypervolume (`trial.report`), so Optuna's
+pruners (median, Hyperband, ...) stop weak searches early: multi-objective early
+stopping through one scalar. The trial's value is its final hypervolume
+(maximised); all trials share the base space's reference point, so their
+hypervolumes compare.
+
+Storage: a SQLite file `<runs-dir>/<study>/study.db` by default, any SQLAlchemy
+URL (e.g. postgresql://...), or `journal:PATH` for a journal file. With an RDB
+storage, trials send heartbeats; a trial whose process was killed is marked
+FAIL by the next process and queued again. Several processes on one study
+share its trials; re-running the command continues the study until it holds
+`--trials` finished or running trials.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+from rich.console import Console
+from rich.table import Table
+
+from evosparse.errors import UserError
+from evosparse.evaluators import LocalEvaluator
+from evosparse.rundir import RunDir, atomic_write
+from evosparse.runner import start_run
+from evosparse.search import GenerationRecord, Reporter, SearchState
+from evosparse.space import ParamSpec, SearchSpace, TuneSpec, validate_space
+
+HEARTBEAT_S, GRACE_S = 2, 10
+"""A trial without a heartbeat for GRACE_S seconds is failed (its process died) and retried."""
+UNTUNABLE = ("name", "seed", "generations", "tune", "objectives", "dataset")
+"""Keys a trial may not change: they define the study's comparison (data, reference point)."""
+COUNTED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
+           optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING)
+
+
+def with_values(space: SearchSpace, values: dict[str, Any], source: str) -> SearchSpace:
+    """`space` with each dotted key (`mutation.add_node`) set to its value, re-validated."""
+    data = space.model_dump(mode="json")
+    for key, value in values.items():
+        node = data
+        *parents, leaf = key.split(".")
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                raise UserError(f"{source}: {key}: unknown key")
+            node = node[part]
+        if leaf not in node:
+            raise UserError(f"{source}: {key}: unknown key")
+        node[leaf] = value
+    return validate_space(data, source)
+
+
+def check(space: SearchSpace) -> TuneSpec:
+    """The space's tune section, with every parameter tried at its bounds or choices, and
+    the sampler and pruner names checked; one `UserError` naming the key otherwise."""
+    if space.tune is None:
+        raise UserError(f"space {space.name!r} has no `tune:` section to tune")
+    tune = space.tune
+    for key, p in tune.params.items():
+        if key.split(".")[0] in UNTUNABLE:
+            raise UserError(f"tune.params.{key}: cannot be tuned (it would change what the "
+                            f"trials are compared on); tunable: everything but {UNTUNABLE}")
+        samples = p.choices if p.type == "categorical" else (p.low, p.high)
+        for v in samples or ():
+            value = int(v) if p.type == "int" else v
+            with_values(space, {key: value}, f"tune.params.{key}={value!r}")
+    make_sampler(tune, 0)
+    make_pruner(tune)
+    return tune
+
+
+def _named(module: Any, base: type, name: str, args: dict[str, Any], what: str) -> Any:
+    cls = getattr(module, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        known = sorted(n for n in dir(module) if isinstance(getattr(module, n), type)
+                       and issubclass(getattr(module, n), base) and not n.startswith("Base"))
+        raise UserError(f"tune.{what}: unknown {what} {name!r}; Optuna has {', '.join(known)}")
+    try:
+        return cls(**args)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"tune.{what}_args: {exc}") from None
+
+
+def make_sampler(tune: TuneSpec, seed: int) -> optuna.samplers.BaseSampler:
+    """The named Optuna sampler; seeded unless `sampler_args` sets a seed (or the sampler
+    takes none)."""
+    args = dict(tune.sampler_args)
+    cls = getattr(optuna.samplers, tune.sampler, None)
+    if isinstance(cls, type) and "seed" in cls.__init__.__code__.co_varnames:
+        args.setdefault("seed", seed)
+    return _named(optuna.samplers, optuna.samplers.BaseSampler, tune.sampler, args, "sampler")
+
+
+def make_pruner(tune: TuneSpec) -> optuna.pruners.BasePruner:
+    return _named(optuna.pruners, optuna.pruners.BasePruner, tune.pruner, tune.pruner_args,
+                  "pruner")
+
+
+def make_storage(url: str | None, study_dir: Path) -> optuna.storages.BaseStorage:
+    """SQLite in the study folder by default; `journal:PATH`; or any RDB URL. RDB storages
+    get heartbeats, and a trial left by a killed process is retried (twice at most)."""
+    try:
+        if url is not None and url.startswith("journal:"):
+            backend = optuna.storages.journal.JournalFileBackend(url.removeprefix("journal:"))
+            return optuna.storages.JournalStorage(backend)
+        url = url or f"sqlite:///{study_dir / 'study.db'}"
+        with warnings.catch_warnings():  # heartbeats are marked experimental in Optuna
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                    max_retry=2))
+    except Exception as exc:  # noqa: BLE001 - SQLAlchemy, drivers and files raise many kinds
+        raise UserError(f"--storage {url}: cannot open the study storage "
+                        f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+
+
+def suggest(trial: optuna.Trial, key: str, p: ParamSpec) -> Any:
+    if p.type == "categorical":
+        return trial.suggest_categorical(key, list(p.choices or ()))
+    if p.type == "int":
+        return trial.suggest_int(key, int(p.low or 0), int(p.high or 0), log=p.log)
+    return trial.suggest_float(key, float(p.low or 0), float(p.high or 0), log=p.log)
+
+
+class _ReportHypervolume(Reporter):
+    """Reports each generation's hypervolume to the trial; raises TrialPruned when told."""
+
+    def __init__(self, trial: optuna.Trial) -> None:
+        self.trial = trial
+
+    def generation_end(self, record: GenerationRecord, state: SearchState) -> None:
+        self.trial.report(record.hypervolume, record.generation)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after generation {record.generation}")
+
+
+def trial_space(base: SearchSpace, values: dict[str, Any], number: int) -> SearchSpace:
+    """The complete space one trial runs (also what best.yaml holds, with the full length)."""
+    space = with_values(base, values, f"trial {number}")
+    return space.model_copy(update={"tune": None})
+
+
+def _objective(base: SearchSpace, tune: TuneSpec, study_dir: Path):
+    def objective(trial: optuna.Trial) -> float:
+        values = {key: suggest(trial, key, p) for key, p in tune.params.items()}
+        space = trial_space(base, values, trial.number).with_overrides(
+            name=f"trial-{trial.number:04d}", generations=tune.generations)
+        run_dir = RunDir(study_dir / space.name)
+        trial.set_user_attr("run_dir", str(run_dir.path))
+        search = start_run(run_dir, space, LocalEvaluator(), [_ReportHypervolume(trial)])
+        try:
+            state = search.run()
+        finally:
+            run_dir.unlock()
+        trial.set_user_attr("evaluations", state.evaluations)
+        return json.loads(run_dir.front_file.read_text())["hypervolume"]
+
+    return objective
+
+
+def tune(space: SearchSpace, trials: int, storage_url: str | None, study_name: str | None,
+         runs_dir: Path, console: Console) -> Path:
+    """Run (or continue) the study until it holds `trials` trials; write best.yaml."""
+    spec = check(space)
+    if trials < 1:
+        raise UserError(f"--trials must be at least 1, got {trials}")
+    name = study_name or space.name
+    study_dir = runs_dir / name
+    study_dir.mkdir(parents=True, exist_ok=True)
+    storage = make_storage(storage_url, study_dir)
+    try:
+        study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True,
+                                    direction="maximize", pruner=make_pruner(spec))
+    except Exception as exc:  # noqa: BLE001 - e.g. a reachable URL with a broken database
+        raise UserError(f"--storage {storage_url}: cannot use study {name!r} "
+                        f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+    existing = len(study.get_trials(deepcopy=False))
+    study.sampler = make_sampler(spec, space.seed + existing)
+    left = trials - len(study.get_trials(deepcopy=False, states=COUNTED))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if left > 0:
+        study.optimize(_objective(space, spec, study_dir), n_trials=left, callbacks=[
+            optuna.study.MaxTrialsCallback(trials, states=COUNTED), _announce(console)])
+    return write_outputs(study, space, study_dir, console)
+
+
+def _announce(console: Console):
+    def announce(study: optuna.Study, t: optuna.trial.FrozenTrial) -> None:
+        value = "" if t.value is None else f", hypervolume {t.value:.4f}"
+        console.print(f"trial {t.number}: {t.state.name.lower()}{value}", highlight=False)
+
+    return announce
+
+
+def write_outputs(study: optuna.Study, base: SearchSpace, study_dir: Path,
+                  console: Console) -> Path:
+    """best.yaml (the best trial's values in the full-length base space), trials.json and
+    a summary table."""
+    frozen = study.get_trials(deepcopy=False)
+    rows = [{"number": t.number, "state": t.state.name, "hypervolume": t.value,
+             "last_generation": t.last_step, "params": t.params,
+             "run_dir": t.user_attrs.get("run_dir")} for t in frozen]
+    atomic_write(study_dir / "trials.json", (json.dumps(rows, indent=2) + "\n").encode())
+    table = Table(title=f"study {study.study_name}: {len(frozen)} trials")
+    for col in ("trial", "state", "hypervolume", "generations", "parameters"):
+        table.add_column(col)
+    for r in rows:
+        hv = "" if r["hypervolume"] is None else f"{r['hypervolume']:.4f}"
+        params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in r["params"].items())
+        table.add_row(str(r["number"]), r["state"].lower(), hv,
+                      "" if r["last_generation"] is None else str(r["last_generation"] + 1),
+                      params)
+    console.print(table)
+    complete = [t for t in frozen if t.state == optuna.trial.TrialState.COMPLETE]
+    if not complete:
+        raise UserError(f"study {study.study_name!r} has no complete trial yet")
+    best = max(complete, key=lambda t: t.value or 0.0)
+    space = trial_space(base, best.params, best.number).with_overrides(
+        name=f"{study.study_name}-best")
+    path = study_dir / "best.yaml"
+    header = (f"# evosparse tune: best of {len(complete)} complete trials of study "
+              f"{study.study_name!r}: trial {best.number}, hypervolume {best.value:.4f}\n"
+              f"# after {base.tune.generations if base.tune else '?'} generations; "
+              f"parameters: {json.dumps(best.params)}\n")
+    atomic_write(path, (header + space.to_yaml()).encode())
+    console.print(f"best: trial {best.number}, hypervolume {best.value:.4f} -> {path}",
+                  highlight=False)
+    return path
+

@@ -1,0 +1,153 @@
+"""`evosparse tune` with real Optuna storages (SQLite file, journal file) and real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from evosparse.space import load_space
+from tests.conftest import evosparse
+from tests.test_cli import _assert_one_clear_error
+
+TUNE = {
+    "generations": 6,
+    "tune": {
+        "generations": 2,
+        "params": {
+            "mutation.add_node": {"type": "float", "low": 0.1, "high": 0.9},
+            "training.lr": {"type": "float", "low": 0.001, "high": 0.1, "log": True},
+            "network.initial_density": {"type": "categorical", "choices": [0.1, 0.3]},
+        },
+        "pruner": "MedianPruner",
+        "pruner_args": {"n_startup_trials": 1},
+    },
+}
+
+
+def _trials(study_dir: Path) -> list[dict]:
+    return json.loads((study_dir / "trials.json").read_text())
+
+
+def _start_tune(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "evosparse.cli", "tune", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_tune_reports_hypervolumes_prunes_and_writes_a_runnable_best_space(
+        write_space, tmp_path: Path) -> None:
+    space = write_space(TUNE)
+    out = evosparse("tune", str(space), "--trials", "4", "--runs-dir", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    study_dir = tmp_path / "tiny"
+    trials = _trials(study_dir)
+    assert [t["number"] for t in trials] == [0, 1, 2, 3]
+    assert {t["state"] for t in trials} <= {"COMPLETE", "PRUNED"}
+    storage = optuna.storages.RDBStorage(f"sqlite:///{study_dir / 'study.db'}")
+    study = optuna.load_study(study_name="tiny", storage=storage)
+    for t in study.trials:
+        logged = [json.loads(line)["hypervolume"]
+                  for line in (Path(t.user_attrs["run_dir"]) / "generations.jsonl").open()]
+        assert [t.intermediate_values[g] for g in sorted(t.intermediate_values)] == logged
+        if t.state == optuna.trial.TrialState.COMPLETE:
+            assert t.value == logged[-1] and len(logged) == 3  # generations 0, 1, 2
+    best = load_space(study_dir / "best.yaml")
+    winner = max((t for t in study.trials if t.value is not None
+                  and t.state == optuna.trial.TrialState.COMPLETE), key=lambda t: t.value)
+    assert best.tune is None and best.generations == 6 and best.name == "tiny-best"
+    assert best.mutation.add_node == winner.params["mutation.add_node"]
+    assert best.training.lr == winner.params["training.lr"]
+    run = evosparse("run", str(study_dir / "best.yaml"), "--generations", "1",
+                    "--runs-dir", str(tmp_path / "runs"))
+    assert run.returncode == 0, run.stderr
+
+    again = evosparse("tune", str(space), "--trials", "5", "--runs-dir", str(tmp_path))
+    assert again.returncode == 0, again.stderr
+    assert [t["number"] for t in _trials(study_dir)] == [0, 1, 2, 3, 4]
+
+
+def test_journal_storage(write_space, tmp_path: Path) -> None:
+    space = write_space(TUNE)
+    journal = tmp_path / "study.log"
+    out = evosparse("tune", str(space), "--trials", "2", "--runs-dir", str(tmp_path),
+                    "--storage", f"journal:{journal}", "--study", "j")
+    assert out.returncode == 0, out.stderr
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(journal)))
+    assert len(optuna.load_study(study_name="j", storage=storage).trials) == 2
+
+
+@pytest.mark.slow
+def test_two_processes_share_one_study_without_duplicates(write_space, tmp_path: Path) -> None:
+    space = write_space(TUNE)
+    args = (str(space), "--trials", "6", "--runs-dir", str(tmp_path))
+    first = _start_tune(*args)
+    db = tmp_path / "tiny" / "study.db"
+    while not db.exists() and first.poll() is None:
+        time.sleep(0.05)
+    second = _start_tune(*args)
+    for proc in (first, second):
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+    trials = _trials(tmp_path / "tiny")
+    assert sorted(t["number"] for t in trials) == list(range(6))
+    assert len({t["run_dir"] for t in trials}) == 6
+    assert {t["state"] for t in trials} <= {"COMPLETE", "PRUNED"}
+
+
+@pytest.mark.slow
+def test_a_killed_trial_fails_by_heartbeat_and_is_retried(write_space, tmp_path: Path) -> None:
+    from evosparse.tune import GRACE_S
+
+    space = write_space({**TUNE, "tune": {**TUNE["tune"], "generations": 4}})
+    args = (str(space), "--trials", "2", "--runs-dir", str(tmp_path))
+    proc = _start_tune(*args)
+    history = tmp_path / "tiny" / "trial-0000" / "history.jsonl"
+    while proc.poll() is None and not (history.exists() and history.read_text().count("\n") > 6):
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(GRACE_S + 1)
+    out = evosparse(*("tune", *args))
+    assert out.returncode == 0, out.stderr
+    states = {t["number"]: t["state"] for t in _trials(tmp_path / "tiny")}
+    assert states[0] == "FAIL"  # the killed trial, failed through its missing heartbeat
+    assert sum(s in ("COMPLETE", "PRUNED") for s in states.values()) == 2
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'tiny' / 'study.db'}")
+    study = optuna.load_study(study_name="tiny", storage=storage)
+    retried = [t for t in study.trials if t.number > 0 and t.params == study.trials[0].params]
+    assert retried, "the failed trial's parameters are run again"
+
+
+@pytest.mark.parametrize(("change", "needles"), [
+    ({"sampler": "TPESamplr"}, ("tune.sampler", "TPESamplr", "TPESampler")),
+    ({"pruner": "Median"}, ("tune.pruner", "Median", "MedianPruner")),
+    ({"params": {"training.lr": {"type": "float", "low": 0.1, "high": 0.1}}},
+     ("tune.params.training.lr", "low < high")),
+    ({"params": {"training.lrr": {"type": "float", "low": 0.01, "high": 0.1}}},
+     ("training.lrr", "unknown key")),
+    ({"params": {"dataset.name": {"type": "categorical", "choices": ["digits"]}}},
+     ("tune.params.dataset.name", "cannot be tuned")),
+    ({"params": {"training.optimizer": {"type": "categorical", "choices": []}}},
+     ("tune.params.training.optimizer", "non-empty")),
+])
+def test_bad_tune_sections_give_one_clear_error(write_space, tmp_path: Path, change,
+                                                needles) -> None:
+    space = write_space({"tune": {**TUNE["tune"], **change}})
+    out = evosparse("tune", str(space), "--trials", "2", "--runs-dir", str(tmp_path))
+    _assert_one_clear_error(out, *needles)
+
+
+def test_unreachable_storage_gives_one_clear_error(write_space, tmp_path: Path) -> None:
+    space = write_space(TUNE)
+    url = "sqlite:////nonexistent-dir/study.db"
+    out = evosparse("tune", str(space), "--trials", "2", "--runs-dir", str(tmp_path),
+                    "--storage", url)
+    _assert_one_clear_error(out, url, "cannot open the study storage")
