@@ -186,7 +186,10 @@ def tune(space: SearchSpace, trials: int, storage_url: str | None, study_name: s
                         f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
     existing = len(study.get_trials(deepcopy=False))
     study.sampler = make_sampler(spec, space.seed + existing)
-    left = trials - len(study.get_trials(deepcopy=False, states=COUNTED))
+    if isinstance(storage, optuna.storages.RDBStorage):
+        optuna.storages.fail_stale_trials(study)  # trials of killed processes: FAIL, re-queued
+    # Queued (WAITING) trials are run by this call, so they count as left to do.
+    left = trials - len(study.get_trials(deepcopy=False, states=COUNTED[:3]))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if left > 0:
         study.optimize(_objective(space, spec, study_dir), n_trials=left, callbacks=[
