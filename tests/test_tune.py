@@ -84,19 +84,29 @@ def test_journal_storage(write_space, tmp_path: Path) -> None:
     assert len(optuna.load_study(study_name="j", storage=storage).trials) == 2
 
 
+POSTGRES = os.environ.get("EVOSPARSE_TEST_POSTGRES")
+
+
 @pytest.mark.slow
-def test_two_processes_share_one_study_without_duplicates(write_space, tmp_path: Path) -> None:
+@pytest.mark.parametrize("storage", [
+    "sqlite",
+    pytest.param("postgresql", marks=pytest.mark.skipif(
+        POSTGRES is None, reason="no PostgreSQL server (.ci/run starts one)")),
+])
+def test_two_processes_share_one_study_without_duplicates(write_space, tmp_path: Path,
+                                                          storage: str) -> None:
     space = write_space(TUNE)
-    args = (str(space), "--trials", "6", "--runs-dir", str(tmp_path))
+    args: tuple[str, ...] = (str(space), "--trials", "6", "--runs-dir", str(tmp_path))
+    if storage == "postgresql":
+        args += ("--storage", str(POSTGRES), "--study", f"two-{os.getpid()}-{time.time_ns()}")
     first = _start_tune(*args)
-    db = tmp_path / "tiny" / "study.db"
-    while not db.exists() and first.poll() is None:
+    while first.poll() is None and not list(tmp_path.glob("*/trial-0000")):
         time.sleep(0.05)
     second = _start_tune(*args)
     for proc in (first, second):
         _, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err
-    trials = _trials(tmp_path / "tiny")
+    trials = _trials(next(tmp_path.glob("*/trials.json")).parent)
     assert sorted(t["number"] for t in trials) == list(range(6))
     assert len({t["run_dir"] for t in trials}) == 6
     assert {t["state"] for t in trials} <= {"COMPLETE", "PRUNED"}
