@@ -62,6 +62,9 @@ def main() -> None:
         steps = base.tune.generations + 1 if base.tune else 1
         per_generation = np.mean([t.duration.total_seconds() / steps for t in done])
         saved = sum((steps - (t.last_step or 0) - 1) * per_generation for t in pruned)
+        best = max(done, key=lambda t: t.value or 0.0)
+        print(f"best trial {best.number}: " + ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.params.items()))
         print(f"tune: {len(trials)} trials in {tune_s:.0f} s, {len(pruned)} pruned, "
               f"about {saved:.0f} s saved by pruning ({saved / (tune_s + saved):.0%} of the "
               "unpruned time)")

@@ -176,8 +176,12 @@ def tune(space: SearchSpace, trials: int, storage_url: str | None, study_name: s
         raise UserError(f"--trials must be at least 1, got {trials}")
     name = study_name or space.name
     study_dir = runs_dir / name
+    if RunDir(study_dir).exists():
+        raise UserError(f"{study_dir} is a run directory of `evosparse run`; "
+                        "choose another --study or --runs-dir")
     study_dir.mkdir(parents=True, exist_ok=True)
     storage = make_storage(storage_url, study_dir)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own line per trial instead
     try:
         study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True,
                                     direction="maximize", pruner=make_pruner(spec))
@@ -187,10 +191,11 @@ def tune(space: SearchSpace, trials: int, storage_url: str | None, study_name: s
     existing = len(study.get_trials(deepcopy=False))
     study.sampler = make_sampler(spec, space.seed + existing)
     if isinstance(storage, optuna.storages.RDBStorage):
-        optuna.storages.fail_stale_trials(study)  # trials of killed processes: FAIL, re-queued
+        with warnings.catch_warnings():  # marked experimental in Optuna
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)  # killed processes' trials: FAIL, re-queued
     # Queued (WAITING) trials are run by this call, so they count as left to do.
     left = trials - len(study.get_trials(deepcopy=False, states=COUNTED[:3]))
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     if left > 0:
         study.optimize(_objective(space, spec, study_dir), n_trials=left, callbacks=[
             optuna.study.MaxTrialsCallback(trials, states=COUNTED), _announce(console)])
