@@ -76,6 +76,8 @@ def _parser() -> argparse.ArgumentParser:
                                         "(default: sqlite in RUNS_DIR/STUDY/study.db)")
     tune.add_argument("--study", help="study name (default: the space's name)")
     tune.add_argument("--runs-dir", type=Path, default=Path("runs"), help="default: runs")
+    tune.add_argument("--ray-address", metavar="HOST:PORT|auto",
+                      help="run the trials with Ray Tune on this cluster (same study storage)")
 
     report = sub.add_parser("report", help="plot fronts, hypervolume, topologies; report.html")
     report.add_argument("run_dir", type=Path)
@@ -105,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             from evosparse.tune import tune
 
             tune(load_space(args.space), args.trials, args.storage, args.study, args.runs_dir,
-                 console)
+                 console, args.ray_address)
             return 0
         if args.command == "report":
             return commands.report(args.run_dir, console)

@@ -105,14 +105,18 @@ def make_pruner(tune: TuneSpec) -> optuna.pruners.BasePruner:
                   "pruner")
 
 
-def make_storage(url: str | None, study_dir: Path) -> optuna.storages.BaseStorage:
+def make_storage(url: str | None, study_dir: Path,
+                 heartbeat: bool = True) -> optuna.storages.BaseStorage:
     """SQLite in the study folder by default; `journal:PATH`; or any RDB URL. RDB storages
-    get heartbeats, and a trial left by a killed process is retried (twice at most)."""
+    get heartbeats (unless Ray Tune runs the trials), and a trial left by a killed process
+    is retried (twice at most)."""
     try:
         if url is not None and url.startswith("journal:"):
             backend = optuna.storages.journal.JournalFileBackend(url.removeprefix("journal:"))
             return optuna.storages.JournalStorage(backend)
         url = url or f"sqlite:///{study_dir / 'study.db'}"
+        if not heartbeat:
+            return optuna.storages.RDBStorage(url)
         with warnings.catch_warnings():  # heartbeats are marked experimental in Optuna
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.storages.RDBStorage(
@@ -169,8 +173,11 @@ def _objective(base: SearchSpace, tune: TuneSpec, study_dir: Path):
 
 
 def tune(space: SearchSpace, trials: int, storage_url: str | None, study_name: str | None,
-         runs_dir: Path, console: Console) -> Path:
-    """Run (or continue) the study until it holds `trials` trials; write best.yaml."""
+         runs_dir: Path, console: Console, ray_address: str | None = None) -> Path:
+    """Run (or continue) the study until it holds `trials` trials; write best.yaml.
+
+    With `ray_address`, the trials run through Ray Tune on that cluster (`tune_ray.py`).
+    """
     spec = check(space)
     if trials < 1:
         raise UserError(f"--trials must be at least 1, got {trials}")
@@ -180,7 +187,7 @@ def tune(space: SearchSpace, trials: int, storage_url: str | None, study_name: s
         raise UserError(f"{study_dir} is a run directory of `evosparse run`; "
                         "choose another --study or --runs-dir")
     study_dir.mkdir(parents=True, exist_ok=True)
-    storage = make_storage(storage_url, study_dir)
+    storage = make_storage(storage_url, study_dir, heartbeat=ray_address is None)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own line per trial instead
     try:
         study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True,
@@ -196,7 +203,11 @@ def tune(space: SearchSpace, trials: int, storage_url: str | None, study_name: s
             optuna.storages.fail_stale_trials(study)  # killed processes' trials: FAIL, re-queued
     # Queued (WAITING) trials are run by this call, so they count as left to do.
     left = trials - len(study.get_trials(deepcopy=False, states=COUNTED[:3]))
-    if left > 0:
+    if left > 0 and ray_address is not None:
+        from evosparse.tune_ray import tune_on_ray
+
+        tune_on_ray(space, spec, left, storage, name, study_dir, study.sampler, ray_address)
+    elif left > 0:
         study.optimize(_objective(space, spec, study_dir), n_trials=left, callbacks=[
             optuna.study.MaxTrialsCallback(trials, states=COUNTED), _announce(console)])
     return write_outputs(study, space, study_dir, console)
@@ -216,7 +227,7 @@ def write_outputs(study: optuna.Study, base: SearchSpace, study_dir: Path,
     a summary table."""
     frozen = study.get_trials(deepcopy=False)
     rows = [{"number": t.number, "state": t.state.name, "hypervolume": t.value,
-             "last_generation": t.last_step, "params": t.params,
+             "generations": len(t.intermediate_values), "params": t.params,
              "run_dir": t.user_attrs.get("run_dir")} for t in frozen]
     atomic_write(study_dir / "trials.json", (json.dumps(rows, indent=2) + "\n").encode())
     table = Table(title=f"study {study.study_name}: {len(frozen)} trials")
@@ -226,9 +237,7 @@ def write_outputs(study: optuna.Study, base: SearchSpace, study_dir: Path,
         hv = "" if r["hypervolume"] is None else f"{r['hypervolume']:.4f}"
         params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                            for k, v in r["params"].items())
-        table.add_row(str(r["number"]), r["state"].lower(), hv,
-                      "" if r["last_generation"] is None else str(r["last_generation"] + 1),
-                      params)
+        table.add_row(str(r["number"]), r["state"].lower(), hv, str(r["generations"]), params)
     console.print(table)
     complete = [t for t in frozen if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:

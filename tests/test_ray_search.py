@@ -181,3 +181,20 @@ def test_ray_batches_past_the_timeout_are_recorded_failed_and_the_run_goes_on(
     assert len(history) == 12
     assert all(h["status"] == "failed" and "timed out after 0.05 s" in h["error"]
                for h in history)
+
+
+def test_tune_trials_run_through_ray_tune_on_the_same_study(cluster, write_space,
+                                                           tmp_path: Path) -> None:
+    from tests.test_tune import TUNE
+
+    space = write_space(TUNE)
+    out = evosparse("tune", str(space), "--trials", "3", "--runs-dir", str(tmp_path),
+                    "--ray-address", cluster.address)
+    assert out.returncode == 0, out.stderr
+    trials = json.loads((tmp_path / "tiny" / "trials.json").read_text())
+    assert len(trials) == 3 and {t["state"] for t in trials} == {"COMPLETE"}
+    runs = sorted((tmp_path / "tiny").glob("trial-*/generations.jsonl"))
+    assert len(runs) == 3
+    logged = sorted([json.loads(line)["hypervolume"] for line in p.open()][-1] for p in runs)
+    assert sorted(t["hypervolume"] for t in trials) == logged
+    assert (tmp_path / "tiny" / "best.yaml").is_file()
