@@ -4,11 +4,11 @@ Ray Tune's `OptunaSearch` asks the study (same storage, same sampler) for each
 trial's values; every trial is a Tune function trainable that runs the short
 search and, after each generation, reports the hypervolume with a checkpoint
 holding the trial's run directory. Tune's `MedianStoppingRule` stops weak
-trials (Tune's stand-in for Optuna's pruners here), and a trial restarted by
-Tune continues from its last generation. Intermediate hypervolumes reach the
-Optuna study through `OptunaSearch`, so `best.yaml`, `trials.json` and
-optuna-dashboard work as without Ray. Besides `evaluators/ray.py`, this is the
-only module that imports ray.
+trials (Tune's stand-in for Optuna's pruners here), and a trial whose worker
+died is restarted by Tune (twice at most) from its last generation.
+Intermediate hypervolumes reach the Optuna study through `OptunaSearch`, so
+`best.yaml`, `trials.json` and optuna-dashboard work as without Ray. Besides
+`evaluators/ray.py`, this is the only module that imports ray.
 """
 
 from __future__ import annotations
@@ -112,6 +112,6 @@ def tune_on_ray(space: SearchSpace, spec: TuneSpec, trials: int, storage: Any, s
         tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=scheduler,
                                     num_samples=trials),
         run_config=tune.RunConfig(name=study_name, storage_path=str(study_dir.resolve() / "tune"),
-                                  verbose=0),
+                                  verbose=0, failure_config=tune.FailureConfig(max_failures=2)),
     )
     tuner.fit()

@@ -198,3 +198,48 @@ def test_tune_trials_run_through_ray_tune_on_the_same_study(cluster, write_space
     logged = sorted([json.loads(line)["hypervolume"] for line in p.open()][-1] for p in runs)
     assert sorted(t["hypervolume"] for t in trials) == logged
     assert (tmp_path / "tiny" / "best.yaml").is_file()
+
+
+def _tune_trial_workers() -> list[int]:
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if (d / "cmdline").read_bytes().startswith(b"ray::ImplicitFunc.train"):
+                    pids.append(int(d.name))
+            except OSError:
+                continue
+    return pids
+
+
+def test_a_ray_tune_trial_killed_mid_run_resumes_from_its_checkpoint(cluster, write_space,
+                                                                     tmp_path: Path) -> None:
+    """Tune restarts the trial from its last per-generation checkpoint; the trial's run
+    directory then equals an uninterrupted run of the same space."""
+    from tests.test_tune import TUNE
+
+    space = write_space({**TUNE, "tune": {**TUNE["tune"], "generations": 5}})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "evosparse.cli", "tune", str(space), "--trials", "1",
+         "--runs-dir", str(tmp_path), "--ray-address", cluster.address],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        logs = list((tmp_path / "tiny").glob("trial-*/generations.jsonl"))
+        if logs and logs[0].read_text().count("\n") >= 2 and _tune_trial_workers():
+            os.kill(_tune_trial_workers()[0], signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    else:
+        pytest.fail("the trial ended or never started before it could be killed")
+    _, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr
+    (trial,) = json.loads((tmp_path / "tiny" / "trials.json").read_text())
+    assert trial["state"] == "COMPLETE"
+    run = Path(trial["run_dir"]) if trial["run_dir"] else logs[0].parent
+    out = evosparse("run", str(run / "space.yaml"), "--runs-dir", str(tmp_path / "ref"))
+    assert out.returncode == 0, out.stderr
+    assert _comparable(run) == _comparable(tmp_path / "ref" / run.name)
+    lines = [json.loads(line) for line in (run / "generations.jsonl").open()]
+    assert [g["generation"] for g in lines] == list(range(6))
+    assert trial["hypervolume"] == lines[-1]["hypervolume"]
