@@ -43,7 +43,6 @@ from evosparse.weights import (
     model_bytes,
     network_from_model,
     read_bytes,
-    read_model,
 )
 
 GENOME_FORMAT = "evosparse-genome-1"
@@ -127,8 +126,7 @@ def load(path: str | Path) -> ExportedModel:
     genome = _read_genome(folder / "genome.json")
     source = folder / "model.safetensors"
     data = read_bytes(source)
-    net = network_from_model(genome, data, str(source))
-    tensors, _ = read_model(data, str(source))
+    net, tensors = network_from_model(genome, data, str(source))
     scale = None
     if "input.mean" in tensors:
         scale = (tensors["input.mean"].to(torch.float64), tensors["input.std"].to(torch.float64))
@@ -216,8 +214,8 @@ def _check(member: Member, run_dir: RunDir, space: SearchSpace, task: Task,
         raise UserError(f"{path} is missing: the trained weights of genome {g.genome_id} "
                         "were not kept (a run made before weights were stored?)")
     data = read_bytes(path)
-    net = network_from_model(g, data, str(path))
-    recorded = read_model(data, str(path))[0][TEST_PREDICTIONS].numpy()
+    net, tensors = network_from_model(g, data, str(path))
+    recorded = tensors[TEST_PREDICTIONS].numpy()
     model = ExportedModel(g, net, None if task.mean is None else
                           (torch.from_numpy(task.mean), torch.from_numpy(task.std)))
     x_raw, y = raw_test

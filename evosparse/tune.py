@@ -19,6 +19,7 @@ share its trials; re-running the command continues the study until it holds
 
 from __future__ import annotations
 
+import inspect
 import json
 import warnings
 from pathlib import Path
@@ -78,12 +79,17 @@ def check(space: SearchSpace) -> TuneSpec:
     return tune
 
 
-def _named(module: Any, base: type, name: str, args: dict[str, Any], what: str) -> Any:
+def _named(module: Any, base: type, name: str, args: dict[str, Any], what: str,
+           seed: int | None = None) -> Any:
+    """An instance of the class `name` of `module` (a subclass of `base`); `seed` is passed
+    when the class takes one and `args` does not set it."""
     cls = getattr(module, name, None)
     if not (isinstance(cls, type) and issubclass(cls, base)):
         known = sorted(n for n in dir(module) if isinstance(getattr(module, n), type)
                        and issubclass(getattr(module, n), base) and not n.startswith("Base"))
         raise UserError(f"tune.{what}: unknown {what} {name!r}; Optuna has {', '.join(known)}")
+    if seed is not None and "seed" in inspect.signature(cls).parameters:
+        args = {"seed": seed, **args}
     try:
         return cls(**args)
     except (TypeError, ValueError) as exc:
@@ -91,13 +97,9 @@ def _named(module: Any, base: type, name: str, args: dict[str, Any], what: str) 
 
 
 def make_sampler(tune: TuneSpec, seed: int) -> optuna.samplers.BaseSampler:
-    """The named Optuna sampler; seeded unless `sampler_args` sets a seed (or the sampler
-    takes none)."""
-    args = dict(tune.sampler_args)
-    cls = getattr(optuna.samplers, tune.sampler, None)
-    if isinstance(cls, type) and "seed" in cls.__init__.__code__.co_varnames:
-        args.setdefault("seed", seed)
-    return _named(optuna.samplers, optuna.samplers.BaseSampler, tune.sampler, args, "sampler")
+    """The named Optuna sampler, seeded with `seed` unless `sampler_args` sets a seed."""
+    return _named(optuna.samplers, optuna.samplers.BaseSampler, tune.sampler,
+                  tune.sampler_args, "sampler", seed)
 
 
 def make_pruner(tune: TuneSpec) -> optuna.pruners.BasePruner:

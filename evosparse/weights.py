@@ -15,6 +15,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save
@@ -28,9 +29,16 @@ TEST_PREDICTIONS = "test_predictions"
 
 
 def genome_digest(genome: Genome) -> str:
-    """SHA-256 of the genome's canonical JSON: what a weight file is bound to."""
-    text = json.dumps(genome.to_dict(), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+    """SHA-256 of the genome's identity and canonical arrays: what a weight file is bound to.
+
+    Hashes the array bytes (fixed dtypes, canonical order from `Genome.build`), not the
+    JSON text: it runs for every evaluated genome.
+    """
+    h = hashlib.sha256(json.dumps([genome.genome_id, genome.generation,
+                                   list(genome.parents)]).encode())
+    for a in (*genome.nodes, *genome.conns):
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
 
 
 def network_tensors(net: SparseNetwork) -> dict[str, torch.Tensor]:
@@ -69,8 +77,11 @@ def read_model(data: bytes, source: str) -> tuple[dict[str, torch.Tensor], dict[
     return tensors, metadata
 
 
-def network_from_model(genome: Genome, data: bytes, source: str) -> SparseNetwork:
-    """Rebuild the trained network of `genome` from a weight file's bytes.
+def network_from_model(
+    genome: Genome, data: bytes, source: str
+) -> tuple[SparseNetwork, dict[str, torch.Tensor]]:
+    """Rebuild the trained network of `genome` from a weight file's bytes; also return
+    the file's tensors (its extras: `test_predictions`, `input.mean`, ...).
 
     The file must match the genome exactly: its digest when it records one, the
     number of levels, every shape, and every mask (so a connection added to or
@@ -105,7 +116,7 @@ def network_from_model(genome: Genome, data: bytes, source: str) -> SparseNetwor
             lv.weight.copy_(w)
             if lv.bias is not None:
                 lv.bias.copy_(tensors[f"levels.{k}.bias"])
-    return net.eval()
+    return net.eval(), tensors
 
 
 def read_bytes(path: Path) -> bytes:

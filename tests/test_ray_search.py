@@ -27,13 +27,14 @@ SPACE = {"generations": 3, "population": 6, "training": {"epochs": 3, "batch_siz
          "evaluation": {"batch_size": 2}}
 
 
-def _busy_workers() -> list[int]:
-    """Pids of Ray worker processes running an evaluation right now (Linux /proc)."""
+def _ray_processes(title: bytes) -> list[int]:
+    """Pids of the Ray worker processes whose title starts with `title` (Linux /proc):
+    `ray::_run` runs an evaluation, `ray::ImplicitFunc.train` a Ray Tune trial."""
     pids = []
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             try:
-                if (d / "cmdline").read_bytes().startswith(b"ray::_run"):
+                if (d / "cmdline").read_bytes().startswith(title):
                     pids.append(int(d.name))
             except OSError:
                 continue
@@ -44,7 +45,7 @@ def _kill_a_busy_worker(after_lines: int, run: Path, proc) -> None:
     _wait_for_lines(run, after_lines, proc)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
-        busy = _busy_workers()
+        busy = _ray_processes(b"ray::_run")
         if busy:
             os.kill(busy[0], signal.SIGKILL)
             return
@@ -158,7 +159,7 @@ def test_ray_a_node_removed_mid_run_same_result(cluster, reference, tmp_path: Pa
     run = tmp_path / "rn" / "tiny"
     proc = _start_on(cluster, space, run)
     _wait_for_lines(run, 8, proc)
-    while proc.poll() is None and len(_busy_workers()) < 2:
+    while proc.poll() is None and len(_ray_processes(b"ray::_run")) < 2:
         time.sleep(0.002)
     cluster.remove_node(cluster.worker_nodes_list[0], allow_graceful=False)
     try:
@@ -200,18 +201,6 @@ def test_tune_trials_run_through_ray_tune_on_the_same_study(cluster, write_space
     assert (tmp_path / "tiny" / "best.yaml").is_file()
 
 
-def _tune_trial_workers() -> list[int]:
-    pids = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                if (d / "cmdline").read_bytes().startswith(b"ray::ImplicitFunc.train"):
-                    pids.append(int(d.name))
-            except OSError:
-                continue
-    return pids
-
-
 def test_a_ray_tune_trial_killed_mid_run_resumes_from_its_checkpoint(cluster, write_space,
                                                                      tmp_path: Path) -> None:
     """Tune restarts the trial from its last per-generation checkpoint; the trial's run
@@ -226,8 +215,9 @@ def test_a_ray_tune_trial_killed_mid_run_resumes_from_its_checkpoint(cluster, wr
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
         logs = list((tmp_path / "tiny").glob("trial-*/generations.jsonl"))
-        if logs and logs[0].read_text().count("\n") >= 2 and _tune_trial_workers():
-            os.kill(_tune_trial_workers()[0], signal.SIGKILL)
+        trials = _ray_processes(b"ray::ImplicitFunc.train")
+        if logs and logs[0].read_text().count("\n") >= 2 and trials:
+            os.kill(trials[0], signal.SIGKILL)
             break
         time.sleep(0.01)
     else:

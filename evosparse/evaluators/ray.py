@@ -165,12 +165,10 @@ class RayEvaluator(BaseEvaluator):
 
     def _collect(self, ref: Any, index: int) -> Any:
         import ray
-        from ray.exceptions import RayTaskError, TaskCancelledError
+        from ray.exceptions import RayTaskError
 
         try:
             return ray.get(ref)
-        except TaskCancelledError:
-            return BatchFailure(f"timed out after {self._timeout} s and was cancelled")
         except RayTaskError as exc:  # raised outside `call_recording_errors`
             return BatchFailure(str(exc))
         except ray.exceptions.RayError as exc:  # worker or node died, retries used up
