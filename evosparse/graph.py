@@ -2,7 +2,8 @@
 
 `analyse` finds the part of a genome that computes something (nodes with a path
 to an output, the enabled connections into them) and groups those nodes into
-depth levels: a node's level is one more than the deepest node feeding it. Each
+depth levels: a hidden node's level is one more than the deepest node feeding it;
+the outputs share the last level. Each
 level becomes one masked dense block in `network.py`. Pure numpy, no torch.
 """
 
@@ -61,4 +62,7 @@ def analyse(genome: Genome) -> Topology:
         if np.array_equal(new, depth):
             break
         depth = new
+    # Every output on the last level: it then holds exactly the outputs, in id order, so a
+    # compiled network's last level is its logits (no gather). Hidden depths are unchanged.
+    depth[genome.node_kind == OUTPUT] = depth.max()
     return Topology(node_active, conn_active, src_row, dst_row, depth)

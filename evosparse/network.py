@@ -19,7 +19,8 @@ from evosparse.graph import analyse
 
 
 class _Level(nn.Module):
-    """One depth level: a masked dense block and grouped activations."""
+    """One depth level: a masked dense block, its nodes ordered by activation function
+    (`acts` sorted), so each function runs once on a contiguous slice of the level."""
 
     def __init__(
         self, mask: np.ndarray, acts: np.ndarray, bias: bool, generator: torch.Generator
@@ -36,13 +37,12 @@ class _Level(nn.Module):
             self.bias: nn.Parameter | None = nn.Parameter(b)
         else:
             self.bias = None
-        names = sorted(set(acts.tolist()))
         self.act_names = acts.tolist()
-        self._fns = [torch_activation(n) for n in names]
-        groups = [np.flatnonzero(acts == n) for n in names]
-        order = np.concatenate(groups)
-        self._groups = [torch.from_numpy(g) for g in groups]
-        self.register_buffer("_inverse", torch.from_numpy(np.argsort(order)))
+        names, counts = np.unique(acts, return_counts=True)
+        if not np.array_equal(np.repeat(names, counts), acts):
+            raise ValueError(f"a level's nodes must be sorted by activation, got {self.act_names}")
+        self._fns = [torch_activation(str(n)) for n in names]
+        self._widths = counts.tolist()
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         pre = h @ (self.weight * self.mask).T
@@ -50,8 +50,8 @@ class _Level(nn.Module):
             pre = pre + self.bias
         if len(self._fns) == 1:
             return self._fns[0](pre)
-        parts = [fn(pre[:, idx]) for fn, idx in zip(self._fns, self._groups, strict=True)]
-        return torch.cat(parts, dim=1)[:, self._inverse]
+        parts = pre.split(self._widths, dim=1)
+        return torch.cat([fn(p) for fn, p in zip(self._fns, parts, strict=True)], dim=1)
 
 
 class SparseNetwork(nn.Module):
@@ -62,8 +62,10 @@ class SparseNetwork(nn.Module):
         topo = analyse(genome)
         n_in = int(np.count_nonzero(genome.node_kind == INPUT))
         rows_by_level = [np.flatnonzero(genome.node_kind == INPUT)]
-        for level in range(1, topo.n_levels + 1):
-            rows_by_level.append(np.flatnonzero(topo.depth == level))
+        for level in range(1, topo.n_levels):  # hidden levels, nodes sorted by activation
+            rows = np.flatnonzero(topo.depth == level)
+            rows_by_level.append(rows[np.argsort(genome.node_act[rows], kind="stable")])
+        rows_by_level.append(np.flatnonzero(topo.depth == topo.n_levels))  # outputs, in order
         col = np.full(len(genome.node_id), -1)
         col[np.concatenate(rows_by_level)] = np.arange(sum(len(r) for r in rows_by_level))
         src_col = col[topo.src_row[topo.conn_active]]
@@ -83,88 +85,82 @@ class SparseNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x
-        for level in self.levels:
+        for level in self.levels[:-1]:
             h = torch.cat([h, level(h)], dim=1)
-        return h[:, self._outputs]
+        return self.levels[-1](h)  # the last level holds exactly the outputs, in order
 
 
 
-class BatchedNetworks(nn.Module):
-    """Many genomes as one padded, batched program (`torch.baddbmm` per depth level).
+VARIANT = 1
 
-    Each genome is first built as a `SparseNetwork` with its own generator, so its
-    initial weights are exactly those it gets when trained alone; they are then
-    scattered into zero-padded blocks [genomes, nodes of level l, nodes before l].
-    Padded and absent entries are zero in the mask, so they stay zero and get no
-    gradient. Activations run node-major: the rows (genome, node) of a level are
-    gathered by activation function, each function runs once on its rows, and the
-    rows are put back, so no Python loop runs over nodes or genomes. Input x is
-    [genomes, samples, features] (each genome may see its own minibatch); output
-    is [genomes, samples, outputs].
+
+class _PaddedGroup(nn.Module):
+    """Genomes of one depth as one padded program of `torch.baddbmm` blocks.
+
+    Each genome's `SparseNetwork` (built with its own generator, so its initial
+    weights are those it gets when trained alone) is cut into blocks: level k's
+    weights from source level j (0: the inputs) go, zero-padded, into a block
+    [genomes, widest level k, widest level j]. Level k sums its blocks' products,
+    so no activation vector is concatenated level by level, and a block that no
+    genome of the group uses (an MLP has no skip connections) is left out. Padded
+    and absent entries are zero in the mask, so they stay zero and get no gradient.
+    Activations run node-major: the rows (genome, node) of a level are gathered by
+    activation function, each function runs once on its rows, and the rows are put
+    back, so no Python loop runs over nodes or genomes.
     """
 
-    def __init__(self, genomes: list[Genome], bias: bool, generators: list[torch.Generator]):
+    def __init__(self, nets: list[SparseNetwork]) -> None:
         super().__init__()
-        nets = [SparseNetwork(g, bias, gen) for g, gen in zip(genomes, generators, strict=True)]
-        n_b, n_in = len(nets), nets[0].n_inputs
-        depth = max(len(n.levels) for n in nets)
-        widths = [max((n.levels[k].weight.shape[0] for n in nets if k < len(n.levels)),
-                      default=0) for k in range(depth)]
-        starts = np.concatenate([[n_in], n_in + np.cumsum(widths)])  # first column of each level
-        names = sorted({a for g in genomes for a in g.node_act.tolist()})
+        n_b, n_levels = len(nets), len(nets[0].levels)
+        # spans[i][j]: genome i's own columns [start, stop) that hold source level j
+        spans = [np.cumsum([0, n.n_inputs] + [lv.weight.shape[0] for lv in n.levels])
+                 for n in nets]
+        sizes = [nets[0].n_inputs] + [max(n.levels[k].weight.shape[0] for n in nets)
+                                      for k in range(n_levels)]
+        names = sorted({a for n in nets for lv in n.levels for a in lv.act_names})
         self._fns = [torch_activation(a) for a in names]
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
-        masks, act_codes = [], []
-        # col_map[b][c] = padded column of genome b's own column c
-        col_maps = [list(range(n_in)) for _ in nets]
-        for k, width in enumerate(widths):
-            w = torch.zeros(n_b, width, int(starts[k]))
-            m = torch.zeros_like(w)
-            b = torch.zeros(n_b, width)
-            codes = torch.full((n_b, width), -1, dtype=torch.long)
-            for i, net in enumerate(nets):
-                if k >= len(net.levels):
-                    continue
-                lv = net.levels[k]
-                rows = lv.weight.shape[0]
-                cols = torch.as_tensor(col_maps[i])
-                w[i, :rows, cols] = lv.weight.detach()
-                m[i, :rows, cols] = lv.mask
-                if lv.bias is not None:
-                    b[i, :rows] = lv.bias.detach()
-                codes[i, :rows] = torch.as_tensor([names.index(a) for a in lv.act_names])
-                col_maps[i] += list(range(int(starts[k]), int(starts[k]) + rows))
-            self.weights.append(nn.Parameter(w))
-            self.biases.append(nn.Parameter(b, requires_grad=bias))
-            masks.append(m)
-            act_codes.append(codes)
-        self._nets = nets  # a plain list: not parameters of the batch, refilled by `unbatch`
-        self._col_maps = col_maps
+        self._blocks: list[tuple[int, int]] = []  # (level k, source level j) of each weight
         self._groups: list[list[tuple[int, int]]] = []  # per level: (function index, rows)
-        for k, (m, c) in enumerate(zip(masks, act_codes, strict=True)):
-            self.register_buffer(f"mask{k}", m)
-            flat = c.flatten()
+        for k in range(n_levels):
+            for j in range(k + 1):
+                w = torch.zeros(n_b, sizes[k + 1], sizes[j])
+                m = torch.zeros_like(w)
+                for i, net in enumerate(nets):
+                    lv, (start, stop) = net.levels[k], spans[i][j : j + 2]
+                    m[i, : lv.weight.shape[0], : stop - start] = lv.mask[:, start:stop]
+                    w[i, : lv.weight.shape[0], : stop - start] = lv.weight.detach()[:, start:stop]
+                if m.any():
+                    self.register_buffer(f"mask{len(self.weights)}", m)
+                    self.weights.append(nn.Parameter(w))
+                    self._blocks.append((k, j))
+            b = torch.zeros(n_b, sizes[k + 1])
+            codes = torch.full((n_b, sizes[k + 1]), -1, dtype=torch.long)
+            for i, net in enumerate(nets):
+                lv = net.levels[k]
+                if lv.bias is not None:
+                    b[i, : len(lv.bias)] = lv.bias.detach()
+                codes[i, : len(lv.act_names)] = torch.as_tensor([names.index(a)
+                                                                 for a in lv.act_names])
+            self.biases.append(nn.Parameter(b, requires_grad=nets[0].levels[k].bias is not None))
+            flat = codes.flatten()
             order = torch.argsort(flat, stable=True)
             self.register_buffer(f"order{k}", order)
             self.register_buffer(f"inverse{k}", torch.argsort(order))
-            codes, counts = torch.unique_consecutive(flat[order], return_counts=True)
-            self._groups.append(list(zip(codes.tolist(), counts.tolist(), strict=True)))
-        self.register_buffer("_outputs", torch.as_tensor(
-            np.stack([np.asarray(cm)[n._outputs.numpy()] for cm, n in zip(col_maps, nets,
-                                                                          strict=True)])))
+            used, counts = torch.unique_consecutive(flat[order], return_counts=True)
+            self._groups.append(list(zip(used.tolist(), counts.tolist(), strict=True)))
+        self._spans = spans
 
-    def unbatch(self, i: int) -> SparseNetwork:
-        """Genome i's network (on the CPU) holding its current trained weights."""
-        net = self._nets[i]
-        cols = torch.as_tensor(self._col_maps[i])
+    def copy_into(self, i: int, net: SparseNetwork) -> None:
+        """Write member i's current weights into its own network `net`."""
         with torch.no_grad():
-            for k, lv in enumerate(net.levels):
-                rows = lv.weight.shape[0]
-                lv.weight.copy_(self.weights[k][i, :rows, :][:, cols[: lv.weight.shape[1]]])
+            for w, (k, j) in zip(self.weights, self._blocks, strict=True):
+                lv, (start, stop) = net.levels[k], self._spans[i][j : j + 2]
+                lv.weight[:, start:stop] = w[i, : lv.weight.shape[0], : stop - start]
+            for lv, b in zip(net.levels, self.biases, strict=True):
                 if lv.bias is not None:
-                    lv.bias.copy_(self.biases[k][i, :rows])
-        return net
+                    lv.bias.copy_(b[i, : len(lv.bias)])
 
     def _activate(self, k: int, pre: torch.Tensor) -> torch.Tensor:
         """Apply each node's activation to pre [genomes, nodes, samples] of level k."""
@@ -172,16 +168,66 @@ class BatchedNetworks(nn.Module):
         if len(groups) == 1:
             code = groups[0][0]
             return pre if code < 0 else self._fns[code](pre)
-        flat = pre.reshape(-1, pre.shape[2]).index_select(0, getattr(self, f"order{k}"))
+        order, inverse = getattr(self, f"order{k}"), getattr(self, f"inverse{k}")
+        flat = pre.reshape(-1, pre.shape[2]).index_select(0, order)
         parts = flat.split([n for _, n in groups])
         done = [p if code < 0 else self._fns[code](p) for (code, _), p in zip(groups, parts,
                                                                               strict=True)]
-        return torch.cat(done).index_select(0, getattr(self, f"inverse{k}")).view_as(pre)
+        return torch.cat(done).index_select(0, inverse).view_as(pre)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x.transpose(1, 2)  # node-major: [genomes, nodes, samples]
-        for k, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            pre = torch.baddbmm(b.unsqueeze(2), w * getattr(self, f"mask{k}"), h)
-            h = torch.cat([h, self._activate(k, pre)], dim=1)
-        idx = self._outputs.unsqueeze(2).expand(-1, -1, h.shape[2])
-        return torch.gather(h, 1, idx).transpose(1, 2)
+        hs = [x.transpose(1, 2)]  # node-major: [genomes, nodes, samples] per level
+        blocks = iter(enumerate(self._blocks))
+        pending = next(blocks, None)
+        for k, b in enumerate(self.biases):
+            pre = b.unsqueeze(2).expand(-1, -1, x.shape[1])
+            while pending is not None and pending[1][0] == k:
+                n, (_, j) = pending
+                pre = torch.baddbmm(pre, self.weights[n] * getattr(self, f"mask{n}"), hs[j])
+                pending = next(blocks, None)
+            hs.append(self._activate(k, pre))
+        return hs[-1].transpose(1, 2)  # the last level holds exactly the outputs, in order
+
+
+class BatchedNetworks(nn.Module):
+    """Many genomes as a few padded, batched programs: one per network depth.
+
+    Padding every genome to the widest level of the deepest one wastes most of the
+    work on a mixed population (a one-level network padded to three levels), so
+    genomes of equal depth share one `_PaddedGroup` and the groups run side by side.
+    Input x is [genomes, samples, features] (each genome may see its own minibatch);
+    output is [genomes, samples, outputs], in the order of `genomes`.
+    """
+
+    def __init__(self, genomes: list[Genome], bias: bool, generators: list[torch.Generator]):
+        super().__init__()
+        self._nets = [SparseNetwork(g, bias, gen)
+                      for g, gen in zip(genomes, generators, strict=True)]
+        depth = np.array([len(n.levels) for n in self._nets])
+        members = [np.flatnonzero(depth == d) for d in np.unique(depth)]
+        self.groups = nn.ModuleList(
+_PaddedGroup([self._nets[i] for i in m]) for m in members)
+        self._where = [(0, 0)] * len(genomes)  # genome -> (group, position in group)
+        for gi, m in enumerate(members):
+            for pos, i in enumerate(m.tolist()):
+                self._where[i] = (gi, pos)
+        for gi, m in enumerate(members):
+            self.register_buffer(f"members{gi}", torch.from_numpy(m))
+        self.register_buffer("_inverse", torch.from_numpy(np.argsort(np.concatenate(members))))
+
+    def padded_weights(self) -> int:
+        """Weights the batched program multiplies per sample (padding included)."""
+        return sum(w.numel() for g in self.groups for w in g.weights)
+
+    def unbatch(self, i: int) -> SparseNetwork:
+        """Genome i's network (on the CPU) holding its current trained weights."""
+        group, pos = self._where[i]
+        self.groups[group].copy_into(pos, self._nets[i])
+        return self._nets[i]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if len(self.groups) == 1:
+            return self.groups[0](x)
+        outs = [g(x.index_select(0, getattr(self, f"members{k}")))
+                for k, g in enumerate(self.groups)]
+        return torch.cat(outs).index_select(0, self._inverse)

@@ -67,9 +67,11 @@ def test_batch_of_8_follows_one_by_one_loss_curves_for_50_steps() -> None:
         losses.sum().backward()
         bopt.step()
         np.testing.assert_allclose(losses.detach().numpy(), single_losses, rtol=1e-4)
-    for k, w in enumerate(batched.weights):
-        mask = getattr(batched, f"mask{k}")
-        assert torch.all(w[mask == 0] == 0), "absent and padded weights stay exactly zero"
+    assert len(batched.groups) > 1, "genomes of different depths train in separate groups"
+    for group in batched.groups:
+        for k, w in enumerate(group.weights):
+            mask = getattr(group, f"mask{k}")
+            assert torch.all(w[mask == 0] == 0), "absent and padded weights stay exactly zero"
 
 
 def test_batched_and_one_by_one_evaluations_agree() -> None:
