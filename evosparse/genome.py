@@ -38,6 +38,10 @@ class Genome:
     conn_enabled: np.ndarray  # bool (C,)
     parents: tuple[int, ...] = field(default=())
     generation: int = 0
+    conn_weight: np.ndarray | None = None
+    """float32 (C,): Lamarckian starting weight of each connection, NaN where none."""
+    node_bias: np.ndarray | None = None
+    """float32 (N,): Lamarckian starting bias of each node, NaN where none."""
 
     @staticmethod
     def build(
@@ -46,12 +50,21 @@ class Genome:
         conns: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
         parents: tuple[int, ...] = (),
         generation: int = 0,
+        weights: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> Genome:
-        """Make a genome from unsorted node and connection columns, in canonical order."""
+        """Make a genome from unsorted node and connection columns, in canonical order.
+
+        `weights` (connection weights, node biases; NaN where none) are the inherited
+        starting values of Lamarckian evolution, aligned with `conns` and `nodes`.
+        """
         nid, kind, pos, act = (np.asarray(a) for a in nodes)
         innov, src, dst, en = (np.asarray(a) for a in conns)
         n_order = np.lexsort((nid, kind == OUTPUT, kind != INPUT))
         c_order = np.argsort(innov, kind="stable")
+        conn_weight = node_bias = None
+        if weights is not None:
+            conn_weight = np.asarray(weights[0], dtype=np.float32)[c_order]
+            node_bias = np.asarray(weights[1], dtype=np.float32)[n_order]
         return Genome(
             genome_id=int(genome_id),
             node_id=nid[n_order].astype(np.int64),
@@ -64,6 +77,8 @@ class Genome:
             conn_enabled=en[c_order].astype(bool),
             parents=tuple(int(p) for p in parents),
             generation=int(generation),
+            conn_weight=conn_weight,
+            node_bias=node_bias,
         )
 
     @property
@@ -83,8 +98,15 @@ class Genome:
         return int(np.count_nonzero(self.conn_enabled))
 
     def derive(self, genome_id: int, parents: tuple[int, ...], generation: int) -> Genome:
-        """The same topology under a new identity (the start of every child)."""
-        return replace(self, genome_id=genome_id, parents=parents, generation=generation)
+        """The same topology under a new identity (the start of every child), without
+        inherited weights (`inheritance.inherit` gives a child its parents' weights)."""
+        return replace(self, genome_id=genome_id, parents=parents, generation=generation,
+                       conn_weight=None, node_bias=None)
+
+    def with_weights(self, conn_weight: np.ndarray, node_bias: np.ndarray) -> Genome:
+        """This genome carrying Lamarckian weights (aligned with its arrays; NaN: none)."""
+        return replace(self, conn_weight=np.asarray(conn_weight, dtype=np.float32),
+                       node_bias=np.asarray(node_bias, dtype=np.float32))
 
     def index_of(self, node_ids: np.ndarray) -> np.ndarray:
         """Row indices of the given node ids (all must exist)."""
@@ -113,6 +135,10 @@ class Genome:
                 "dst": self.conn_dst.tolist(),
                 "enabled": self.conn_enabled.tolist(),
             },
+            **({} if self.conn_weight is None or self.node_bias is None else {"weights": {
+                "connection": _json_floats(self.conn_weight),
+                "bias": _json_floats(self.node_bias),
+            }}),
         }
 
     @staticmethod
@@ -127,7 +153,20 @@ class Genome:
              np.array(c["dst"], dtype=np.int64), np.array(c["enabled"], dtype=bool)),
             parents=tuple(d["parents"]),
             generation=d["generation"],
+            weights=None if "weights" not in d else (
+                _floats_from_json(d["weights"]["connection"]),
+                _floats_from_json(d["weights"]["bias"])),
         )
+
+
+def _json_floats(a: np.ndarray) -> list[float | None]:
+    """float32 values as JSON numbers (exact: a float32 is a float64 that prints round-trip),
+    NaN as null."""
+    return [None if np.isnan(v) else v for v in a.astype(np.float64).tolist()]
+
+
+def _floats_from_json(values: list[float | None]) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float32)
 
 
 class InnovationRegistry:

@@ -71,17 +71,52 @@ class SparseNetwork(nn.Module):
         src_col = col[topo.src_row[topo.conn_active]]
         dst_col = col[topo.dst_row[topo.conn_active]]
         levels = []
-        start = n_in
-        for rows in rows_by_level[1:]:
+        starts = np.cumsum([len(r) for r in rows_by_level])[:-1]  # first column of each level
+        for rows, start in zip(rows_by_level[1:], starts, strict=True):
             mask = np.zeros((len(rows), start), dtype=bool)
             here = (dst_col >= start) & (dst_col < start + len(rows))
             mask[dst_col[here] - start, src_col[here]] = True
             levels.append(_Level(mask, genome.node_act[rows], bias, generator))
-            start += len(rows)
         self.levels = nn.ModuleList(levels)
         out_rows = np.flatnonzero(genome.node_kind == OUTPUT)
         self.register_buffer("_outputs", torch.from_numpy(col[out_rows]))
         self.n_inputs = n_in
+        # Where each genome connection and node lives: (level, row, column), -1 if not compiled
+        node_level = np.searchsorted(starts, col, side="right") - 1
+        self._node_at = (np.where(col >= n_in, node_level, -1), col - starts[node_level])
+        conn_rows = np.flatnonzero(topo.conn_active)
+        self._conn_at = (conn_rows, self._node_at[0][topo.dst_row[conn_rows]],
+                         self._node_at[1][topo.dst_row[conn_rows]], src_col)
+        if genome.conn_weight is not None and genome.node_bias is not None:
+            self._load_inherited(genome.conn_weight, genome.node_bias)
+
+    def _load_inherited(self, conn_weight: np.ndarray, node_bias: np.ndarray) -> None:
+        """Start from inherited values where the genome has them (Lamarckian evolution)."""
+        conns, level, row, column = self._conn_at
+        nodes = np.flatnonzero(self._node_at[0] >= 0)
+        with torch.no_grad():
+            for k, lv in enumerate(self.levels):
+                c = (level == k) & np.isfinite(conn_weight[conns])
+                lv.weight[row[c], column[c]] = torch.from_numpy(conn_weight[conns[c]])
+                n = nodes[(self._node_at[0][nodes] == k) & np.isfinite(node_bias[nodes])]
+                if lv.bias is not None:
+                    lv.bias[self._node_at[1][n]] = torch.from_numpy(node_bias[n])
+
+    def genome_weights(self, n_conns: int, n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
+        """Current weights per genome connection and biases per genome node (NaN where not
+        compiled): what Lamarckian evolution writes back into the genome."""
+        conns, level, row, column = self._conn_at
+        conn_weight = np.full(n_conns, np.nan, dtype=np.float32)
+        node_bias = np.full(n_nodes, np.nan, dtype=np.float32)
+        nodes = np.flatnonzero(self._node_at[0] >= 0)
+        with torch.no_grad():
+            for k, lv in enumerate(self.levels):
+                c = level == k
+                conn_weight[conns[c]] = lv.weight[row[c], column[c]].cpu().numpy()
+                n = nodes[self._node_at[0][nodes] == k]
+                if lv.bias is not None:
+                    node_bias[n] = lv.bias[self._node_at[1][n]].cpu().numpy()
+        return conn_weight, node_bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x

@@ -26,6 +26,7 @@ from evosparse.fitness import (
     plan_batches,
 )
 from evosparse.genome import Genome, InnovationRegistry
+from evosparse.inheritance import inherit, written_back
 from evosparse.operators import crossover, minimal_genome, mutate
 from evosparse.pareto import (
     Objectives,
@@ -156,6 +157,7 @@ class Search:
             evaluations=0,
         )
         self.stop_requested = False
+        self.lamarckian = space.training.inheritance == "lamarckian"
 
     def _new_id(self) -> int:
         self.state.next_genome_id += 1
@@ -178,10 +180,12 @@ class Search:
             b = tournament(rank, crowd, s.rng)
             if a != b and s.rng.random() < sp.mutation.crossover:
                 child = crossover(pop[a].genome, pop[b].genome, self._new_id(), generation, s.rng)
+                parents = [pop[a].genome, pop[b].genome]
             else:
                 child = pop[a].genome.derive(self._new_id(), (pop[a].genome.genome_id,), generation)
-            children.append(mutate(child, s.rng, s.registry, sp.network, sp.activations,
-                                   sp.mutation))
+                parents = [pop[a].genome]
+            child = mutate(child, s.rng, s.registry, sp.network, sp.activations, sp.mutation)
+            children.append(inherit(child, parents) if self.lamarckian else child)
         return children
 
     def _evaluate(self, genomes: list[Genome], generation: int) -> list[EvalResult]:
@@ -222,6 +226,9 @@ class Search:
         for r in self.reporters:
             r.generation_start(generation, len(genomes))
         results = self._evaluate(genomes, generation)
+        if self.lamarckian:
+            genomes = [written_back(g, r.model) if r.ok and r.model else g
+                       for g, r in zip(genomes, results, strict=True)]
         pool = s.population + [Member(g, r) for g, r in zip(genomes, results, strict=True)]
         keep = nsga2_select([m.objectives for m in pool], self.space.population)
         s.population = [pool[i] for i in keep]

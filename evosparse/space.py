@@ -101,6 +101,10 @@ class TrainingSpec(_Model):
     lr: float = Field(0.01, gt=0.0, le=10.0)
     weight_decay: float = Field(0.0, ge=0.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    inheritance: Literal["baldwinian", "lamarckian"] = "baldwinian"
+    """baldwinian: every child starts from a fresh initialisation; lamarckian: trained
+    weights are written back into the genome and children start from their parents'
+    weights on the connections and nodes they share (`inheritance.py`)."""
 
 
 class ObjectivesSpec(_Model):

@@ -31,12 +31,16 @@ def _comparable(run: Path) -> tuple[list[dict], dict, str, dict[str, bytes]]:
             (run / "generations.jsonl").read_text(), models)
 
 
+def _reference(space: Path, runs: Path) -> tuple[Path, tuple]:
+    """The space's uninterrupted run: what every interrupted run must end identical to."""
+    out = evosparse("run", str(space), "--runs-dir", str(runs))
+    assert out.returncode == 0, out.stderr
+    return space, _comparable(runs / "tiny")
+
+
 @pytest.fixture
 def reference(write_space, tmp_path: Path) -> tuple[Path, tuple]:
-    space = write_space(SPACE)
-    out = evosparse("run", str(space), "--runs-dir", str(tmp_path / "ref"))
-    assert out.returncode == 0, out.stderr
-    return space, _comparable(tmp_path / "ref" / "tiny")
+    return _reference(write_space(SPACE), tmp_path / "ref")
 
 
 def _start(*args: str) -> subprocess.Popen[str]:
@@ -64,6 +68,17 @@ def _wait_for_lines(run: Path, n: int, proc: subprocess.Popen[str]) -> None:
     ids=["gen0", "twice", "gen2"],
 )
 def test_sigkill_and_resume_ends_identical(reference, tmp_path: Path, kills) -> None:
+    _kill_and_resume(reference, tmp_path, kills)
+
+
+def test_lamarckian_run_resumes_identical(write_space, tmp_path: Path) -> None:
+    """Killed in generation 2, the run must read its members' trained weights (written
+    back into the genomes) from the generation-1 checkpoint."""
+    space = write_space({**SPACE, "training": {"inheritance": "lamarckian"}})
+    _kill_and_resume(_reference(space, tmp_path / "ref"), tmp_path, (15,))
+
+
+def _kill_and_resume(reference: tuple[Path, tuple], tmp_path: Path, kills: tuple[int, ...]) -> None:
     space, expected = reference
     run = tmp_path / "killed" / "tiny"
     proc = _start("run", str(space), "--runs-dir", str(tmp_path / "killed"))
