@@ -160,9 +160,10 @@ class RunDir:
             "fingerprint": space.fingerprint(),
             "state": state.to_dict(),
         }
-        doc = {"sha256": hashlib.sha256(_canonical(body)).hexdigest(), "body": body}
+        canonical = _canonical(body)  # encoded once: hashed and written as it is
+        digest = hashlib.sha256(canonical).hexdigest()
         path = self.checkpoint_dir / f"gen-{state.generation:06d}.json"
-        atomic_write(path, json.dumps(doc, allow_nan=False).encode())
+        atomic_write(path, b'{"sha256":"' + digest.encode() + b'","body":' + canonical + b"}")
         for old in self.checkpoints()[space.keep_checkpoints :]:
             old.unlink()
 

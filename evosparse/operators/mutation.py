@@ -25,35 +25,31 @@ def _within_depth(genome: Genome, net: NetworkSpec) -> bool:
     return analyse(genome).hidden_levels <= net.max_levels
 
 
-def _split_position(pa: float, pb: float, net: NetworkSpec) -> float | None:
-    """Position of a node inserted between positions pa < pb; None if no room."""
+def _split_positions(pa: np.ndarray, pb: np.ndarray, net: NetworkSpec) -> np.ndarray:
+    """Position of a node inserted between positions pa < pb, per pair; NaN if no room."""
+    mid = (pa + pb) / 2.0
     if net.topology == "dag":
-        mid = (pa + pb) / 2.0
-        return mid if pa < mid < pb else None
+        return np.where((pa < mid) & (mid < pb), mid, np.nan)
     grid = np.arange(1, net.max_levels + 1) / (net.max_levels + 1)
-    inside = grid[(grid > pa) & (grid < pb)]
-    if inside.size == 0:
-        return None
-    return float(inside[np.argmin(np.abs(inside - (pa + pb) / 2.0))])
+    inside = (grid > pa[:, None]) & (grid < pb[:, None])
+    nearest = np.argmin(np.where(inside, np.abs(grid - mid[:, None]), np.inf), axis=1)
+    return np.where(inside.any(axis=1), grid[nearest], np.nan)
 
 
 def _with_connections(g: Genome, reg: InnovationRegistry, pairs: list[tuple[int, int]]) -> Genome:
     """`g` with the given (src, dst) node ids connected: existing genes re-enabled, others new."""
     src, dst = np.array(pairs, dtype=np.int64).reshape(-1, 2).T
-    keys = (g.conn_src << 32) | g.conn_dst
-    order = np.argsort(keys)
-    wanted = (src << 32) | dst
-    at = np.minimum(np.searchsorted(keys[order], wanted), max(len(keys) - 1, 0))
-    found = (keys[order][at] == wanted) if len(keys) else np.zeros(len(wanted), dtype=bool)
+    innov = np.array([reg.connection(s, d) for s, d in pairs], dtype=np.int64)
+    at = np.searchsorted(g.conn_innov, innov).clip(max=max(len(g.conn_innov) - 1, 0))
+    found = g.conn_innov[at] == innov if len(g.conn_innov) else np.zeros(len(innov), bool)
     en = g.conn_enabled.copy()
-    en[order[at[found]]] = True
-    new_src, new_dst = src[~found], dst[~found]
-    innov = [reg.connection(s, d) for s, d in zip(new_src.tolist(), new_dst.tolist(), strict=True)]
+    en[at[found]] = True
+    new = ~found
     return Genome.build(
         g.genome_id,
         g.nodes,
-        (np.append(g.conn_innov, innov), np.append(g.conn_src, new_src),
-         np.append(g.conn_dst, new_dst), np.append(en, np.ones(len(innov), dtype=bool))),
+        (np.append(g.conn_innov, innov[new]), np.append(g.conn_src, src[new]),
+         np.append(g.conn_dst, dst[new]), np.append(en, np.ones(int(new.sum()), dtype=bool))),
         g.parents,
         g.generation,
     )
@@ -71,14 +67,16 @@ def _add_one_node(
     if g.n_hidden >= net.max_hidden:
         return g
     enabled = np.flatnonzero(g.conn_enabled)
-    for _ in range(min(ATTEMPTS, enabled.size)):
-        c = rng.choice(enabled)
+    split = _split_positions(g.node_pos[g.index_of(g.conn_src[enabled])],
+                             g.node_pos[g.index_of(g.conn_dst[enabled])], net)
+    room = ~np.isnan(split)  # connections with room for a node between their ends
+    candidates, split = enabled[room], split[room]
+    taken = set(g.node_id.tolist())
+    for _ in range(min(ATTEMPTS, candidates.size)):
+        pick = int(rng.integers(candidates.size))
+        c, pos = candidates[pick], float(split[pick])
         src, dst = g.conn_src[c], g.conn_dst[c]
-        rows = g.index_of(np.array([src, dst]))
-        pos = _split_position(g.node_pos[rows[0]], g.node_pos[rows[1]], net)
-        if pos is None:
-            continue
-        nid = reg.split_node(g.conn_innov[c], set(g.node_id.tolist()))
+        nid = reg.split_node(g.conn_innov[c], taken)
         en = g.conn_enabled.copy()
         en[c] = False
         new = Genome.build(
