@@ -12,6 +12,7 @@ This module imports no torch: genomes are cheap to make, copy and ship.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -216,12 +217,20 @@ class InnovationRegistry:
         return nodes[-1]
 
     def to_dict(self) -> dict[str, Any]:
+        n = len(self._conn)
+        pairs = np.fromiter(itertools.chain.from_iterable(self._conn), np.int64, 2 * n)
         return {
             "n_inputs": self.n_inputs,
             "n_outputs": self.n_outputs,
             "next_node": self.next_node,
             "next_innovation": self.next_innovation,
-            "connections": [[s, d, i] for (s, d), i in self._conn.items()],
+            # columns, not one [src, dst, id] triple per connection: the table grows with
+            # every link ever tried and is written with every checkpoint
+            "connections": {
+                "src": pairs[0::2].tolist(),
+                "dst": pairs[1::2].tolist(),
+                "innovation": np.fromiter(self._conn.values(), np.int64, n).tolist(),
+            },
             "splits": [[i, nodes] for i, nodes in self._split.items()],
         }
 
@@ -230,6 +239,7 @@ class InnovationRegistry:
         reg = InnovationRegistry(d["n_inputs"], d["n_outputs"])
         reg.next_node = d["next_node"]
         reg.next_innovation = d["next_innovation"]
-        reg._conn = {(s, t): i for s, t, i in d["connections"]}
+        c = d["connections"]
+        reg._conn = dict(zip(zip(c["src"], c["dst"], strict=True), c["innovation"], strict=True))
         reg._split = {i: list(nodes) for i, nodes in d["splits"]}
         return reg

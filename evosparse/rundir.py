@@ -41,13 +41,20 @@ def _canonical(body: dict[str, Any]) -> bytes:
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that a crash leaves either the old or the new file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    atomic_write_all(path.parent, {path.name: data})
+
+
+def atomic_write_all(folder: Path, files: dict[str, bytes]) -> None:
+    """Write files into one folder, each atomically (temp file, fsync, rename), with one
+    fsync of the folder for all the renames."""
+    for name, data in files.items():
+        tmp = folder / f".{name}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, folder / name)
+    dir_fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
@@ -223,9 +230,8 @@ class RunDir:
     def write_models(self, results: list[EvalResult]) -> None:
         """Store the trained weights that came with `results`."""
         self.model_dir.mkdir(exist_ok=True)
-        for r in results:
-            if r.model is not None:
-                atomic_write(self.model_file(r.genome_id), r.model)
+        atomic_write_all(self.model_dir, {self.model_file(r.genome_id).name: r.model
+                                          for r in results if r.model is not None})
 
     def prune_models(self, keep: set[int]) -> None:
         """Delete the weight files of genomes not in `keep`."""
