@@ -27,8 +27,11 @@ from evosparse.space import TrainingSpec
 from evosparse.weights import TEST_PREDICTIONS, genome_digest, model_bytes
 
 Status = Literal["ok", "nan", "failed"]
-Trained = tuple[tuple[float, float], bytes]
-"""(val accuracy, test accuracy) of a trained genome, and its weights as safetensors bytes."""
+Stats = tuple[float, float, float, float]
+"""Per genome: val loss, weight magnitude, gradient magnitude, saliency (see `EvalResult`)."""
+Trained = tuple[tuple[float, float], bytes, Stats]
+"""(val accuracy, test accuracy) of a trained genome, its weights as safetensors bytes, and
+its `Stats`."""
 Outcome = Trained | tuple[Status, str]
 """A trained genome, or (status, reason) of a failure."""
 
@@ -48,6 +51,11 @@ class EvalResult:
     wall_time: float
     error: str | None = None
     memory_mb: float = 0.0  # peak training memory per genome: measured on CUDA, else estimated
+    val_loss: float = 0.0  # mean cross-entropy on the validation split
+    weight_magnitude: float = 0.0  # mean |w| over the trained network's connections
+    grad_magnitude: float = 0.0  # mean over connections of |dL/dw| summed over all steps
+    saliency: float = 0.0  # mean over connections of |w| x that summed |dL/dw|
+    """The last two are measured only when `FitnessConfig.track_gradients` (K-starts)."""
     model: bytes | None = field(default=None, repr=False, compare=False)
     """Trained weights (`weights.model_bytes`): kept in the run directory, not the history."""
 
@@ -76,6 +84,8 @@ class FitnessConfig:
     threads: int = 1
     device: str = "cpu"
     batched: bool = True
+    track_gradients: bool = False
+    """Sum |dL/dw| per connection over training (for `grad_magnitude`, `saliency`)."""
 
 
 class Diverged(Exception):
@@ -96,27 +106,46 @@ def _optimizer(params: list[torch.nn.Parameter], spec: TrainingSpec) -> torch.op
     return cls(params, lr=spec.lr, weight_decay=spec.weight_decay, fused=True)
 
 
-def _predict(net: torch.nn.Module, x: np.ndarray, device: torch.device) -> torch.Tensor:
-    """Class predictions for a whole split in one pass; non-finite outputs raise `Diverged`."""
+def _logits(net: torch.nn.Module, x: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Logits for a whole split in one pass; non-finite outputs raise `Diverged`."""
     with torch.no_grad():
         logits = net(torch.from_numpy(x).to(device))
     if not torch.isfinite(logits).all():
         raise Diverged("network output is not finite on evaluation data")
-    return logits.argmax(dim=1).cpu()
+    return logits
 
 
-def _score(genome: Genome, net: SparseNetwork, t: Task, device: torch.device) -> Trained:
+def _connection_stats(sums: torch.Tensor) -> tuple[float, float, float]:
+    """Weight magnitude, gradient magnitude and saliency from `connection_sums` (one row)."""
+    n = max(float(sums[0]), 1.0)
+    return float(sums[1]) / n, float(sums[2]) / n, float(sums[3]) / n
+
+
+def _score(
+    genome: Genome, net: SparseNetwork, t: Task, device: torch.device, sums: torch.Tensor
+) -> Trained:
     """Score a trained network on val and test and pack it for the run directory.
 
     Batched and one-by-one training both end here, with the genome's own
     `SparseNetwork`: the exported model, run through the same code, predicts exactly
-    what was recorded.
+    what was recorded. `sums` are the genome's `connection_sums` row.
     """
     net = net.to(device).eval()
-    val = _predict(net, t.x_val, device)
-    test = _predict(net, t.x_test, device)
+    val_logits = _logits(net, t.x_val, device)
+    test = _logits(net, t.x_test, device).argmax(dim=1).cpu()
+    val = val_logits.argmax(dim=1).cpu()
+    val_loss = float(F.cross_entropy(val_logits, torch.from_numpy(t.y_val).to(device)))
     accuracy = (float((val.numpy() == t.y_val).mean()), float((test.numpy() == t.y_test).mean()))
-    return accuracy, model_bytes(net.cpu(), {TEST_PREDICTIONS: test}, genome_digest(genome))
+    model = model_bytes(net.cpu(), {TEST_PREDICTIONS: test}, genome_digest(genome))
+    return accuracy, model, (val_loss, *_connection_stats(sums))
+
+
+def _accumulate(grads: dict[torch.nn.Parameter, torch.Tensor], params: list[torch.nn.Parameter]
+                ) -> None:
+    """Add each parameter's current |gradient| to its running sum."""
+    for p in params:
+        if p.grad is not None:
+            grads.setdefault(p, torch.zeros_like(p)).add_(p.grad.abs())
 
 
 def _train_and_score(genome: Genome, cfg: FitnessConfig, device: torch.device) -> Trained:
@@ -127,6 +156,8 @@ def _train_and_score(genome: Genome, cfg: FitnessConfig, device: torch.device) -
     x = torch.from_numpy(t.x_train).to(device)
     y = torch.from_numpy(t.y_train).to(device)
     bs = cfg.training.batch_size
+    grads: dict[torch.nn.Parameter, torch.Tensor] = {}
+    weights = [lv.weight for lv in net.levels] if cfg.track_gradients else []
     for epoch in range(cfg.training.epochs):
         perm = torch.randperm(len(x), generator=gen).to(device)
         for step, i in enumerate(range(0, len(x), bs)):
@@ -136,8 +167,9 @@ def _train_and_score(genome: Genome, cfg: FitnessConfig, device: torch.device) -
                 raise Diverged(f"loss became {loss.item()} at epoch {epoch}, step {step}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            _accumulate(grads, weights)
             opt.step()
-    return _score(genome, net, t, device)
+    return _score(genome, net, t, device, net.connection_sums(grads)[0])
 
 
 def _train_batch(
@@ -158,6 +190,8 @@ def _train_batch(
     y = torch.from_numpy(t.y_train).to(device)
     bs = cfg.training.batch_size
     failed: dict[int, str] = {}
+    grads: dict[torch.nn.Parameter, torch.Tensor] = {}
+    weights = [w for g in net.groups for w in g.weights] if cfg.track_gradients else []
     for epoch in range(cfg.training.epochs):
         perm = torch.stack([torch.randperm(len(x), generator=g) for g in gens]).to(device)
         for step, i in enumerate(range(0, len(x), bs)):
@@ -170,15 +204,17 @@ def _train_batch(
                 failed.setdefault(b, f"loss became {loss[b].item()} at epoch {epoch}, step {step}")
             opt.zero_grad(set_to_none=True)
             torch.where(bad, torch.zeros_like(loss), loss).sum().backward()
+            _accumulate(grads, weights)
             opt.step()
 
+    sums = net.connection_sums(grads)
     out: list[Trained | str] = []
     for b in range(len(genomes)):
         if b in failed:
             out.append(failed[b])
             continue
         try:
-            out.append(_score(genomes[b], net.unbatch(b), t, device))
+            out.append(_score(genomes[b], net.unbatch(b), t, device, sums[b]))
         except Diverged as exc:
             out.append(str(exc))
     return out
@@ -271,9 +307,10 @@ def _result(
 ) -> EvalResult:
     cost = count_cost(genome, cfg.bias)
     model = None
+    stats: Stats = (0.0, 0.0, 0.0, 0.0)
     if isinstance(outcome[1], bytes):
         status: Status = "ok"
-        (val, test), model = outcome  # type: ignore[misc]
+        (val, test), model, stats = outcome  # type: ignore[misc]
         error = None
     else:
         status, error = outcome  # type: ignore[assignment]
@@ -290,6 +327,10 @@ def _result(
         wall_time=seconds,
         error=error,  # type: ignore[arg-type]
         memory_mb=memory_mb,
+        val_loss=stats[0],
+        weight_magnitude=stats[1],
+        grad_magnitude=stats[2],
+        saliency=stats[3],
         model=model,
     )
 

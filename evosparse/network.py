@@ -54,6 +54,16 @@ class _Level(nn.Module):
         return torch.cat([fn(p) for fn, p in zip(self._fns, parts, strict=True)], dim=1)
 
 
+def _masked_sums(w: torch.Tensor, mask: torch.Tensor, grad: torch.Tensor | None) -> torch.Tensor:
+    """Per genome (leading dim) of masked weights: [count, sum |w|, sum grad, sum |w| grad]."""
+    with torch.no_grad():
+        w, mask = w.detach().cpu(), mask.cpu()
+        g = torch.zeros_like(w) if grad is None else grad.reshape(w.shape).cpu()
+        a = w.abs() * mask
+        return torch.stack([mask.sum((1, 2)), a.sum((1, 2)), (g * mask).sum((1, 2)),
+                            (a * g).sum((1, 2))], dim=1)
+
+
 class SparseNetwork(nn.Module):
     """The torch form of one genome; outputs are logits in output-id order."""
 
@@ -117,6 +127,14 @@ class SparseNetwork(nn.Module):
                 if lv.bias is not None:
                     node_bias[n] = lv.bias[self._node_at[1][n]].cpu().numpy()
         return conn_weight, node_bias
+
+    def connection_sums(self, grads: dict[nn.Parameter, torch.Tensor]) -> torch.Tensor:
+        """[1, 4]: number of connections, sum |w|, sum of `grads` and sum |w| x `grads`
+        over them (`grads`: summed |gradient| per weight tensor; absent: zero)."""
+        out = torch.zeros(1, 4)
+        for lv in self.levels:
+            out += _masked_sums(lv.weight[None], lv.mask[None], grads.get(lv.weight))
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x
@@ -186,6 +204,13 @@ class _PaddedGroup(nn.Module):
             used, counts = torch.unique_consecutive(flat[order], return_counts=True)
             self._groups.append(list(zip(used.tolist(), counts.tolist(), strict=True)))
         self._spans = spans
+
+    def connection_sums(self, grads: dict[nn.Parameter, torch.Tensor]) -> torch.Tensor:
+        """[members, 4]: `SparseNetwork.connection_sums` of each member."""
+        out = torch.zeros(self.biases[0].shape[0], 4)
+        for n, w in enumerate(self.weights):
+            out += _masked_sums(w, getattr(self, f"mask{n}"), grads.get(w))
+        return out
 
     def copy_into(self, i: int, net: SparseNetwork) -> None:
         """Write member i's current weights into its own network `net`."""
@@ -259,6 +284,11 @@ _PaddedGroup([self._nets[i] for i in m]) for m in members)
         group, pos = self._where[i]
         self.groups[group].copy_into(pos, self._nets[i])
         return self._nets[i]
+
+    def connection_sums(self, grads: dict[nn.Parameter, torch.Tensor]) -> torch.Tensor:
+        """[genomes, 4]: `SparseNetwork.connection_sums` of each genome, in order."""
+        sums = torch.cat([g.connection_sums(grads) for g in self.groups])
+        return sums.index_select(0, self._inverse.cpu())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if len(self.groups) == 1:

@@ -10,7 +10,7 @@ displays and loggers are `Reporter`s that receive events, as in neat-python.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,7 @@ from evosparse.fitness import (
 )
 from evosparse.genome import Genome, InnovationRegistry
 from evosparse.inheritance import inherit, written_back
-from evosparse.operators import crossover, minimal_genome, mutate
+from evosparse.operators import crossover, dense_mlp_genome, kstarts, minimal_genome, mutate
 from evosparse.pareto import (
     Objectives,
     first_front,
@@ -36,7 +36,7 @@ from evosparse.pareto import (
     rank_and_crowding,
     tournament,
 )
-from evosparse.space import SearchSpace
+from evosparse.space import KStartsSpec, SearchSpace
 
 
 @dataclass(frozen=True)
@@ -164,11 +164,28 @@ class Search:
         return self.state.next_genome_id - 1
 
     def _initial(self) -> list[Genome]:
+        s, ks = self.state, self.space.kstarts
+        if ks is None:
+            return [minimal_genome(self._new_id(), s.registry, self.space.network.initial_density,
+                                   s.rng) for _ in range(self.space.population)]
+        return self._kstarts(ks)
+
+    def _kstarts(self, ks: KStartsSpec) -> list[Genome]:
+        """One winner of `ks.k` masks of the starting topology per member (`kstarts.py`).
+
+        The K x population short trainings run as batches like any generation's; they
+        are not part of the history or of the evaluation count.
+        """
         s = self.state
-        return [
-            minimal_genome(self._new_id(), s.registry, self.space.network.initial_density, s.rng)
-            for _ in range(self.space.population)
-        ]
+        topology = dense_mlp_genome(-1, s.registry, ks.hidden, self.space.activations.initial,
+                                    self.space.network.max_levels)
+        candidates = [[kstarts.masked(topology, self._new_id(), ks.density, s.rng)
+                       for _ in range(ks.k)] for _ in range(self.space.population)]
+        short = replace(self.config, track_gradients=True,
+                        training=self.space.training.model_copy(update={"epochs": ks.epochs}))
+        results = self._evaluate([g for c in candidates for g in c], 0, short, report=False)
+        return [kstarts.winner(c, results[i * ks.k : (i + 1) * ks.k], ks.criterion)
+                for i, c in enumerate(candidates)]
 
     def _children(self, generation: int) -> list[Genome]:
         s, sp = self.state, self.space
@@ -188,18 +205,21 @@ class Search:
             children.append(inherit(child, parents) if self.lamarckian else child)
         return children
 
-    def _evaluate(self, genomes: list[Genome], generation: int) -> list[EvalResult]:
+    def _evaluate(
+        self, genomes: list[Genome], generation: int, config: FitnessConfig | None = None,
+        report: bool = True,
+    ) -> list[EvalResult]:
         """One result per genome, in order; a failed batch's genomes are recorded as failed."""
-        ev = self.space.evaluation
-        batches = plan_batches(genomes, self.config, ev.batch_size, ev.memory_cap_mb)
+        ev, cfg = self.space.evaluation, config or self.config
+        batches = plan_batches(genomes, cfg, ev.batch_size, ev.memory_cap_mb)
         results: list[EvalResult] = []
-        outcomes = self.evaluator.map(evaluate_batch, batches, self.config)
+        outcomes = self.evaluator.map(evaluate_batch, batches, cfg)
         try:
             for batch, outcome in zip(batches, outcomes, strict=True):
-                batch_results = (failed_results(batch, self.config, outcome.reason)
+                batch_results = (failed_results(batch, cfg, outcome.reason)
                                  if isinstance(outcome, BatchFailure) else outcome)
                 results.extend(batch_results)
-                for r in self.reporters:
+                for r in self.reporters if report else []:
                     r.evaluated(batch_results)
         except BatchLost as exc:
             ids = [g.genome_id for i in exc.indices for g in batches[i]]

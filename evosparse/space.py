@@ -140,6 +140,28 @@ class StopSpec(_Model):
     val_accuracy: float | None = Field(None, gt=0.0, le=1.0)
 
 
+class KStartsSpec(_Model):
+    """K-starts: the initial population's masks chosen among K random ones per member.
+
+    The starting topology (inputs -> `hidden` layers -> outputs, fully connected) is
+    drawn K times with each connection kept with probability `density`; the K
+    networks train together for `epochs` and the one that scores best on `criterion`
+    becomes the member (`operators/kstarts.py`).
+    """
+
+    k: int = Field(4, ge=2)
+    density: float = Field(0.3, gt=0.0, le=1.0)
+    hidden: tuple[int, ...] = ()
+    epochs: int = Field(1, ge=1)
+    criterion: Literal["magnitude", "gradient", "magnitude_gradient", "val_loss"] = "magnitude"
+
+    @model_validator(mode="after")
+    def _widths(self) -> KStartsSpec:
+        if any(w < 1 for w in self.hidden):
+            raise ValueError(f"hidden layer widths must be >= 1, got {list(self.hidden)}")
+        return self
+
+
 class ParamSpec(_Model):
     """One meta-parameter to tune: a float or int range (optionally log-scaled) or choices."""
 
@@ -188,7 +210,16 @@ class SearchSpace(_Model):
     objectives: ObjectivesSpec
     evaluation: EvaluationSpec = EvaluationSpec()
     stop: StopSpec = StopSpec()
+    kstarts: KStartsSpec | None = None
     tune: TuneSpec | None = None
+
+    @model_validator(mode="after")
+    def _kstarts_fit(self) -> SearchSpace:
+        ks, net = self.kstarts, self.network
+        if ks is not None and (len(ks.hidden) > net.max_levels or sum(ks.hidden) > net.max_hidden):
+            raise ValueError(f"kstarts.hidden {list(ks.hidden)} does not fit network.max_levels "
+                             f"{net.max_levels} / network.max_hidden {net.max_hidden}")
+        return self
 
     def to_yaml(self) -> str:
         """The resolved space as YAML (paths as strings), loadable by `load_space`."""

@@ -78,6 +78,13 @@ def test_lamarckian_run_resumes_identical(write_space, tmp_path: Path) -> None:
     _kill_and_resume(_reference(space, tmp_path / "ref"), tmp_path, (15,))
 
 
+def test_kstarts_run_resumes_identical(write_space, tmp_path: Path) -> None:
+    """Killed in generation 1, after the K-starts phase chose generation 0's masks."""
+    ks = {"k": 3, "density": 0.25, "hidden": [6], "criterion": "magnitude_gradient"}
+    space = write_space({**SPACE, "kstarts": ks})
+    _kill_and_resume(_reference(space, tmp_path / "ref"), tmp_path, (9,))
+
+
 def _kill_and_resume(reference: tuple[Path, tuple], tmp_path: Path, kills: tuple[int, ...]) -> None:
     space, expected = reference
     run = tmp_path / "killed" / "tiny"

@@ -33,17 +33,23 @@ def minimal_genome(
 
 
 def dense_mlp_genome(
-    genome_id: int, registry: InnovationRegistry, widths: list[int], activation: str
+    genome_id: int,
+    registry: InnovationRegistry,
+    widths: list[int] | tuple[int, ...],
+    activation: str,
+    levels: int | None = None,
 ) -> Genome:
     """A fully connected MLP (hidden layer `widths`) as a genome: the dense baseline.
 
-    Hidden layer k of L sits at position k / (L + 1), so the genome is valid in a
-    layered space with max_levels >= L as in a DAG space.
+    Hidden layer k sits at position k / (levels + 1) (`levels` defaults to the number
+    of layers), the k-th layer of a layered space with max_levels = levels, so the
+    genome is valid there as in a DAG space.
     """
     layers = [registry.input_ids]
     layers += [np.array([registry.new_node() for _ in range(w)], dtype=np.int64) for w in widths]
     layers.append(registry.output_ids)
-    pos = [np.full(len(ids), k / (len(widths) + 1)) for k, ids in enumerate(layers)]
+    step = 1.0 / ((levels or len(widths)) + 1)
+    pos = [np.full(len(ids), k * step) for k, ids in enumerate(layers)]
     pos[-1][:] = 1.0
     kinds = [np.full(len(ids), HIDDEN, dtype=np.int8) for ids in layers]
     kinds[0][:], kinds[-1][:] = INPUT, OUTPUT

@@ -1,0 +1,59 @@
+"""K-starts: prune at initialisation by choosing the best of K random masks.
+
+A starting topology is drawn K times, each connection kept with probability p;
+the K sparse networks train together for a short budget (one batched program)
+and the winner is kept. The criteria score what the short training left:
+`magnitude` (mean |w| of the trained weights: magnitude pruning's signal),
+`gradient` (mean |dL/dw| summed over the steps), `magnitude_gradient` (mean
+|w| x summed |dL/dw|, the connection saliency SNIP, Lee et al. 2019, scores at
+initialisation) and `val_loss` (lower is better). Pure functions of genomes,
+scores and an explicit generator; the training happens in `fitness.py`.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from evosparse.genome import Genome
+
+
+class Scored(Protocol):
+    """What a criterion reads from an evaluation (`fitness.EvalResult`)."""
+
+    @property
+    def ok(self) -> bool: ...
+
+    val_loss: float
+    weight_magnitude: float
+    grad_magnitude: float
+    saliency: float
+
+
+def masked(topology: Genome, genome_id: int, density: float, rng: np.random.Generator) -> Genome:
+    """`topology` with each connection kept (enabled) with probability `density`, at least one;
+    the other genes stay, disabled, so ids agree across the K masks."""
+    keep = rng.random(len(topology.conn_innov)) < density
+    if not keep.any():
+        keep[rng.integers(len(keep))] = True
+    return Genome.build(genome_id, topology.nodes,
+                        (topology.conn_innov, topology.conn_src, topology.conn_dst, keep))
+
+
+def score(result: Scored, criterion: str) -> float:
+    """How good a trained mask is by `criterion`; higher is better, a failed one is -inf."""
+    if not result.ok:
+        return -np.inf
+    values = {
+        "magnitude": result.weight_magnitude,
+        "gradient": result.grad_magnitude,
+        "magnitude_gradient": result.saliency,
+        "val_loss": -result.val_loss,
+    }
+    return float(values[criterion])
+
+
+def winner(candidates: list[Genome], results: list[Scored], criterion: str) -> Genome:
+    """The candidate that scores best (the first of equals)."""
+    return candidates[int(np.argmax([score(r, criterion) for r in results]))]

@@ -1,0 +1,92 @@
+"""K-starts: K random masks of a starting topology, trained briefly, the best one kept."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import yaml
+
+from evosparse.data import load_task
+from evosparse.errors import UserError
+from evosparse.evaluators import LocalEvaluator
+from evosparse.fitness import FitnessConfig, evaluate_batch
+from evosparse.genome import HIDDEN, InnovationRegistry
+from evosparse.graph import analyse
+from evosparse.operators import dense_mlp_genome, kstarts
+from evosparse.search import Search
+from evosparse.space import load_space
+from tests.conftest import TINY, deep_update
+from tests.test_fitness import DIGITS, TRAIN
+
+KS = {"k": 3, "density": 0.25, "hidden": [6], "epochs": 1, "criterion": "val_loss"}
+
+
+@dataclass
+class _Result:
+    ok: bool = True
+    val_loss: float = 1.0
+    weight_magnitude: float = 0.0
+    grad_magnitude: float = 0.0
+    saliency: float = 0.0
+
+
+def test_masks_keep_the_topology_genes_and_their_density() -> None:
+    topology = dense_mlp_genome(0, InnovationRegistry(64, 10), [32], "relu", levels=2)
+    rng = np.random.default_rng(0)
+    masks = [kstarts.masked(topology, i, 0.2, rng) for i in range(4)]
+    for m in masks:
+        assert np.array_equal(m.conn_innov, topology.conn_innov)
+        assert np.array_equal(m.node_id, topology.node_id)
+        assert 0.17 < m.conn_enabled.mean() < 0.23
+    assert len({m.conn_enabled.tobytes() for m in masks}) == 4, "the K masks differ"
+    assert kstarts.masked(topology, 9, 1e-9, rng).n_enabled == 1, "never an empty network"
+    assert set(topology.node_pos[topology.node_kind == HIDDEN]) == {1 / 3}, "on layer 1 of 2"
+
+
+@pytest.mark.parametrize(("criterion", "best"), [("magnitude", 1), ("gradient", 2),
+                                                 ("magnitude_gradient", 0), ("val_loss", 2)])
+def test_winner_follows_the_criterion_and_never_a_failed_mask(criterion: str, best: int) -> None:
+    results = [_Result(val_loss=0.9, weight_magnitude=0.1, grad_magnitude=0.1, saliency=0.5),
+               _Result(val_loss=0.8, weight_magnitude=0.9, grad_magnitude=0.2, saliency=0.1),
+               _Result(val_loss=0.5, weight_magnitude=0.2, grad_magnitude=0.9, saliency=0.2),
+               _Result(ok=False, val_loss=0.0, weight_magnitude=9, grad_magnitude=9, saliency=9)]
+    candidates = [dense_mlp_genome(i, InnovationRegistry(2, 2), [], "relu") for i in range(4)]
+    assert kstarts.winner(candidates, results, criterion) is candidates[best]
+
+
+def test_trained_masks_report_their_criteria() -> None:
+    topology = dense_mlp_genome(0, InnovationRegistry(64, 10), [16], "relu")
+    rng = np.random.default_rng(1)
+    genomes = [kstarts.masked(topology, i, 0.3, rng) for i in range(3)]
+    cfg = FitnessConfig(task=DIGITS, training=TRAIN, bias=True, run_seed=0, track_gradients=True)
+    for r in evaluate_batch(genomes, cfg):
+        assert r.ok and r.val_loss > 0 and r.weight_magnitude > 0
+        assert r.grad_magnitude > 0 and r.saliency > 0
+    plain = evaluate_batch(genomes, FitnessConfig(task=DIGITS, training=TRAIN, bias=True,
+                                                  run_seed=0))
+    assert all(r.grad_magnitude == 0 for r in plain), "gradients are summed only when asked"
+
+
+def test_initial_population_is_the_winners_of_k_masks(tmp_path) -> None:
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(deep_update(TINY, {"kstarts": KS})))
+    space = load_space(path)
+    search = Search(space=space, task=load_task(space.dataset), evaluator=LocalEvaluator())
+    initial = search._initial()
+    assert len(initial) == space.population
+    ids = [g.genome_id for g in initial]
+    assert [i // KS["k"] for i in ids] == list(range(space.population)), "one winner per K"
+    assert search.state.next_genome_id == space.population * KS["k"]
+    for g in initial:
+        assert np.count_nonzero(g.node_kind == HIDDEN) == 6
+        assert analyse(g).hidden_levels <= space.network.max_levels
+        assert 0.1 < g.conn_enabled.mean() < 0.4
+
+
+def test_hidden_layers_must_fit_the_network_constraints(tmp_path) -> None:
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(deep_update(TINY, {"kstarts": {**KS, "hidden": [4, 4, 4]}})))
+    with pytest.raises(UserError, match="kstarts"):
+        load_space(path)
