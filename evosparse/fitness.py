@@ -9,6 +9,7 @@ the batch it sits in, or the worker that runs it.
 
 from __future__ import annotations
 
+import math
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -23,15 +24,25 @@ from evosparse.flops import count_cost
 from evosparse.genome import Genome, InnovationRegistry
 from evosparse.graph import analyse
 from evosparse.network import BatchedNetworks, SparseNetwork
-from evosparse.space import TrainingSpec
+from evosparse.space import SparseTrainingSpec, TrainingSpec
+from evosparse.sparse_training import Block, Pruner
 from evosparse.weights import TEST_PREDICTIONS, genome_digest, model_bytes
 
 Status = Literal["ok", "nan", "failed"]
 Stats = tuple[float, float, float, float]
 """Per genome: val loss, weight magnitude, gradient magnitude, saliency (see `EvalResult`)."""
-Trained = tuple[tuple[float, float], bytes, Stats]
-"""(val accuracy, test accuracy) of a trained genome, its weights as safetensors bytes, and
-its `Stats`."""
+
+
+@dataclass(frozen=True)
+class Trained:
+    """What training and scoring one genome produced."""
+
+    accuracy: tuple[float, float]  # val, test
+    model: bytes  # the trained weights (`weights.model_bytes`)
+    stats: Stats
+    disabled: tuple[int, ...] = ()  # innovations of connections pruned during training
+
+
 Outcome = Trained | tuple[Status, str]
 """A trained genome, or (status, reason) of a failure."""
 
@@ -56,6 +67,8 @@ class EvalResult:
     grad_magnitude: float = 0.0  # mean over connections of |dL/dw| summed over all steps
     saliency: float = 0.0  # mean over connections of |w| x that summed |dL/dw|
     """The last two are measured only when `FitnessConfig.track_gradients` (K-starts)."""
+    disabled: tuple[int, ...] = ()
+    """Innovations of the connections `sparse_training` removed; FLOPs count without them."""
     model: bytes | None = field(default=None, repr=False, compare=False)
     """Trained weights (`weights.model_bytes`): kept in the run directory, not the history."""
 
@@ -70,7 +83,7 @@ class EvalResult:
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> EvalResult:
-        return EvalResult(**d)
+        return EvalResult(**{**d, "disabled": tuple(d.get("disabled", ()))})
 
 
 @dataclass(frozen=True)
@@ -86,6 +99,7 @@ class FitnessConfig:
     batched: bool = True
     track_gradients: bool = False
     """Sum |dL/dw| per connection over training (for `grad_magnitude`, `saliency`)."""
+    sparse: SparseTrainingSpec = SparseTrainingSpec()
 
 
 class Diverged(Exception):
@@ -130,6 +144,15 @@ def _score(
     `SparseNetwork`: the exported model, run through the same code, predicts exactly
     what was recorded. `sums` are the genome's `connection_sums` row.
     """
+    disabled: tuple[int, ...] = ()
+    gone = net.removed_connections()
+    if gone.size:  # score the pruned genome's own network: what the run keeps and exports
+        disabled = tuple(genome.conn_innov[gone].tolist())
+        weights = net.genome_weights(len(genome.conn_innov), len(genome.node_id))
+        genome = genome.with_disabled(disabled)
+        net = SparseNetwork(genome.with_weights(*weights), any(lv.bias is not None
+                                                               for lv in net.levels),
+                            torch.Generator().manual_seed(0))
     net = net.to(device).eval()
     val_logits = _logits(net, t.x_val, device)
     test = _logits(net, t.x_test, device).argmax(dim=1).cpu()
@@ -137,7 +160,7 @@ def _score(
     val_loss = float(F.cross_entropy(val_logits, torch.from_numpy(t.y_val).to(device)))
     accuracy = (float((val.numpy() == t.y_val).mean()), float((test.numpy() == t.y_test).mean()))
     model = model_bytes(net.cpu(), {TEST_PREDICTIONS: test}, genome_digest(genome))
-    return accuracy, model, (val_loss, *_connection_stats(sums))
+    return Trained(accuracy, model, (val_loss, *_connection_stats(sums)), disabled)
 
 
 def _accumulate(grads: dict[torch.nn.Parameter, torch.Tensor], params: list[torch.nn.Parameter]
@@ -146,6 +169,27 @@ def _accumulate(grads: dict[torch.nn.Parameter, torch.Tensor], params: list[torc
     for p in params:
         if p.grad is not None:
             grads.setdefault(p, torch.zeros_like(p)).add_(p.grad.abs())
+
+
+def _steps_per_epoch(cfg: FitnessConfig, n_train: int) -> int:
+    return math.ceil(n_train / cfg.training.batch_size)
+
+
+def _pruners(cfg: FitnessConfig, groups: list[list[Block]], n_train: int) -> list[Pruner]:
+    """One `Pruner` per group of weight blocks (none when the space asks for no pruning)."""
+    if cfg.sparse.method == "none":
+        return []
+    return [Pruner(cfg.sparse, blocks, _steps_per_epoch(cfg, n_train), cfg.training.epochs)
+            for blocks in groups]
+
+
+def _step(opt: torch.optim.Optimizer, pruners: list[Pruner], step: int) -> None:
+    """The optimiser step `step` (0-based, over the whole training), with pruning around it."""
+    for p in pruners:
+        p.after_backward(step)
+    opt.step()
+    for p in pruners:
+        p.after_step(step)
 
 
 def _train_and_score(genome: Genome, cfg: FitnessConfig, device: torch.device) -> Trained:
@@ -158,6 +202,7 @@ def _train_and_score(genome: Genome, cfg: FitnessConfig, device: torch.device) -
     bs = cfg.training.batch_size
     grads: dict[torch.nn.Parameter, torch.Tensor] = {}
     weights = [lv.weight for lv in net.levels] if cfg.track_gradients else []
+    pruners = _pruners(cfg, [[(lv.weight, lv.mask) for lv in net.levels]], len(x))
     for epoch in range(cfg.training.epochs):
         perm = torch.randperm(len(x), generator=gen).to(device)
         for step, i in enumerate(range(0, len(x), bs)):
@@ -168,7 +213,7 @@ def _train_and_score(genome: Genome, cfg: FitnessConfig, device: torch.device) -
             opt.zero_grad(set_to_none=True)
             loss.backward()
             _accumulate(grads, weights)
-            opt.step()
+            _step(opt, pruners, epoch * _steps_per_epoch(cfg, len(x)) + step)
     return _score(genome, net, t, device, net.connection_sums(grads)[0])
 
 
@@ -192,6 +237,8 @@ def _train_batch(
     failed: dict[int, str] = {}
     grads: dict[torch.nn.Parameter, torch.Tensor] = {}
     weights = [w for g in net.groups for w in g.weights] if cfg.track_gradients else []
+    pruners = _pruners(cfg, [list(zip(g.weights, g.masks(), strict=True)) for g in net.groups],
+                       len(x))
     for epoch in range(cfg.training.epochs):
         perm = torch.stack([torch.randperm(len(x), generator=g) for g in gens]).to(device)
         for step, i in enumerate(range(0, len(x), bs)):
@@ -205,7 +252,7 @@ def _train_batch(
             opt.zero_grad(set_to_none=True)
             torch.where(bad, torch.zeros_like(loss), loss).sum().backward()
             _accumulate(grads, weights)
-            opt.step()
+            _step(opt, pruners, epoch * _steps_per_epoch(cfg, len(x)) + step)
 
     sums = net.connection_sums(grads)
     out: list[Trained | str] = []
@@ -305,32 +352,35 @@ def _reset_peak(device: torch.device) -> None:
 def _result(
     genome: Genome, cfg: FitnessConfig, outcome: Outcome, seconds: float, memory_mb: float
 ) -> EvalResult:
-    cost = count_cost(genome, cfg.bias)
     model = None
     stats: Stats = (0.0, 0.0, 0.0, 0.0)
-    if isinstance(outcome[1], bytes):
+    disabled: tuple[int, ...] = ()
+    if isinstance(outcome, Trained):
         status: Status = "ok"
-        (val, test), model, stats = outcome  # type: ignore[misc]
+        (val, test), model, stats, disabled = (outcome.accuracy, outcome.model, outcome.stats,
+                                               outcome.disabled)
         error = None
     else:
-        status, error = outcome  # type: ignore[assignment]
+        status, error = outcome
         val = test = 0.0
+    cost = count_cost(genome.with_disabled(disabled), cfg.bias)
     return EvalResult(
         genome_id=genome.genome_id,
         generation=genome.generation,
         status=status,
-        val_accuracy=val,  # type: ignore[arg-type]
-        test_accuracy=test,  # type: ignore[arg-type]
+        val_accuracy=val,
+        test_accuracy=test,
         flops=cost.flops,
         params=cost.params,
         connections=cost.connections,
         wall_time=seconds,
-        error=error,  # type: ignore[arg-type]
+        error=error,
         memory_mb=memory_mb,
         val_loss=stats[0],
         weight_magnitude=stats[1],
         grad_magnitude=stats[2],
         saliency=stats[3],
+        disabled=disabled,
         model=model,
     )
 

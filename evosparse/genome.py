@@ -104,6 +104,13 @@ class Genome:
         return replace(self, genome_id=genome_id, parents=parents, generation=generation,
                        conn_weight=None, node_bias=None)
 
+    def with_disabled(self, innovations: tuple[int, ...]) -> Genome:
+        """This genome with the genes of `innovations` disabled (pruned during training)."""
+        if not innovations:
+            return self
+        return replace(self, conn_enabled=self.conn_enabled & ~np.isin(self.conn_innov,
+                                                                         innovations))
+
     def with_weights(self, conn_weight: np.ndarray, node_bias: np.ndarray) -> Genome:
         """This genome carrying Lamarckian weights (aligned with its arrays; NaN: none)."""
         return replace(self, conn_weight=np.asarray(conn_weight, dtype=np.float32),

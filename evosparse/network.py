@@ -112,6 +112,15 @@ class SparseNetwork(nn.Module):
                 if lv.bias is not None:
                     lv.bias[self._node_at[1][n]] = torch.from_numpy(node_bias[n])
 
+    def removed_connections(self) -> np.ndarray:
+        """Rows of the genome's compiled connections whose mask is now 0 (pruned in training)."""
+        conns, level, row, column = self._conn_at
+        gone = np.zeros(len(conns), dtype=bool)
+        for k, lv in enumerate(self.levels):
+            here = level == k
+            gone[here] = (lv.mask[row[here], column[here]] == 0).cpu().numpy()
+        return conns[gone]
+
     def genome_weights(self, n_conns: int, n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
         """Current weights per genome connection and biases per genome node (NaN where not
         compiled): what Lamarckian evolution writes back into the genome."""
@@ -205,6 +214,10 @@ class _PaddedGroup(nn.Module):
             self._groups.append(list(zip(used.tolist(), counts.tolist(), strict=True)))
         self._spans = spans
 
+    def masks(self) -> list[torch.Tensor]:
+        """The 0/1 mask of each weight block, in the order of `weights`."""
+        return [getattr(self, f"mask{n}") for n in range(len(self.weights))]
+
     def connection_sums(self, grads: dict[nn.Parameter, torch.Tensor]) -> torch.Tensor:
         """[members, 4]: `SparseNetwork.connection_sums` of each member."""
         out = torch.zeros(self.biases[0].shape[0], 4)
@@ -213,11 +226,14 @@ class _PaddedGroup(nn.Module):
         return out
 
     def copy_into(self, i: int, net: SparseNetwork) -> None:
-        """Write member i's current weights into its own network `net`."""
+        """Write member i's current weights (and masks: pruning may have changed them) into
+        its own network `net`."""
         with torch.no_grad():
-            for w, (k, j) in zip(self.weights, self._blocks, strict=True):
+            for n, (w, (k, j)) in enumerate(zip(self.weights, self._blocks, strict=True)):
                 lv, (start, stop) = net.levels[k], self._spans[i][j : j + 2]
                 lv.weight[:, start:stop] = w[i, : lv.weight.shape[0], : stop - start]
+                lv.mask[:, start:stop] = getattr(self, f"mask{n}")[i, : lv.weight.shape[0],
+                                                                   : stop - start]
             for lv, b in zip(net.levels, self.biases, strict=True):
                 if lv.bias is not None:
                     lv.bias.copy_(b[i, : len(lv.bias)])

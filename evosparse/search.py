@@ -142,6 +142,7 @@ class Search:
         self.config = FitnessConfig(
             task=task,
             training=space.training,
+            sparse=space.sparse_training,
             bias=space.network.bias,
             run_seed=space.seed,
             threads=space.evaluation.threads,
@@ -246,6 +247,7 @@ class Search:
         for r in self.reporters:
             r.generation_start(generation, len(genomes))
         results = self._evaluate(genomes, generation)
+        genomes = [g.with_disabled(r.disabled) for g, r in zip(genomes, results, strict=True)]
         if self.lamarckian:
             genomes = [written_back(g, r.model) if r.ok and r.model else g
                        for g, r in zip(genomes, results, strict=True)]

@@ -107,6 +107,30 @@ class TrainingSpec(_Model):
     weights on the connections and nodes they share (`inheritance.py`)."""
 
 
+class SparseTrainingSpec(_Model):
+    """Pruning during each candidate's training (`sparse_training.py`); removed connections
+    are disabled in the genome, so the FLOPs objective counts the pruned network."""
+
+    method: Literal["none", "magnitude", "snip", "dissipating"] = "none"
+    density: float = Field(0.5, gt=0.0, le=1.0)
+    """magnitude, snip: share of each network's starting connections kept."""
+    start_epoch: float = Field(0.0, ge=0.0)
+    end_epoch: float = Field(1.0, gt=0.0)
+    interval: int = Field(10, ge=1)
+    """magnitude: prune every `interval` steps from `start_epoch` to `end_epoch`."""
+    watch_epochs: float = Field(1.0, gt=0.0)
+    threshold: float = Field(0.05, gt=0.0)
+    """dissipating: after `watch_epochs`, remove connections that never moved more than
+    `threshold` x |initial weight|."""
+
+    @model_validator(mode="after")
+    def _schedule(self) -> SparseTrainingSpec:
+        if self.end_epoch <= self.start_epoch:
+            raise ValueError(f"end_epoch ({self.end_epoch}) must be after start_epoch "
+                             f"({self.start_epoch})")
+        return self
+
+
 class ObjectivesSpec(_Model):
     """Hypervolume reference point (objectives are divided by it, so HV is in [0, 1])."""
 
@@ -207,6 +231,7 @@ class SearchSpace(_Model):
     activations: ActivationSpec = ActivationSpec()
     mutation: MutationSpec = MutationSpec()
     training: TrainingSpec = TrainingSpec()
+    sparse_training: SparseTrainingSpec = SparseTrainingSpec()
     objectives: ObjectivesSpec
     evaluation: EvaluationSpec = EvaluationSpec()
     stop: StopSpec = StopSpec()
@@ -219,6 +244,11 @@ class SearchSpace(_Model):
         if ks is not None and (len(ks.hidden) > net.max_levels or sum(ks.hidden) > net.max_hidden):
             raise ValueError(f"kstarts.hidden {list(ks.hidden)} does not fit network.max_levels "
                              f"{net.max_levels} / network.max_hidden {net.max_hidden}")
+        st, epochs = self.sparse_training, self.training.epochs
+        last = {"magnitude": st.end_epoch, "dissipating": st.watch_epochs}.get(st.method, 0.0)
+        if last > epochs:
+            raise ValueError(f"sparse_training: the {st.method} schedule ends at epoch {last}, "
+                             f"after training.epochs ({epochs})")
         return self
 
     def to_yaml(self) -> str:

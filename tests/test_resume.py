@@ -85,6 +85,13 @@ def test_kstarts_run_resumes_identical(write_space, tmp_path: Path) -> None:
     _kill_and_resume(_reference(space, tmp_path / "ref"), tmp_path, (9,))
 
 
+def test_pruning_run_resumes_identical(write_space, tmp_path: Path) -> None:
+    """Magnitude pruning disables genes of evaluated genomes; a resumed run must too."""
+    pruning = {"method": "magnitude", "density": 0.6, "end_epoch": 1, "interval": 2}
+    space = write_space({**SPACE, "sparse_training": pruning})
+    _kill_and_resume(_reference(space, tmp_path / "ref"), tmp_path, (9,))
+
+
 def _kill_and_resume(reference: tuple[Path, tuple], tmp_path: Path, kills: tuple[int, ...]) -> None:
     space, expected = reference
     run = tmp_path / "killed" / "tiny"

@@ -1,0 +1,64 @@
+"""Pruning during training: the same connections go, alone or batched, and the genome follows."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from evosparse.errors import UserError
+from evosparse.fitness import FitnessConfig, evaluate_batch
+from evosparse.flops import count_cost
+from evosparse.graph import analyse
+from evosparse.space import SparseTrainingSpec, TrainingSpec, load_space
+from evosparse.weights import TEST_PREDICTIONS, network_from_model
+from tests.conftest import TINY, deep_update
+from tests.test_batched import heterogeneous
+from tests.test_fitness import DIGITS
+
+METHODS = {
+    "magnitude": SparseTrainingSpec(method="magnitude", density=0.5, end_epoch=1, interval=3),
+    "snip": SparseTrainingSpec(method="snip", density=0.4),
+    "dissipating": SparseTrainingSpec(method="dissipating", watch_epochs=1, threshold=0.5),
+}
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_pruned_genome_is_what_was_trained_scored_and_counted(method: str) -> None:
+    genomes = heterogeneous(6)
+    cfg = FitnessConfig(task=DIGITS, training=TrainingSpec(epochs=2), bias=True, run_seed=3,
+                        sparse=METHODS[method])
+    alone = evaluate_batch(genomes, replace(cfg, batched=False))
+    together = evaluate_batch(genomes, cfg)
+    for g, a, b in zip(genomes, alone, together, strict=True):
+        assert a.ok and b.ok
+        assert a.disabled == b.disabled, "the same connections go, alone or batched"
+        assert a.disabled and set(a.disabled) <= set(g.conn_innov[g.conn_enabled].tolist())
+        pruned = g.with_disabled(a.disabled)
+        assert (a.flops, a.connections) == (count_cost(pruned, True).flops,
+                                             count_cost(pruned, True).connections)
+        if method != "dissipating":
+            start = int(analyse(g).conn_active.sum())
+            assert a.connections <= math.ceil(METHODS[method].density * start)
+        net, tensors = network_from_model(pruned, a.model, "test")
+        predicted = net(torch.from_numpy(DIGITS.x_test)).argmax(dim=1)
+        assert torch.equal(predicted, tensors[TEST_PREDICTIONS])
+        assert np.isclose(a.test_accuracy, (predicted.numpy() == DIGITS.y_test).mean())
+
+
+def test_no_pruning_leaves_every_connection() -> None:
+    genomes = heterogeneous(3)
+    cfg = FitnessConfig(task=DIGITS, training=TrainingSpec(epochs=1), bias=True, run_seed=3)
+    assert all(r.disabled == () for r in evaluate_batch(genomes, cfg))
+
+
+def test_schedule_must_end_within_the_training(tmp_path) -> None:
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(deep_update(TINY, {"sparse_training": {
+        "method": "magnitude", "end_epoch": 3}})))
+    with pytest.raises(UserError, match="sparse_training"):
+        load_space(path)
