@@ -27,8 +27,12 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
+
 from evosparse.errors import UserError
 from evosparse.fitness import EvalResult
+from evosparse.genome import HIDDEN, Genome
+from evosparse.graph import analyse
 from evosparse.search import GenerationRecord, Member, Reporter, SearchState
 from evosparse.space import SearchSpace, load_space
 
@@ -73,7 +77,16 @@ def member_summary(m: Member) -> dict[str, Any]:
         "params": r.params,
         "connections": r.connections,
         "hidden_nodes": m.genome.n_hidden,
+        "activations": activations_used(m.genome),
     }
+
+
+def activations_used(genome: Genome) -> list[str]:
+    """The activation functions of the genome's computing hidden nodes, most used first
+    (outputs are linear logits)."""
+    used = genome.node_act[analyse(genome).node_active & (genome.node_kind == HIDDEN)]
+    names, counts = np.unique(used, return_counts=True)
+    return [str(names[i]) for i in sorted(range(len(names)), key=lambda i: (-counts[i], names[i]))]
 
 
 class RunDir:

@@ -8,8 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evosparse.rundir import RunDir
+from evosparse.activations import ACTIVATIONS
+from evosparse.fitness import EvalResult
+from evosparse.rundir import RunDir, member_summary
+from evosparse.search import Member
 from tests.conftest import evosparse
+from tests.test_flops import hand_genome
 
 
 def test_help_lists_the_commands() -> None:
@@ -40,7 +44,8 @@ def test_tiny_search_end_to_end(write_space, tmp_path: Path) -> None:
     assert doc["generation"] == 2 and doc["evaluations"] == 18
     assert 0.0 < doc["hypervolume"] <= 1.0
     assert doc["front"] and set(doc["front"][0]) >= {"genome_id", "val_accuracy", "test_accuracy",
-                                                     "flops", "params"}
+                                                     "flops", "params", "activations"}
+    assert all(set(m["activations"]) <= set(ACTIVATIONS) for m in doc["front"])
     front = json.loads((run / "front.json").read_text())
     assert [m["genome_id"] for m in front["front"]] == [m["genome_id"] for m in doc["front"]]
     errors = [m["val_accuracy"] for m in doc["front"]]
@@ -136,3 +141,9 @@ def test_xor_is_solved_from_no_hidden_node_and_stops_early(tmp_path: Path) -> No
     status = json.loads(evosparse("status", str(tmp_path / "xor"), "--json").stdout)
     assert status["generation"] == max(h["generation"] for h in history) < 100
     assert status["front"][0]["val_accuracy"] == 1.0
+
+
+def test_status_lists_the_activations_a_member_computes_with() -> None:
+    member = Member(hand_genome(), EvalResult(0, 0, "ok", 0.5, 0.5, 25, 9, 6, 0.0))
+    # hidden 3 (tanh) and 5 (sigmoid) compute; 4 (relu) reaches no output
+    assert member_summary(member)["activations"] == ["sigmoid", "tanh"]
