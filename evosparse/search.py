@@ -180,19 +180,27 @@ class Search:
         s = self.state
         topology = dense_mlp_genome(-1, s.registry, ks.hidden, self.space.activations.initial,
                                     self.space.network.max_levels)
-        candidates = [[kstarts.masked(topology, self._new_id(), ks.density, s.rng)
-                       for _ in range(ks.k)] for _ in range(self.space.population)]
+        return self._choose(ks, [[kstarts.masked(topology, self._new_id(), ks.density, s.rng)
+                                  for _ in range(ks.k)] for _ in range(self.space.population)], 0)
+
+    def _choose(self, ks: KStartsSpec, candidates: list[list[Genome]], generation: int
+                ) -> list[Genome]:
+        """The best of each list of candidates after `ks.epochs` of training (all in batches;
+        not part of the history or of the evaluation count)."""
         short = replace(self.config, track_gradients=True,
                         training=self.space.training.model_copy(update={"epochs": ks.epochs}))
-        results = self._evaluate([g for c in candidates for g in c], 0, short, report=False)
-        return [kstarts.winner(c, results[i * ks.k : (i + 1) * ks.k], ks.criterion)
-                for i, c in enumerate(candidates)]
+        choices = [c for c in candidates if len(c) > 1]
+        results = iter(self._evaluate([g for c in choices for g in c], generation, short,
+                                      report=False))
+        return [kstarts.winner(c, [next(results) for _ in c], ks.criterion) if len(c) > 1
+                else c[0] for c in candidates]
 
     def _children(self, generation: int) -> list[Genome]:
         s, sp = self.state, self.space
         pop = s.population
         rank, crowd = rank_and_crowding([m.objectives for m in pop])
-        children = []
+        children: list[Genome] = []
+        lineage: list[list[Genome]] = []
         for _ in range(sp.population):
             a = tournament(rank, crowd, s.rng)
             b = tournament(rank, crowd, s.rng)
@@ -204,7 +212,15 @@ class Search:
                 parents = [pop[a].genome]
             child = mutate(child, s.rng, s.registry, sp.network, sp.activations, sp.mutation)
             children.append(inherit(child, parents) if self.lamarckian else child)
-        return children
+            lineage.append(parents)
+        ks = sp.kstarts
+        if ks is None or not ks.children:
+            return children
+        # K-starts for children: K masks over each child's new connections (if it has any)
+        return self._choose(ks, [
+            [kstarts.masked_new(c, p, self._new_id(), ks.density, s.rng) for _ in range(ks.k)]
+            if kstarts.new_genes(c, p).any() else [c]
+            for c, p in zip(children, lineage, strict=True)], generation)
 
     def _evaluate(
         self, genomes: list[Genome], generation: int, config: FitnessConfig | None = None,

@@ -178,6 +178,9 @@ class KStartsSpec(_Model):
     hidden: tuple[int, ...] = ()
     epochs: int = Field(1, ge=1)
     criterion: Literal["magnitude", "gradient", "magnitude_gradient", "val_loss"] = "magnitude"
+    children: bool = False
+    """Also for every child: K masks over the connections its mutation added (each kept
+    with probability `density`), trained briefly, the best one kept."""
 
     @model_validator(mode="after")
     def _widths(self) -> KStartsSpec:

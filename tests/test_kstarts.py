@@ -14,9 +14,9 @@ from evosparse.evaluators import LocalEvaluator
 from evosparse.fitness import FitnessConfig, evaluate_batch
 from evosparse.genome import HIDDEN, InnovationRegistry
 from evosparse.graph import analyse
-from evosparse.operators import dense_mlp_genome, kstarts
+from evosparse.operators import add_connections, dense_mlp_genome, kstarts
 from evosparse.search import Search
-from evosparse.space import load_space
+from evosparse.space import NetworkSpec, load_space
 from tests.conftest import TINY, deep_update
 from tests.test_fitness import DIGITS, TRAIN
 
@@ -90,3 +90,28 @@ def test_hidden_layers_must_fit_the_network_constraints(tmp_path) -> None:
     path.write_text(yaml.safe_dump(deep_update(TINY, {"kstarts": {**KS, "hidden": [4, 4, 4]}})))
     with pytest.raises(UserError, match="kstarts"):
         load_space(path)
+
+
+def test_children_masks_touch_only_what_the_mutation_added() -> None:
+    reg = InnovationRegistry(64, 10)
+    rng = np.random.default_rng(4)
+    parent = dense_mlp_genome(0, reg, [8], "relu", levels=2)
+    child = add_connections(parent.derive(1, (0,), 1), rng, reg, NetworkSpec(max_hidden=8), 40)
+    new = kstarts.new_genes(child, [parent])
+    assert new.sum() > 10
+    variants = [kstarts.masked_new(child, [parent], 10 + i, 0.5, rng) for i in range(4)]
+    for v in variants:
+        assert np.array_equal(v.conn_enabled[~new], child.conn_enabled[~new])
+        assert 0 < v.conn_enabled[new].sum() < new.sum()
+    assert len({v.conn_enabled.tobytes() for v in variants}) == 4
+
+
+def test_search_with_kstarts_for_children_runs_and_chooses(tmp_path) -> None:
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(deep_update(TINY, {"generations": 2,
+                                                      "kstarts": {**KS, "children": True}})))
+    space = load_space(path)
+    search = Search(space=space, task=load_task(space.dataset), evaluator=LocalEvaluator())
+    state = search.run()
+    assert state.generation == 2 and state.evaluations == 3 * space.population
+    assert state.next_genome_id > 3 * space.population * 2, "children's masks were chosen"

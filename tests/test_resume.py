@@ -79,8 +79,10 @@ def test_lamarckian_run_resumes_identical(write_space, tmp_path: Path) -> None:
 
 
 def test_kstarts_run_resumes_identical(write_space, tmp_path: Path) -> None:
-    """Killed in generation 1, after the K-starts phase chose generation 0's masks."""
-    ks = {"k": 3, "density": 0.25, "hidden": [6], "criterion": "magnitude_gradient"}
+    """Killed while generation 1 trains: K-starts chose generation 0's masks and those of
+    generation 1's children before it."""
+    ks = {"k": 3, "density": 0.25, "hidden": [6], "criterion": "magnitude_gradient",
+          "children": True}
     space = write_space({**SPACE, "kstarts": ks})
     _kill_and_resume(_reference(space, tmp_path / "ref"), tmp_path, (9,))
 

@@ -12,6 +12,7 @@ scores and an explicit generator; the training happens in `fitness.py`.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Protocol
 
 import numpy as np
@@ -39,6 +40,21 @@ def masked(topology: Genome, genome_id: int, density: float, rng: np.random.Gene
         keep[rng.integers(len(keep))] = True
     return Genome.build(genome_id, topology.nodes,
                         (topology.conn_innov, topology.conn_src, topology.conn_dst, keep))
+
+
+def new_genes(child: Genome, parents: list[Genome]) -> np.ndarray:
+    """Which of the child's enabled connections none of its parents has (its mutation's)."""
+    known = np.concatenate([p.conn_innov for p in parents])
+    return child.conn_enabled & ~np.isin(child.conn_innov, known)
+
+
+def masked_new(child: Genome, parents: list[Genome], genome_id: int, density: float,
+               rng: np.random.Generator) -> Genome:
+    """`child` under a new id with each connection its mutation added kept with probability
+    `density`; what it inherited stays as it is."""
+    new = new_genes(child, parents)
+    en = child.conn_enabled & ~(new & (rng.random(len(new)) >= density))
+    return replace(child, genome_id=genome_id, conn_enabled=en)
 
 
 def score(result: Scored, criterion: str) -> float:
