@@ -171,16 +171,12 @@ def _accumulate(grads: dict[torch.nn.Parameter, torch.Tensor], params: list[torc
             grads.setdefault(p, torch.zeros_like(p)).add_(p.grad.abs())
 
 
-def _steps_per_epoch(cfg: FitnessConfig, n_train: int) -> int:
-    return math.ceil(n_train / cfg.training.batch_size)
-
-
-def _pruners(cfg: FitnessConfig, groups: list[list[Block]], n_train: int) -> list[Pruner]:
+def _pruners(cfg: FitnessConfig, groups: list[list[Block]], steps_per_epoch: int
+             ) -> list[Pruner]:
     """One `Pruner` per group of weight blocks (none when the space asks for no pruning)."""
     if cfg.sparse.method == "none":
         return []
-    return [Pruner(cfg.sparse, blocks, _steps_per_epoch(cfg, n_train), cfg.training.epochs)
-            for blocks in groups]
+    return [Pruner(cfg.sparse, blocks, steps_per_epoch) for blocks in groups]
 
 
 def _step(opt: torch.optim.Optimizer, pruners: list[Pruner], step: int) -> None:
@@ -202,7 +198,8 @@ def _train_and_score(genome: Genome, cfg: FitnessConfig, device: torch.device) -
     bs = cfg.training.batch_size
     grads: dict[torch.nn.Parameter, torch.Tensor] = {}
     weights = [lv.weight for lv in net.levels] if cfg.track_gradients else []
-    pruners = _pruners(cfg, [[(lv.weight, lv.mask) for lv in net.levels]], len(x))
+    per_epoch = math.ceil(len(x) / bs)
+    pruners = _pruners(cfg, [[(lv.weight, lv.mask) for lv in net.levels]], per_epoch)
     for epoch in range(cfg.training.epochs):
         perm = torch.randperm(len(x), generator=gen).to(device)
         for step, i in enumerate(range(0, len(x), bs)):
@@ -213,7 +210,7 @@ def _train_and_score(genome: Genome, cfg: FitnessConfig, device: torch.device) -
             opt.zero_grad(set_to_none=True)
             loss.backward()
             _accumulate(grads, weights)
-            _step(opt, pruners, epoch * _steps_per_epoch(cfg, len(x)) + step)
+            _step(opt, pruners, epoch * per_epoch + step)
     return _score(genome, net, t, device, net.connection_sums(grads)[0])
 
 
@@ -237,8 +234,9 @@ def _train_batch(
     failed: dict[int, str] = {}
     grads: dict[torch.nn.Parameter, torch.Tensor] = {}
     weights = [w for g in net.groups for w in g.weights] if cfg.track_gradients else []
+    per_epoch = math.ceil(len(x) / bs)
     pruners = _pruners(cfg, [list(zip(g.weights, g.masks(), strict=True)) for g in net.groups],
-                       len(x))
+                       per_epoch)
     for epoch in range(cfg.training.epochs):
         perm = torch.stack([torch.randperm(len(x), generator=g) for g in gens]).to(device)
         for step, i in enumerate(range(0, len(x), bs)):
@@ -252,7 +250,7 @@ def _train_batch(
             opt.zero_grad(set_to_none=True)
             torch.where(bad, torch.zeros_like(loss), loss).sum().backward()
             _accumulate(grads, weights)
-            _step(opt, pruners, epoch * _steps_per_epoch(cfg, len(x)) + step)
+            _step(opt, pruners, epoch * per_epoch + step)
 
     sums = net.connection_sums(grads)
     out: list[Trained | str] = []

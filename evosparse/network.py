@@ -9,6 +9,8 @@ function, so no Python loop runs over nodes.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 from torch import nn
@@ -100,41 +102,41 @@ class SparseNetwork(nn.Module):
         if genome.conn_weight is not None and genome.node_bias is not None:
             self._load_inherited(genome.conn_weight, genome.node_bias)
 
+    def _sites(self) -> Iterator[tuple[_Level, np.ndarray, tuple[np.ndarray, np.ndarray],
+                                       np.ndarray, np.ndarray]]:
+        """Per level: the level, the genome rows of its connections and their (row, column)
+        in its weight, and the genome rows of its nodes and their row in it."""
+        conns, level, row, column = self._conn_at
+        node_level, node_row = self._node_at
+        for k, lv in enumerate(self.levels):
+            c, n = level == k, np.flatnonzero(node_level == k)
+            yield lv, conns[c], (row[c], column[c]), n, node_row[n]
+
     def _load_inherited(self, conn_weight: np.ndarray, node_bias: np.ndarray) -> None:
         """Start from inherited values where the genome has them (Lamarckian evolution)."""
-        conns, level, row, column = self._conn_at
-        nodes = np.flatnonzero(self._node_at[0] >= 0)
         with torch.no_grad():
-            for k, lv in enumerate(self.levels):
-                c = (level == k) & np.isfinite(conn_weight[conns])
+            for lv, conns, (row, column), nodes, node_row in self._sites():
+                c = np.isfinite(conn_weight[conns])
                 lv.weight[row[c], column[c]] = torch.from_numpy(conn_weight[conns[c]])
-                n = nodes[(self._node_at[0][nodes] == k) & np.isfinite(node_bias[nodes])]
+                n = np.isfinite(node_bias[nodes])
                 if lv.bias is not None:
-                    lv.bias[self._node_at[1][n]] = torch.from_numpy(node_bias[n])
+                    lv.bias[node_row[n]] = torch.from_numpy(node_bias[nodes[n]])
 
     def removed_connections(self) -> np.ndarray:
         """Rows of the genome's compiled connections whose mask is now 0 (pruned in training)."""
-        conns, level, row, column = self._conn_at
-        gone = np.zeros(len(conns), dtype=bool)
-        for k, lv in enumerate(self.levels):
-            here = level == k
-            gone[here] = (lv.mask[row[here], column[here]] == 0).cpu().numpy()
-        return conns[gone]
+        gone = [conns[(lv.mask[at] == 0).cpu().numpy()] for lv, conns, at, _, _ in self._sites()]
+        return np.sort(np.concatenate(gone))  # a network has at least its output level
 
     def genome_weights(self, n_conns: int, n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
         """Current weights per genome connection and biases per genome node (NaN where not
         compiled): what Lamarckian evolution writes back into the genome."""
-        conns, level, row, column = self._conn_at
         conn_weight = np.full(n_conns, np.nan, dtype=np.float32)
         node_bias = np.full(n_nodes, np.nan, dtype=np.float32)
-        nodes = np.flatnonzero(self._node_at[0] >= 0)
         with torch.no_grad():
-            for k, lv in enumerate(self.levels):
-                c = level == k
-                conn_weight[conns[c]] = lv.weight[row[c], column[c]].cpu().numpy()
-                n = nodes[self._node_at[0][nodes] == k]
+            for lv, conns, at, nodes, node_row in self._sites():
+                conn_weight[conns] = lv.weight[at].cpu().numpy()
                 if lv.bias is not None:
-                    node_bias[n] = lv.bias[self._node_at[1][n]].cpu().numpy()
+                    node_bias[nodes] = lv.bias[node_row].cpu().numpy()
         return conn_weight, node_bias
 
     def connection_sums(self, grads: dict[nn.Parameter, torch.Tensor]) -> torch.Tensor:
@@ -150,10 +152,6 @@ class SparseNetwork(nn.Module):
         for level in self.levels[:-1]:
             h = torch.cat([h, level(h)], dim=1)
         return self.levels[-1](h)  # the last level holds exactly the outputs, in order
-
-
-
-VARIANT = 1
 
 
 class _PaddedGroup(nn.Module):
@@ -221,19 +219,18 @@ class _PaddedGroup(nn.Module):
     def connection_sums(self, grads: dict[nn.Parameter, torch.Tensor]) -> torch.Tensor:
         """[members, 4]: `SparseNetwork.connection_sums` of each member."""
         out = torch.zeros(self.biases[0].shape[0], 4)
-        for n, w in enumerate(self.weights):
-            out += _masked_sums(w, getattr(self, f"mask{n}"), grads.get(w))
+        for w, m in zip(self.weights, self.masks(), strict=True):
+            out += _masked_sums(w, m, grads.get(w))
         return out
 
     def copy_into(self, i: int, net: SparseNetwork) -> None:
         """Write member i's current weights (and masks: pruning may have changed them) into
         its own network `net`."""
         with torch.no_grad():
-            for n, (w, (k, j)) in enumerate(zip(self.weights, self._blocks, strict=True)):
+            for w, m, (k, j) in zip(self.weights, self.masks(), self._blocks, strict=True):
                 lv, (start, stop) = net.levels[k], self._spans[i][j : j + 2]
                 lv.weight[:, start:stop] = w[i, : lv.weight.shape[0], : stop - start]
-                lv.mask[:, start:stop] = getattr(self, f"mask{n}")[i, : lv.weight.shape[0],
-                                                                   : stop - start]
+                lv.mask[:, start:stop] = m[i, : lv.weight.shape[0], : stop - start]
             for lv, b in zip(net.levels, self.biases, strict=True):
                 if lv.bias is not None:
                     lv.bias.copy_(b[i, : len(lv.bias)])
@@ -281,14 +278,12 @@ class BatchedNetworks(nn.Module):
                       for g, gen in zip(genomes, generators, strict=True)]
         depth = np.array([len(n.levels) for n in self._nets])
         members = [np.flatnonzero(depth == d) for d in np.unique(depth)]
-        self.groups = nn.ModuleList(
-_PaddedGroup([self._nets[i] for i in m]) for m in members)
+        self.groups = nn.ModuleList(_PaddedGroup([self._nets[i] for i in m]) for m in members)
         self._where = [(0, 0)] * len(genomes)  # genome -> (group, position in group)
         for gi, m in enumerate(members):
+            self.register_buffer(f"members{gi}", torch.from_numpy(m))
             for pos, i in enumerate(m.tolist()):
                 self._where[i] = (gi, pos)
-        for gi, m in enumerate(members):
-            self.register_buffer(f"members{gi}", torch.from_numpy(m))
         self.register_buffer("_inverse", torch.from_numpy(np.argsort(np.concatenate(members))))
 
     def padded_weights(self) -> int:

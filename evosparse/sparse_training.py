@@ -35,10 +35,9 @@ def _3d(t: torch.Tensor) -> torch.Tensor:
 class Pruner:
     """Applies one pruning method to a group of genomes' weight blocks during training."""
 
-    def __init__(self, spec: SparseTrainingSpec, blocks: list[Block], steps_per_epoch: int,
-                 epochs: int) -> None:
-        self.spec, self.blocks = spec, blocks
-        self.steps_per_epoch, self.epochs = steps_per_epoch, epochs
+    def __init__(self, spec: SparseTrainingSpec, blocks: list[Block], steps_per_epoch: int
+                 ) -> None:
+        self.spec, self.blocks, self.steps_per_epoch = spec, blocks, steps_per_epoch
         self.start = self._active().clone()  # connections per genome before training
         if spec.method == "dissipating":
             self.initial = [_3d(w).detach().clone() for w, _ in blocks]
