@@ -25,7 +25,7 @@ from evosparse.genome import Genome, InnovationRegistry
 from evosparse.graph import analyse
 from evosparse.network import BatchedNetworks, SparseNetwork
 from evosparse.space import SparseTrainingSpec, TrainingSpec
-from evosparse.sparse_training import Block, Pruner
+from evosparse.sparse_training import REGROWTH, Block, Pruner, Source
 from evosparse.weights import TEST_PREDICTIONS, genome_digest, model_bytes
 
 Status = Literal["ok", "nan", "failed"]
@@ -41,6 +41,7 @@ class Trained:
     model: bytes  # the trained weights (`weights.model_bytes`)
     stats: Stats
     disabled: tuple[int, ...] = ()  # innovations of connections pruned during training
+    added: tuple[tuple[int, int], ...] = ()  # (source, destination) ids grown during training
 
 
 Outcome = Trained | tuple[Status, str]
@@ -69,6 +70,8 @@ class EvalResult:
     """The last two are measured only when `FitnessConfig.track_gradients` (K-starts)."""
     disabled: tuple[int, ...] = ()
     """Innovations of the connections `sparse_training` removed; FLOPs count without them."""
+    added: tuple[tuple[int, int], ...] = ()
+    """(source id, destination id) of connections `sparse_training` grew; FLOPs count them."""
     model: bytes | None = field(default=None, repr=False, compare=False)
     """Trained weights (`weights.model_bytes`): kept in the run directory, not the history."""
 
@@ -83,7 +86,8 @@ class EvalResult:
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> EvalResult:
-        return EvalResult(**{**d, "disabled": tuple(d.get("disabled", ()))})
+        return EvalResult(**{**d, "disabled": tuple(d.get("disabled", ())),
+                             "added": tuple(tuple(p) for p in d.get("added", ()))})
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,14 @@ def _connection_stats(sums: torch.Tensor) -> tuple[float, float, float]:
     return float(sums[1]) / n, float(sums[2]) / n, float(sums[3]) / n
 
 
+def trained_genome(genome: Genome, disabled: tuple[int, ...],
+                   added: tuple[tuple[int, int], ...]) -> Genome:
+    """The genome as training left it: pruned genes disabled, grown connections added
+    under provisional (negative) innovation ids; the driver gives them registry ids."""
+    return genome.with_disabled(disabled).with_added(list(added), [-1 - i for i in
+                                                                    range(len(added))])
+
+
 def _score(
     genome: Genome, net: SparseNetwork, t: Task, device: torch.device, sums: torch.Tensor
 ) -> Trained:
@@ -144,14 +156,14 @@ def _score(
     `SparseNetwork`: the exported model, run through the same code, predicts exactly
     what was recorded. `sums` are the genome's `connection_sums` row.
     """
-    disabled: tuple[int, ...] = ()
     gone = net.removed_connections()
-    if gone.size:  # score the pruned genome's own network: what the run keeps and exports
-        disabled = tuple(genome.conn_innov[gone].tolist())
-        weights = net.genome_weights(len(genome.conn_innov), len(genome.node_id))
-        genome = genome.with_disabled(disabled)
-        net = SparseNetwork(genome.with_weights(*weights), any(lv.bias is not None
-                                                               for lv in net.levels),
+    src, dst = net.added_connections()
+    disabled = tuple(genome.conn_innov[gone].tolist())
+    added = tuple(zip(src.tolist(), dst.tolist(), strict=True))
+    if disabled or added:  # score the network as training left it: what the run keeps
+        genome = trained_genome(genome, disabled, added)
+        net = SparseNetwork(genome.with_weights(*net.weights_for(genome)),
+                            any(lv.bias is not None for lv in net.levels),
                             torch.Generator().manual_seed(0))
     net = net.to(device).eval()
     val_logits = _logits(net, t.x_val, device)
@@ -160,7 +172,7 @@ def _score(
     val_loss = float(F.cross_entropy(val_logits, torch.from_numpy(t.y_val).to(device)))
     accuracy = (float((val.numpy() == t.y_val).mean()), float((test.numpy() == t.y_test).mean()))
     model = model_bytes(net.cpu(), {TEST_PREDICTIONS: test}, genome_digest(genome))
-    return Trained(accuracy, model, (val_loss, *_connection_stats(sums)), disabled)
+    return Trained(accuracy, model, (val_loss, *_connection_stats(sums)), disabled, added)
 
 
 def _accumulate(grads: dict[torch.nn.Parameter, torch.Tensor], params: list[torch.nn.Parameter]
@@ -171,12 +183,15 @@ def _accumulate(grads: dict[torch.nn.Parameter, torch.Tensor], params: list[torc
             grads.setdefault(p, torch.zeros_like(p)).add_(p.grad.abs())
 
 
-def _pruners(cfg: FitnessConfig, groups: list[list[Block]], steps_per_epoch: int
-             ) -> list[Pruner]:
-    """One `Pruner` per group of weight blocks (none when the space asks for no pruning)."""
+def _pruners(cfg: FitnessConfig, groups: list[tuple[list[Block], Source, list[int]]],
+             steps_per_epoch: int) -> list[Pruner]:
+    """One `Pruner` per group of weight blocks (none when the space asks for no pruning);
+    a group is its blocks, the network they belong to and its genomes' ids."""
     if cfg.sparse.method == "none":
         return []
-    return [Pruner(cfg.sparse, blocks, steps_per_epoch) for blocks in groups]
+    return [Pruner(cfg.sparse, blocks, steps_per_epoch, source,
+                   [evaluation_seed(cfg.run_seed, i) for i in ids])
+            for blocks, source, ids in groups]
 
 
 def _step(opt: torch.optim.Optimizer, pruners: list[Pruner], step: int) -> None:
@@ -185,7 +200,7 @@ def _step(opt: torch.optim.Optimizer, pruners: list[Pruner], step: int) -> None:
         p.after_backward(step)
     opt.step()
     for p in pruners:
-        p.after_step(step)
+        p.after_step(step, opt)
 
 
 def _train_and_score(genome: Genome, cfg: FitnessConfig, device: torch.device) -> Trained:
@@ -199,10 +214,13 @@ def _train_and_score(genome: Genome, cfg: FitnessConfig, device: torch.device) -
     grads: dict[torch.nn.Parameter, torch.Tensor] = {}
     weights = [lv.weight for lv in net.levels] if cfg.track_gradients else []
     per_epoch = math.ceil(len(x) / bs)
-    pruners = _pruners(cfg, [[(lv.weight, lv.mask) for lv in net.levels]], per_epoch)
+    pruners = _pruners(cfg, [([(lv.weight, lv.mask) for lv in net.levels], net,
+                              [genome.genome_id])], per_epoch)
     for epoch in range(cfg.training.epochs):
         perm = torch.randperm(len(x), generator=gen).to(device)
         for step, i in enumerate(range(0, len(x), bs)):
+            for p in pruners:
+                p.before_forward(epoch * per_epoch + step)
             idx = perm[i : i + bs]
             loss = F.cross_entropy(net(x[idx]), y[idx])
             if not torch.isfinite(loss):
@@ -225,7 +243,8 @@ def _train_batch(
     """
     gens = [torch.Generator().manual_seed(evaluation_seed(cfg.run_seed, g.genome_id))
             for g in genomes]
-    net = BatchedNetworks(genomes, cfg.bias, gens).to(device)
+    net = BatchedNetworks(genomes, cfg.bias, gens,
+                          growable=cfg.sparse.method in REGROWTH).to(device)
     opt = _optimizer([p for p in net.parameters() if p.requires_grad], cfg.training)
     t = cfg.task
     x = torch.from_numpy(t.x_train).to(device)
@@ -235,11 +254,14 @@ def _train_batch(
     grads: dict[torch.nn.Parameter, torch.Tensor] = {}
     weights = [w for g in net.groups for w in g.weights] if cfg.track_gradients else []
     per_epoch = math.ceil(len(x) / bs)
-    pruners = _pruners(cfg, [list(zip(g.weights, g.masks(), strict=True)) for g in net.groups],
-                       per_epoch)
+    pruners = _pruners(cfg, [(list(zip(g.weights, g.masks(), strict=True)), g,
+                              [genomes[i].genome_id for i in ids])
+                             for g, ids in zip(net.groups, net.members, strict=True)], per_epoch)
     for epoch in range(cfg.training.epochs):
         perm = torch.stack([torch.randperm(len(x), generator=g) for g in gens]).to(device)
         for step, i in enumerate(range(0, len(x), bs)):
+            for p in pruners:
+                p.before_forward(epoch * per_epoch + step)
             idx = perm[:, i : i + bs]
             logits = net(x[idx])
             loss = F.cross_entropy(logits.flatten(0, 1), y[idx].flatten(), reduction="none")
@@ -353,15 +375,16 @@ def _result(
     model = None
     stats: Stats = (0.0, 0.0, 0.0, 0.0)
     disabled: tuple[int, ...] = ()
+    added: tuple[tuple[int, int], ...] = ()
     if isinstance(outcome, Trained):
         status: Status = "ok"
-        (val, test), model, stats, disabled = (outcome.accuracy, outcome.model, outcome.stats,
-                                               outcome.disabled)
+        (val, test), model, stats, disabled, added = (
+            outcome.accuracy, outcome.model, outcome.stats, outcome.disabled, outcome.added)
         error = None
     else:
         status, error = outcome
         val = test = 0.0
-    cost = count_cost(genome.with_disabled(disabled), cfg.bias)
+    cost = count_cost(trained_genome(genome, disabled, added), cfg.bias)
     return EvalResult(
         genome_id=genome.genome_id,
         generation=genome.generation,
@@ -379,6 +402,7 @@ def _result(
         grad_magnitude=stats[2],
         saliency=stats[3],
         disabled=disabled,
+        added=added,
         model=model,
     )
 

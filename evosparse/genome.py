@@ -24,6 +24,11 @@ ACT_DTYPE = np.dtype("<U64")
 """Activation names are fixed-width strings, so assigning a longer name never truncates."""
 
 
+def pair_keys(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """One int64 key per connection (source id, destination id)."""
+    return np.asarray(dst, dtype=np.int64) * (1 << 31) + np.asarray(src, dtype=np.int64)
+
+
 @dataclass(frozen=True, eq=False)
 class Genome:
     """One network's topology; arrays are sorted (nodes by kind then id, connections by id)."""
@@ -110,6 +115,28 @@ class Genome:
             return self
         return replace(self, conn_enabled=self.conn_enabled & ~np.isin(self.conn_innov,
                                                                          innovations))
+
+    def with_added(self, pairs: list[tuple[int, int]], innovations: list[int]) -> Genome:
+        """This genome with connections (source id, destination id) enabled: a gene it has
+        for a pair is re-enabled, the others are new genes with the given `innovations`
+        (inherited weights, if any, are NaN for them)."""
+        if not pairs:
+            return self
+        src, dst = np.array(pairs, dtype=np.int64).reshape(-1, 2).T
+        have, wanted = pair_keys(self.conn_src, self.conn_dst), pair_keys(src, dst)
+        found = np.isin(wanted, have)
+        en = self.conn_enabled | np.isin(have, wanted)
+        new = ~found
+        weights = None
+        if self.conn_weight is not None and self.node_bias is not None:
+            weights = (np.append(self.conn_weight, np.full(int(new.sum()), np.nan)),
+                       self.node_bias)
+        return Genome.build(
+            self.genome_id, self.nodes,
+            (np.append(self.conn_innov, np.asarray(innovations, dtype=np.int64)[new]),
+             np.append(self.conn_src, src[new]), np.append(self.conn_dst, dst[new]),
+             np.append(en, np.ones(int(new.sum()), dtype=bool))),
+            self.parents, self.generation, weights)
 
     def with_weights(self, conn_weight: np.ndarray, node_bias: np.ndarray) -> Genome:
         """This genome carrying Lamarckian weights (aligned with its arrays; NaN: none)."""

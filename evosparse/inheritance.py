@@ -21,7 +21,7 @@ from evosparse.weights import network_from_model
 def written_back(genome: Genome, model: bytes) -> Genome:
     """The evaluated genome carrying its trained weights (from its weight file's bytes)."""
     net, _ = network_from_model(genome, model, f"trained weights of genome {genome.genome_id}")
-    return genome.with_weights(*net.genome_weights(len(genome.conn_innov), len(genome.node_id)))
+    return genome.with_weights(*net.weights_for(genome))
 
 
 def _take(keys: np.ndarray, parents: list[tuple[np.ndarray, np.ndarray | None]]) -> np.ndarray:

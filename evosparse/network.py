@@ -16,8 +16,26 @@ import torch
 from torch import nn
 
 from evosparse.activations import torch_activation
-from evosparse.genome import INPUT, OUTPUT, Genome
+from evosparse.genome import INPUT, OUTPUT, Genome, pair_keys
 from evosparse.graph import analyse
+
+Signal = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+"""What a training step shows about one weight block (`capture`): the masked weight
+[genomes, rows, cols] or, for one network, [rows, cols] (its `.grad` is the dense
+gradient after backward), the source
+activations [genomes, cols, samples] and the destination activations [genomes, rows,
+samples]; in-training regrowth (`sparse_training.py`) scores candidates with them."""
+
+Layout = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+"""Where a weight block may grow: allowed [genomes, rows, cols] (bool: both nodes compiled,
+source before destination), and the node ids of its rows [genomes, rows] and columns
+[genomes, cols] (-1 for padding)."""
+
+
+def _allowed(row_pos: np.ndarray, col_pos: np.ndarray) -> torch.Tensor:
+    """[genomes, rows, cols]: True where a connection col -> row keeps the DAG (positions
+    rise along every connection; padding has NaN positions and is never allowed)."""
+    return torch.from_numpy(row_pos[:, :, None] > col_pos[:, None, :])
 
 
 class _Level(nn.Module):
@@ -45,15 +63,23 @@ class _Level(nn.Module):
             raise ValueError(f"a level's nodes must be sorted by activation, got {self.act_names}")
         self._fns = [torch_activation(str(n)) for n in names]
         self._widths = counts.tolist()
+        self.capture = False
+        self.captured: Signal | None = None
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        pre = h @ (self.weight * self.mask).T
+        eff = self.weight * self.mask
+        pre = h @ eff.T
         if self.bias is not None:
             pre = pre + self.bias
         if len(self._fns) == 1:
-            return self._fns[0](pre)
-        parts = pre.split(self._widths, dim=1)
-        return torch.cat([fn(p) for fn, p in zip(self._fns, parts, strict=True)], dim=1)
+            out = self._fns[0](pre)
+        else:
+            parts = pre.split(self._widths, dim=1)
+            out = torch.cat([fn(p) for fn, p in zip(self._fns, parts, strict=True)], dim=1)
+        if self.capture:
+            eff.retain_grad()
+            self.captured = (eff, h.T[None], out.T[None])
+        return out
 
 
 def _masked_sums(w: torch.Tensor, mask: torch.Tensor, grad: torch.Tensor | None) -> torch.Tensor:
@@ -64,6 +90,17 @@ def _masked_sums(w: torch.Tensor, mask: torch.Tensor, grad: torch.Tensor | None)
         a = w.abs() * mask
         return torch.stack([mask.sum((1, 2)), a.sum((1, 2)), (g * mask).sum((1, 2)),
                             (a * g).sum((1, 2))], dim=1)
+
+
+def _lookup(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """values[keys == w] for each w of `wanted` (float32), NaN where a key is absent."""
+    out = np.full(len(wanted), np.nan, dtype=np.float32)
+    if len(keys):
+        order = np.argsort(keys)
+        at = order[np.searchsorted(keys, wanted, sorter=order).clip(max=len(keys) - 1)]
+        found = keys[at] == wanted
+        out[found] = values[at[found]]
+    return out
 
 
 class SparseNetwork(nn.Module):
@@ -84,12 +121,17 @@ class SparseNetwork(nn.Module):
         dst_col = col[topo.dst_row[topo.conn_active]]
         levels = []
         starts = np.cumsum([len(r) for r in rows_by_level])[:-1]  # first column of each level
+        self._gene_masks: list[np.ndarray] = []  # the genome's own connections, per level
         for rows, start in zip(rows_by_level[1:], starts, strict=True):
             mask = np.zeros((len(rows), start), dtype=bool)
             here = (dst_col >= start) & (dst_col < start + len(rows))
             mask[dst_col[here] - start, src_col[here]] = True
+            self._gene_masks.append(mask)
             levels.append(_Level(mask, genome.node_act[rows], bias, generator))
         self.levels = nn.ModuleList(levels)
+        self.level_ids = [genome.node_id[r] for r in rows_by_level]
+        """Node ids of each level's nodes in compiled order (level 0: the inputs)."""
+        self.level_pos = [genome.node_pos[r] for r in rows_by_level]
         out_rows = np.flatnonzero(genome.node_kind == OUTPUT)
         self.register_buffer("_outputs", torch.from_numpy(col[out_rows]))
         self.n_inputs = n_in
@@ -122,22 +164,59 @@ class SparseNetwork(nn.Module):
                 if lv.bias is not None:
                     lv.bias[node_row[n]] = torch.from_numpy(node_bias[nodes[n]])
 
+    def growth_layout(self) -> list[Layout]:
+        """Per level: where it may grow connections, and its rows' and columns' node ids."""
+        out = []
+        for k in range(len(self.levels)):
+            cols = np.concatenate(self.level_ids[: k + 1])
+            out.append((_allowed(self.level_pos[k + 1][None], np.concatenate(
+                self.level_pos[: k + 1])[None]).to(self.levels[k].mask.device),
+                torch.from_numpy(self.level_ids[k + 1][None]), torch.from_numpy(cols[None])))
+        return out
+
+    def capture(self, on: bool) -> None:
+        """Record each level's `Signal` in the next forward passes (or stop)."""
+        for lv in self.levels:
+            lv.capture, lv.captured = on, None
+
+    def signals(self) -> list[Signal]:
+        """Per level, the `Signal` of the last captured forward pass."""
+        return [lv.captured for lv in self.levels]  # type: ignore[misc]
+
+    def added_connections(self) -> tuple[np.ndarray, np.ndarray]:
+        """(source ids, destination ids) of connections in the mask that the genome does not
+        have (grown during training), level by level, row-major."""
+        src, dst = [], []
+        for k, lv in enumerate(self.levels):
+            r, c = np.nonzero((lv.mask.cpu().numpy() > 0) & ~self._gene_masks[k])
+            src.append(np.concatenate(self.level_ids[: k + 1])[c])
+            dst.append(self.level_ids[k + 1][r])
+        return np.concatenate(src), np.concatenate(dst)
+
+    def weights_for(self, genome: Genome) -> tuple[np.ndarray, np.ndarray]:
+        """Current weight of each of `genome`'s connections and bias of each of its nodes,
+        matched by node ids (NaN where this network has none): what Lamarckian evolution
+        writes back, also into a genome whose connections changed during training."""
+        keys, values, node_ids, biases = [], [], [], []
+        with torch.no_grad():
+            for k, lv in enumerate(self.levels):
+                r, c = np.nonzero(lv.mask.cpu().numpy() > 0)
+                cols = np.concatenate(self.level_ids[: k + 1])
+                keys.append(pair_keys(cols[c], self.level_ids[k + 1][r]))
+                values.append(lv.weight.detach().cpu().numpy()[r, c])
+                if lv.bias is not None:
+                    node_ids.append(self.level_ids[k + 1])
+                    biases.append(lv.bias.detach().cpu().numpy())
+        conn = _lookup(np.concatenate(keys), np.concatenate(values),
+                       pair_keys(genome.conn_src, genome.conn_dst))
+        bias = (_lookup(np.concatenate(node_ids), np.concatenate(biases), genome.node_id)
+                if node_ids else np.full(len(genome.node_id), np.nan, dtype=np.float32))
+        return conn, bias
+
     def removed_connections(self) -> np.ndarray:
         """Rows of the genome's compiled connections whose mask is now 0 (pruned in training)."""
         gone = [conns[(lv.mask[at] == 0).cpu().numpy()] for lv, conns, at, _, _ in self._sites()]
         return np.sort(np.concatenate(gone))  # a network has at least its output level
-
-    def genome_weights(self, n_conns: int, n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
-        """Current weights per genome connection and biases per genome node (NaN where not
-        compiled): what Lamarckian evolution writes back into the genome."""
-        conn_weight = np.full(n_conns, np.nan, dtype=np.float32)
-        node_bias = np.full(n_nodes, np.nan, dtype=np.float32)
-        with torch.no_grad():
-            for lv, conns, at, nodes, node_row in self._sites():
-                conn_weight[conns] = lv.weight[at].cpu().numpy()
-                if lv.bias is not None:
-                    node_bias[nodes] = lv.bias[node_row].cpu().numpy()
-        return conn_weight, node_bias
 
     def connection_sums(self, grads: dict[nn.Parameter, torch.Tensor]) -> torch.Tensor:
         """[1, 4]: number of connections, sum |w|, sum of `grads` and sum |w| x `grads`
@@ -154,6 +233,18 @@ class SparseNetwork(nn.Module):
         return self.levels[-1](h)  # the last level holds exactly the outputs, in order
 
 
+def _block_layout(nets: list[SparseNetwork], k: int, j: int, sizes: list[int]) -> Layout:
+    """The `Layout` of block (level k, source level j) of a padded group."""
+    shape = (len(nets), sizes[k + 1]), (len(nets), sizes[j])
+    row_ids, col_ids = np.full(shape[0], -1), np.full(shape[1], -1)
+    row_pos, col_pos = np.full(shape[0], np.nan), np.full(shape[1], np.nan)
+    for i, net in enumerate(nets):
+        rows, cols = net.level_ids[k + 1], net.level_ids[j]
+        row_ids[i, : len(rows)], col_ids[i, : len(cols)] = rows, cols
+        row_pos[i, : len(rows)], col_pos[i, : len(cols)] = net.level_pos[k + 1], net.level_pos[j]
+    return _allowed(row_pos, col_pos), torch.from_numpy(row_ids), torch.from_numpy(col_ids)
+
+
 class _PaddedGroup(nn.Module):
     """Genomes of one depth as one padded program of `torch.baddbmm` blocks.
 
@@ -162,14 +253,15 @@ class _PaddedGroup(nn.Module):
     weights from source level j (0: the inputs) go, zero-padded, into a block
     [genomes, widest level k, widest level j]. Level k sums its blocks' products,
     so no activation vector is concatenated level by level, and a block that no
-    genome of the group uses (an MLP has no skip connections) is left out. Padded
+    genome of the group uses (an MLP has no skip connections) is left out, unless
+    the group is `growable` (in-training regrowth may add connections there). Padded
     and absent entries are zero in the mask, so they stay zero and get no gradient.
     Activations run node-major: the rows (genome, node) of a level are gathered by
     activation function, each function runs once on its rows, and the rows are put
     back, so no Python loop runs over nodes or genomes.
     """
 
-    def __init__(self, nets: list[SparseNetwork]) -> None:
+    def __init__(self, nets: list[SparseNetwork], growable: bool = False) -> None:
         super().__init__()
         n_b, n_levels = len(nets), len(nets[0].levels)
         # spans[i][j]: genome i's own columns [start, stop) that hold source level j
@@ -183,6 +275,7 @@ class _PaddedGroup(nn.Module):
         self.biases = nn.ParameterList()
         self._blocks: list[tuple[int, int]] = []  # (level k, source level j) of each weight
         self._groups: list[list[tuple[int, int]]] = []  # per level: (function index, rows)
+        self._layouts: list[Layout] = []  # per weight block, when `growable`
         for k in range(n_levels):
             for j in range(k + 1):
                 w = torch.zeros(n_b, sizes[k + 1], sizes[j])
@@ -191,10 +284,13 @@ class _PaddedGroup(nn.Module):
                     lv, (start, stop) = net.levels[k], spans[i][j : j + 2]
                     m[i, : lv.weight.shape[0], : stop - start] = lv.mask[:, start:stop]
                     w[i, : lv.weight.shape[0], : stop - start] = lv.weight.detach()[:, start:stop]
-                if m.any():
+                layout = _block_layout(nets, k, j, sizes) if growable else None
+                if m.any() or (layout is not None and bool(layout[0].any())):
                     self.register_buffer(f"mask{len(self.weights)}", m)
                     self.weights.append(nn.Parameter(w))
                     self._blocks.append((k, j))
+                    if layout is not None:
+                        self._layouts.append(layout)
             b = torch.zeros(n_b, sizes[k + 1])
             codes = torch.full((n_b, sizes[k + 1]), -1, dtype=torch.long)
             for i, net in enumerate(nets):
@@ -211,6 +307,21 @@ class _PaddedGroup(nn.Module):
             used, counts = torch.unique_consecutive(flat[order], return_counts=True)
             self._groups.append(list(zip(used.tolist(), counts.tolist(), strict=True)))
         self._spans = spans
+        self._capture = False
+        self._captured: list[Signal] = []
+
+    def growth_layout(self) -> list[Layout]:
+        """Per weight block, where it may grow (built only for a growable group)."""
+        return [tuple(t.to(self.biases[0].device) for t in lay)  # type: ignore[misc]
+                for lay in self._layouts]
+
+    def capture(self, on: bool) -> None:
+        """Record each block's `Signal` in the next forward passes (or stop)."""
+        self._capture, self._captured = on, []
+
+    def signals(self) -> list[Signal]:
+        """Per weight block, the `Signal` of the last captured forward pass."""
+        return self._captured
 
     def masks(self) -> list[torch.Tensor]:
         """The 0/1 mask of each weight block, in the order of `weights`."""
@@ -252,13 +363,20 @@ class _PaddedGroup(nn.Module):
         hs = [x.transpose(1, 2)]  # node-major: [genomes, nodes, samples] per level
         blocks = iter(enumerate(self._blocks))
         pending = next(blocks, None)
+        effs: list[tuple[torch.Tensor, int, int]] = []
         for k, b in enumerate(self.biases):
             pre = b.unsqueeze(2).expand(-1, -1, x.shape[1])
             while pending is not None and pending[1][0] == k:
                 n, (_, j) = pending
-                pre = torch.baddbmm(pre, self.weights[n] * getattr(self, f"mask{n}"), hs[j])
+                eff = self.weights[n] * getattr(self, f"mask{n}")
+                pre = torch.baddbmm(pre, eff, hs[j])
+                effs.append((eff, k, j))
                 pending = next(blocks, None)
             hs.append(self._activate(k, pre))
+        if self._capture:
+            for eff, _, _ in effs:
+                eff.retain_grad()
+            self._captured = [(eff, hs[j], hs[k + 1]) for eff, k, j in effs]
         return hs[-1].transpose(1, 2)  # the last level holds exactly the outputs, in order
 
 
@@ -272,19 +390,23 @@ class BatchedNetworks(nn.Module):
     output is [genomes, samples, outputs], in the order of `genomes`.
     """
 
-    def __init__(self, genomes: list[Genome], bias: bool, generators: list[torch.Generator]):
+    def __init__(self, genomes: list[Genome], bias: bool, generators: list[torch.Generator],
+                 growable: bool = False):
         super().__init__()
         self._nets = [SparseNetwork(g, bias, gen)
                       for g, gen in zip(genomes, generators, strict=True)]
         depth = np.array([len(n.levels) for n in self._nets])
         members = [np.flatnonzero(depth == d) for d in np.unique(depth)]
-        self.groups = nn.ModuleList(_PaddedGroup([self._nets[i] for i in m]) for m in members)
+        self.groups = nn.ModuleList(_PaddedGroup([self._nets[i] for i in m], growable)
+                                    for m in members)
         self._where = [(0, 0)] * len(genomes)  # genome -> (group, position in group)
         for gi, m in enumerate(members):
             self.register_buffer(f"members{gi}", torch.from_numpy(m))
             for pos, i in enumerate(m.tolist()):
                 self._where[i] = (gi, pos)
         self.register_buffer("_inverse", torch.from_numpy(np.argsort(np.concatenate(members))))
+        self.members = [m.tolist() for m in members]
+        """Per group, the positions in `genomes` of its members, in order."""
 
     def padded_weights(self) -> int:
         """Weights the batched program multiplies per sample (padding included)."""

@@ -10,7 +10,7 @@ displays and loggers are `Reporter`s that receive events, as in neat-python.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,12 @@ from evosparse.fitness import (
 from evosparse.genome import Genome, InnovationRegistry
 from evosparse.inheritance import inherit, written_back
 from evosparse.operators import crossover, dense_mlp_genome, kstarts, minimal_genome, mutate
+from evosparse.operators.speciation import (
+    Speciation,
+    protected_survivors,
+    speciate,
+    stagnant,
+)
 from evosparse.pareto import (
     Objectives,
     first_front,
@@ -37,6 +43,7 @@ from evosparse.pareto import (
     tournament,
 )
 from evosparse.space import KStartsSpec, SearchSpace
+from evosparse.weights import restamped
 
 
 @dataclass(frozen=True)
@@ -63,9 +70,14 @@ class SearchState:
     rng: np.random.Generator
     next_genome_id: int
     evaluations: int
+    speciation: Speciation | None = None
+    species: list[int] = field(default_factory=list)
+    """With speciation: the species id of each population member, in order."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            **({} if self.speciation is None else {"speciation": self.speciation.to_dict(),
+                                                   "species": self.species}),
             "generation": self.generation,
             "evaluations": self.evaluations,
             "next_genome_id": self.next_genome_id,
@@ -91,6 +103,8 @@ class SearchState:
             rng=rng,
             next_genome_id=d["next_genome_id"],
             evaluations=d["evaluations"],
+            speciation=Speciation.from_dict(d["speciation"]) if "speciation" in d else None,
+            species=list(d.get("species", [])),
         )
 
 
@@ -157,6 +171,8 @@ class Search:
             next_genome_id=0,
             evaluations=0,
         )
+        if space.speciation is not None and self.state.speciation is None:
+            self.state.speciation = Speciation()
         self.stop_requested = False
         self.lamarckian = space.training.inheritance == "lamarckian"
 
@@ -190,8 +206,9 @@ class Search:
         short = replace(self.config, track_gradients=True,
                         training=self.space.training.model_copy(update={"epochs": ks.epochs}))
         choices = [c for c in candidates if len(c) > 1]
-        results = iter(self._evaluate([g for c in choices for g in c], generation, short,
-                                      report=False))
+        _, done = self._evaluate([g for c in choices for g in c], generation, short,
+                                 report=False)
+        results = iter(done)
         return [kstarts.winner(c, [next(results) for _ in c], ks.criterion) if len(c) > 1
                 else c[0] for c in candidates]
 
@@ -203,7 +220,8 @@ class Search:
         lineage: list[list[Genome]] = []
         for _ in range(sp.population):
             a = tournament(rank, crowd, s.rng)
-            b = tournament(rank, crowd, s.rng)
+            b = (tournament(rank, crowd, s.rng) if sp.speciation is None
+                 else self._mate(a, rank, crowd))
             if a != b and s.rng.random() < sp.mutation.crossover:
                 child = crossover(pop[a].genome, pop[b].genome, self._new_id(), generation, s.rng)
                 parents = [pop[a].genome, pop[b].genome]
@@ -222,19 +240,69 @@ class Search:
             if kstarts.new_genes(c, p).any() else [c]
             for c, p in zip(children, lineage, strict=True)], generation)
 
+    def _mate(self, a: int, rank: np.ndarray, crowd: np.ndarray) -> int:
+        """A crossover partner for member `a` from its own species (binary tournament);
+        `a` itself when it is alone in its species."""
+        s = self.state
+        mates = np.flatnonzero(np.array(s.species) == s.species[a])
+        if len(mates) < 2:
+            return a
+        return int(mates[tournament(rank[mates], crowd[mates], s.rng)])
+
+    def _survivors(self, pool: list[Member], generation: int) -> list[int]:
+        """Indices of the pool's members that form the next population (NSGA-II; with
+        speciation, after each live species' elites and without stagnant species)."""
+        objs = [m.objectives for m in pool]
+        size, spec, s = self.space.population, self.space.speciation, self.state
+        if spec is None or s.speciation is None:
+            return nsga2_select(objs, size)
+        species, s.speciation = speciate(
+            [m.genome for m in pool], [m.result.val_accuracy if m.result.ok else 0.0
+                                       for m in pool], s.speciation, spec, generation)
+        retired = stagnant(s.speciation, spec, generation)
+        front = set(first_front(objs))
+        eligible = [i for i in range(len(pool)) if species[i] not in retired or i in front]
+        if len(eligible) < size:
+            eligible = list(range(len(pool)))
+        rank, crowd = rank_and_crowding(objs)
+        order = sorted(eligible, key=lambda i: (rank[i], -crowd[i], i))
+        elites = protected_survivors(order, species, retired, spec.elitism)[:size]
+        rest = [i for i in eligible if i not in set(elites)]
+        keep = elites + [rest[i] for i in nsga2_select([objs[i] for i in rest],
+                                                       size - len(elites))]
+        s.species = [species[i] for i in keep]
+        return keep
+
+    def _settled(self, genome: Genome, result: EvalResult) -> tuple[Genome, EvalResult]:
+        """The genome as its training left it (pruned genes disabled, grown connections
+        added with registry ids, in evaluation order), and its result with the weight
+        file bound to that genome."""
+        genome = genome.with_disabled(result.disabled)
+        if not result.added:
+            return genome, result
+        reg = self.state.registry
+        genome = genome.with_added(list(result.added),
+                                   [reg.connection(a, b) for a, b in result.added])
+        return genome, replace(result, model=result.model and restamped(result.model, genome))
+
     def _evaluate(
         self, genomes: list[Genome], generation: int, config: FitnessConfig | None = None,
         report: bool = True,
-    ) -> list[EvalResult]:
-        """One result per genome, in order; a failed batch's genomes are recorded as failed."""
+    ) -> tuple[list[Genome], list[EvalResult]]:
+        """Each genome as training left it (`_settled`) and its result, in order; a failed
+        batch's genomes are recorded as failed."""
         ev, cfg = self.space.evaluation, config or self.config
         batches = plan_batches(genomes, cfg, ev.batch_size, ev.memory_cap_mb)
+        settled: list[Genome] = []
         results: list[EvalResult] = []
         outcomes = self.evaluator.map(evaluate_batch, batches, cfg)
         try:
             for batch, outcome in zip(batches, outcomes, strict=True):
                 batch_results = (failed_results(batch, cfg, outcome.reason)
                                  if isinstance(outcome, BatchFailure) else outcome)
+                pairs = [self._settled(g, r) for g, r in zip(batch, batch_results, strict=True)]
+                settled.extend(g for g, _ in pairs)
+                batch_results = [r for _, r in pairs]
                 results.extend(batch_results)
                 for r in self.reporters if report else []:
                     r.evaluated(batch_results)
@@ -243,7 +311,7 @@ class Search:
             raise EvaluationError(
                 f"generation {generation}: genomes {ids} could not be evaluated ({exc.reason})"
             ) from None
-        return results
+        return settled, results
 
     def done(self) -> bool:
         """True when the generation budget is spent or the stop accuracy is reached."""
@@ -262,13 +330,12 @@ class Search:
         genomes = self._initial() if generation == 0 else self._children(generation)
         for r in self.reporters:
             r.generation_start(generation, len(genomes))
-        results = self._evaluate(genomes, generation)
-        genomes = [g.with_disabled(r.disabled) for g, r in zip(genomes, results, strict=True)]
+        genomes, results = self._evaluate(genomes, generation)
         if self.lamarckian:
             genomes = [written_back(g, r.model) if r.ok and r.model else g
                        for g, r in zip(genomes, results, strict=True)]
         pool = s.population + [Member(g, r) for g, r in zip(genomes, results, strict=True)]
-        keep = nsga2_select([m.objectives for m in pool], self.space.population)
+        keep = self._survivors(pool, generation)
         s.population = [pool[i] for i in keep]
         s.generation = generation
         s.evaluations += len(results)

@@ -111,13 +111,18 @@ class SparseTrainingSpec(_Model):
     """Pruning during each candidate's training (`sparse_training.py`); removed connections
     are disabled in the genome, so the FLOPs objective counts the pruned network."""
 
-    method: Literal["none", "magnitude", "snip", "dissipating"] = "none"
+    method: Literal["none", "magnitude", "snip", "dissipating", "set", "rigl", "ctre"] = "none"
     density: float = Field(0.5, gt=0.0, le=1.0)
     """magnitude, snip: share of each network's starting connections kept."""
     start_epoch: float = Field(0.0, ge=0.0)
     end_epoch: float = Field(1.0, gt=0.0)
     interval: int = Field(10, ge=1)
-    """magnitude: prune every `interval` steps from `start_epoch` to `end_epoch`."""
+    """magnitude: prune every `interval` steps from `start_epoch` to `end_epoch`; set, rigl,
+    ctre: prune and regrow every `interval` steps in that window."""
+    zeta: float = Field(0.3, gt=0.0, lt=1.0)
+    """set, rigl, ctre: share of each network's connections replaced at the first update."""
+    zeta_decay: Literal["cosine", "linear", "constant"] = "cosine"
+    """set, rigl, ctre: how the replaced share falls to the end of the window."""
     watch_epochs: float = Field(1.0, gt=0.0)
     threshold: float = Field(0.05, gt=0.0)
     """dissipating: after `watch_epochs`, remove connections that never moved more than
@@ -189,6 +194,30 @@ class KStartsSpec(_Model):
         return self
 
 
+class SpeciationSpec(_Model):
+    """NEAT speciation (Stanley & Miikkulainen, 2002) combined with NSGA-II
+    (`operators/speciation.py`): the distance's coefficients, the adaptive threshold,
+    stagnation and the protected elites of each species."""
+
+    target_species: int = Field(4, ge=1)
+    threshold: float = Field(3.0, gt=0.0)
+    """Starting compatibility threshold; moves by `threshold_step` each generation toward
+    `target_species` species (never below `threshold_step`)."""
+    threshold_step: float = Field(0.3, gt=0.0)
+    excess: float = Field(1.0, ge=0.0)
+    disjoint: float = Field(1.0, ge=0.0)
+    weight: float = Field(0.4, ge=0.0)
+    """Mean |weight difference| of matching genes (Lamarckian weights), or the share of
+    matching genes enabled in one genome only when the genomes carry no weights."""
+    activation: float = Field(1.0, ge=0.0)
+    """Share of shared hidden nodes whose activation functions differ."""
+    max_stagnation: int = Field(15, ge=1)
+    """A species whose best validation accuracy has not improved for this many
+    generations is retired: it loses its protection and its members off the front go."""
+    elitism: int = Field(1, ge=0)
+    """Best members of each live species kept through selection (protects new structure)."""
+
+
 class ParamSpec(_Model):
     """One meta-parameter to tune: a float or int range (optionally log-scaled) or choices."""
 
@@ -239,6 +268,7 @@ class SearchSpace(_Model):
     evaluation: EvaluationSpec = EvaluationSpec()
     stop: StopSpec = StopSpec()
     kstarts: KStartsSpec | None = None
+    speciation: SpeciationSpec | None = None
     tune: TuneSpec | None = None
 
     @model_validator(mode="after")
@@ -248,7 +278,8 @@ class SearchSpace(_Model):
             raise ValueError(f"kstarts.hidden {list(ks.hidden)} does not fit network.max_levels "
                              f"{net.max_levels} / network.max_hidden {net.max_hidden}")
         st, epochs = self.sparse_training, self.training.epochs
-        last = {"magnitude": st.end_epoch, "dissipating": st.watch_epochs}.get(st.method, 0.0)
+        last = {"magnitude": st.end_epoch, "dissipating": st.watch_epochs, "set": st.end_epoch,
+                "rigl": st.end_epoch, "ctre": st.end_epoch}.get(st.method, 0.0)
         if last > epochs:
             raise ValueError(f"sparse_training: the {st.method} schedule ends at epoch {last}, "
                              f"after training.epochs ({epochs})")

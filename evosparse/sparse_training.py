@@ -10,38 +10,124 @@
   moved more than `threshold` x |w0| from its initial value w0 (their gradients
   dissipated: the network does not use them).
 
+- `set` (Mocanu et al., 2018, "Scalable training of artificial neural networks with
+  adaptive sparse connectivity"), `rigl` (Evci et al., 2020, "Rigging the lottery")
+  and `ctre` (Atashgahi et al., 2023, "A brain-inspired algorithm for training highly
+  sparse neural networks"): every `interval` steps between `start_epoch` and
+  `end_epoch`, remove the share zeta_t of each network's connections with the
+  smallest |w| and grow as many new ones, chosen at random (SET), by the largest
+  |dL/dw| of the dense weight (RigL) or by the largest |cosine similarity| between
+  the source's and the destination's activations on the minibatch (CTRE: no dense
+  gradient). zeta_t decays from `zeta` (cosine, RigL's schedule; linear; or
+  constant, SET's). The density stays the same. A new connection starts at w = 0
+  with fresh optimiser state (as RigL does); it may join any two compiled nodes
+  whose positions rise along it, so the network stays a DAG of the same depth.
+
 Every choice is made per genome over all its connections, on tensors with a
-leading genome axis, so a genome trained alone or in a padded batch loses the
-same connections (up to float rounding). Removed connections are masked out
-for the rest of the training; `fitness.py` disables their genes afterwards.
+leading genome axis, so a genome trained alone or in a padded batch loses and
+grows the same connections (up to float rounding; SET's random choice and every
+tie are decided by a hash of (genome seed, step, source id, destination id), not
+by where a connection sits in memory). `fitness.py` then disables the genes of
+removed connections and the driver adds genes, with registry ids, for grown ones.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
+import numpy as np
 import torch
 
+from evosparse.network import Layout, Signal
 from evosparse.space import SparseTrainingSpec
 
 Block = tuple[torch.nn.Parameter, torch.Tensor]
 """A weight and its 0/1 mask, [genomes, rows, cols] (or [rows, cols] for one genome)."""
+
+REGROWTH = ("set", "rigl", "ctre")
+
+
+class Source(Protocol):
+    """The network (or padded group) whose blocks a `Pruner` changes, as `network.py` has it."""
+
+    def capture(self, on: bool) -> None: ...
+    def signals(self) -> list[Signal]: ...
+    def growth_layout(self) -> list[Layout]: ...
 
 
 def _3d(t: torch.Tensor) -> torch.Tensor:
     return t if t.dim() == 3 else t.unsqueeze(0)
 
 
-class Pruner:
-    """Applies one pruning method to a group of genomes' weight blocks during training."""
+def _hash_scores(seeds: np.ndarray, step: int, rows: torch.Tensor, cols: torch.Tensor
+                 ) -> torch.Tensor:
+    """A uniform [0, 1) number per (genome seed, step, destination id, source id), from
+    SplitMix64: random, reproducible, and independent of any memory layout."""
+    r = rows.cpu().numpy().astype(np.uint64)[:, :, None]
+    c = cols.cpu().numpy().astype(np.uint64)[:, None, :]
+    with np.errstate(over="ignore"):
+        x = (seeds.astype(np.uint64)[:, None, None] * np.uint64(0x9E3779B97F4A7C15)
+             ^ np.uint64(step) * np.uint64(0xC2B2AE3D27D4EB4F)
+             ^ r * np.uint64(0x165667B19E3779F9) ^ c * np.uint64(0xD6E8FEB86659FD93))
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    return torch.from_numpy((x >> np.uint64(11)).astype(np.float64) * 2.0**-53)
 
-    def __init__(self, spec: SparseTrainingSpec, blocks: list[Block], steps_per_epoch: int
-                 ) -> None:
+
+def _flat(blocks: list[torch.Tensor]) -> torch.Tensor:
+    """Per genome, all blocks' entries in one row: [genomes, entries]."""
+    return torch.cat([b.flatten(1) for b in blocks], dim=1)
+
+
+def _ranks(order: torch.Tensor) -> torch.Tensor:
+    """The rank of each entry, per row, from a row-wise argsort `order`."""
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order)
+                  .contiguous())
+    return rank
+
+
+def _cosine(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+    """|cosine similarity| [genomes, rows, cols] of destination rows and source columns'
+    activations ([genomes, nodes, samples] each)."""
+    a = torch.nn.functional.normalize(dst.detach(), dim=2)
+    b = torch.nn.functional.normalize(src.detach(), dim=2)
+    return torch.bmm(a, b.transpose(1, 2)).abs()
+
+
+class Pruner:
+    """Applies one pruning or prune-and-regrow method to a group of genomes' weight
+    blocks during training; `seeds` (one per genome) decide random choices and ties."""
+
+    def __init__(self, spec: SparseTrainingSpec, blocks: list[Block], steps_per_epoch: int,
+                 source: Source, seeds: list[int]) -> None:
         self.spec, self.blocks, self.steps_per_epoch = spec, blocks, steps_per_epoch
+        self.source, self.seeds = source, np.array(seeds, dtype=np.uint64)
         self.start = self._active().clone()  # connections per genome before training
         if spec.method == "dissipating":
             self.initial = [_3d(w).detach().clone() for w, _ in blocks]
             self.moved = [torch.zeros_like(w) for w in self.initial]
+        if spec.method in REGROWTH:
+            self.layout = source.growth_layout()
+            self._grow_scores: list[torch.Tensor] = []
+
+    def _window(self) -> tuple[int, int]:
+        s, n = self.spec, self.steps_per_epoch
+        return round(s.start_epoch * n), round(s.end_epoch * n)
+
+    def _update_at(self, done: int) -> bool:
+        """True when a regrowth method changes the topology after `done` optimiser steps."""
+        first, last = self._window()
+        return (self.spec.method in REGROWTH and first < done <= last
+                and (done - first) % self.spec.interval == 0)
+
+    def before_forward(self, step: int) -> None:
+        """Before the forward pass of step `step`: RigL and CTRE look at the coming
+        step's gradient or activations when the topology changes after it."""
+        if self.spec.method in ("rigl", "ctre"):
+            self.source.capture(self._update_at(step + 1))
 
     def _active(self) -> torch.Tensor:
         return sum(_3d(m).sum((1, 2)) for _, m in self.blocks)  # type: ignore[return-value]
@@ -52,12 +138,21 @@ class Pruner:
             scores = [(_3d(w) * _3d(w.grad if w.grad is not None else torch.zeros_like(w))).abs()
                       for w, _ in self.blocks]
             self._keep_best(scores, torch.ceil(self.start * self.spec.density))
+        elif self.spec.method in ("rigl", "ctre") and self._update_at(step + 1):
+            signals = self.source.signals()
+            self._grow_scores = [
+                _3d(eff.grad.abs() if eff.grad is not None else torch.zeros_like(eff))
+                if self.spec.method == "rigl" else _cosine(src, dst)
+                for eff, src, dst in signals]
+            self.source.capture(False)
 
-    def after_step(self, step: int) -> None:
+    def after_step(self, step: int, optimizer: torch.optim.Optimizer) -> None:
         """After the optimiser step `step`."""
         s, done = self.spec, step + 1
-        if s.method == "magnitude":
-            first, last = (round(e * self.steps_per_epoch) for e in (s.start_epoch, s.end_epoch))
+        if self._update_at(done):
+            self._prune_and_grow(done, optimizer)
+        elif s.method == "magnitude":
+            first, last = self._window()
             if first <= done <= last and ((done - first) % s.interval == 0 or done == last):
                 progress = (done - first) / max(last - first, 1)
                 share = s.density + (1 - s.density) * (1 - progress) ** 3
@@ -73,21 +168,51 @@ class Pruner:
                           for mv, w0 in zip(self.moved, self.initial, strict=True)]
                 self._keep_best(scores, None)
 
+    def _prune_and_grow(self, done: int, optimizer: torch.optim.Optimizer) -> None:
+        """Remove the share zeta_t of each genome's connections (smallest |w|) and grow as
+        many among the allowed free places, best score first (ties: by hash)."""
+        s = self.spec
+        first, last = self._window()
+        progress = (done - first) / max(last - first, 1)
+        zeta = s.zeta * {"cosine": 0.5 * (1 + math.cos(math.pi * progress)),
+                         "linear": 1 - progress, "constant": 1.0}[s.zeta_decay]
+        with torch.no_grad():
+            masks = [_3d(m) for _, m in self.blocks]
+            free = [allowed & (m == 0) for (allowed, _, _), m in zip(self.layout, masks,
+                                                                      strict=True)]
+            ties = [_hash_scores(self.seeds, done, rows, cols).to(m.device)
+                    for (_, rows, cols), m in zip(self.layout, masks, strict=True)]
+            scores = ties if s.method == "set" else self._grow_scores
+            active = self._active()
+            removed = torch.round(active * zeta)
+            self._keep_best([_3d(w).abs() for w, _ in self.blocks], active - removed)
+            score = torch.where(_flat(free), _flat(scores).to(torch.float64), -math.inf)
+            order = _flat(ties).argsort(dim=1, descending=True, stable=True)
+            order = order.gather(1, score.gather(1, order).argsort(dim=1, descending=True,
+                                                                   stable=True))
+            chosen = _ranks(order) < torch.minimum(removed, _flat(free).sum(1))[:, None]
+            at = 0
+            for (w, _), m in zip(self.blocks, masks, strict=True):
+                g = chosen[:, at : at + m[0].numel()].view_as(m)
+                at += m[0].numel()
+                m[g] = 1.0
+                _3d(w)[g] = 0.0
+                for state in optimizer.state.get(w, {}).values():
+                    if isinstance(state, torch.Tensor) and state.shape == w.shape:
+                        _3d(state)[g] = 0.0
+
     def _keep_best(self, scores: list[torch.Tensor], keep: torch.Tensor | None) -> None:
         """Per genome, remove active connections from the lowest score up until `keep` are
         left; with `keep` None, remove those scoring 0."""
         with torch.no_grad():
             masks = [_3d(m) for _, m in self.blocks]
-            flat = torch.cat([torch.where(m > 0, sc, math.inf).flatten(1)
-                              for m, sc in zip(masks, scores, strict=True)], dim=1)
+            flat = _flat([torch.where(m > 0, sc, math.inf)
+                          for m, sc in zip(masks, scores, strict=True)])
             if keep is None:
                 drop = flat == 0
             else:
                 remove = (self._active() - keep).clamp(min=0)
-                order = flat.argsort(dim=1, stable=True)
-                rank = torch.empty_like(order)
-                rank.scatter_(1, order, torch.arange(flat.shape[1]).expand_as(order).contiguous())
-                drop = rank < remove[:, None]
+                drop = _ranks(flat.argsort(dim=1, stable=True)) < remove[:, None]
             at = 0
             for (w, _), m in zip(self.blocks, masks, strict=True):
                 d = drop[:, at : at + m[0].numel()].view_as(m)

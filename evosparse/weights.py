@@ -56,10 +56,20 @@ def model_bytes(
     net: SparseNetwork, extra: dict[str, torch.Tensor] | None = None, digest: str = ""
 ) -> bytes:
     """The network's weights (and `extra` tensors) as one safetensors file."""
-    tensors = {**network_tensors(net), **(extra or {})}
+    return _save({**network_tensors(net), **(extra or {})}, digest)
+
+
+def _save(tensors: dict[str, torch.Tensor], digest: str) -> bytes:
     # One metadata key: safetensors orders several keys differently from run to run.
     info = json.dumps({"format": FORMAT, "genome_sha256": digest}, sort_keys=True)
     return save(tensors, metadata={"evosparse": info})
+
+
+def restamped(data: bytes, genome: Genome) -> bytes:
+    """A weight file's bytes bound to `genome` instead: for a genome whose new genes got
+    their registry ids after training (the tensors do not depend on innovation ids)."""
+    tensors, _ = read_model(data, f"trained weights of genome {genome.genome_id}")
+    return _save(tensors, genome_digest(genome))
 
 
 def read_model(data: bytes, source: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

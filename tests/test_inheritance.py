@@ -32,7 +32,7 @@ def _parent(seed: int, reg: InnovationRegistry) -> Genome:
 
 
 def _compiled(net: SparseNetwork, g: Genome) -> tuple[np.ndarray, np.ndarray]:
-    return net.genome_weights(len(g.conn_innov), len(g.node_id))
+    return net.weights_for(g)
 
 
 def test_written_back_genome_compiles_to_the_trained_network() -> None:

@@ -94,6 +94,23 @@ def test_pruning_run_resumes_identical(write_space, tmp_path: Path) -> None:
     _kill_and_resume(_reference(space, tmp_path / "ref"), tmp_path, (9,))
 
 
+@pytest.mark.parametrize("method", ["set", "rigl", "ctre"])
+def test_regrowth_run_resumes_identical(write_space, tmp_path: Path, method: str) -> None:
+    """Prune-and-regrow adds genes whose innovation ids the driver assigns in evaluation
+    order; with Lamarckian inheritance the grown weights travel in the checkpoint too."""
+    regrow = {"method": method, "zeta": 0.3, "end_epoch": 1, "interval": 3}
+    space = write_space({**SPACE, "sparse_training": regrow,
+                         "training": {"inheritance": "lamarckian"}})
+    _kill_and_resume(_reference(space, tmp_path / "ref"), tmp_path, (9,))
+
+
+def test_speciation_run_resumes_identical(write_space, tmp_path: Path) -> None:
+    """Species, their representatives, stagnation records and threshold are checkpointed."""
+    speciation = {"target_species": 2, "threshold": 0.5, "max_stagnation": 2}
+    space = write_space({**SPACE, "speciation": speciation})
+    _kill_and_resume(_reference(space, tmp_path / "ref"), tmp_path, (15,))
+
+
 def _kill_and_resume(reference: tuple[Path, tuple], tmp_path: Path, kills: tuple[int, ...]) -> None:
     space, expected = reference
     run = tmp_path / "killed" / "tiny"

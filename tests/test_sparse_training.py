@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from evosparse.errors import UserError
-from evosparse.fitness import FitnessConfig, evaluate_batch
+from evosparse.fitness import FitnessConfig, evaluate_batch, trained_genome
 from evosparse.flops import count_cost
 from evosparse.graph import analyse
 from evosparse.space import SparseTrainingSpec, TrainingSpec, load_space
@@ -48,6 +48,41 @@ def test_pruned_genome_is_what_was_trained_scored_and_counted(method: str) -> No
         predicted = net(torch.from_numpy(DIGITS.x_test)).argmax(dim=1)
         assert torch.equal(predicted, tensors[TEST_PREDICTIONS])
         assert np.isclose(a.test_accuracy, (predicted.numpy() == DIGITS.y_test).mean())
+
+
+REGROWTH = {
+    m: SparseTrainingSpec(method=m, zeta=0.3, end_epoch=2, interval=4) for m in ("set", "rigl",
+                                                                                 "ctre")
+}
+
+
+@pytest.mark.parametrize("method", sorted(REGROWTH))
+def test_regrowth_keeps_density_and_the_dag_alone_or_batched(method: str) -> None:
+    genomes = heterogeneous(6)
+    cfg = FitnessConfig(task=DIGITS, training=TrainingSpec(epochs=2), bias=True, run_seed=3,
+                        sparse=REGROWTH[method])
+    alone = evaluate_batch(genomes, replace(cfg, batched=False))
+    together = evaluate_batch(genomes, cfg)
+    for g, a, b in zip(genomes, alone, together, strict=True):
+        assert a.ok and b.ok
+        assert (a.disabled, a.added) == (b.disabled, b.added), "same topology, alone or batched"
+        assert a.added and len(a.added) == len(a.disabled), "as many grown as removed"
+        after = trained_genome(g, a.disabled, a.added)
+        assert after.n_enabled == g.n_enabled, "the density is kept"
+        pos = dict(zip(g.node_id.tolist(), g.node_pos.tolist(), strict=True))
+        enabled = set(zip(g.conn_src[g.conn_enabled].tolist(),
+                          g.conn_dst[g.conn_enabled].tolist(), strict=True))
+        for src, dst in a.added:
+            assert pos[src] < pos[dst], "positions rise along a grown connection: still a DAG"
+            assert (src, dst) not in enabled
+        assert (a.flops, a.connections) == (count_cost(after, True).flops,
+                                             count_cost(after, True).connections)
+        net, tensors = network_from_model(after, a.model, "test")
+        predicted = net(torch.from_numpy(DIGITS.x_test)).argmax(dim=1)
+        assert torch.equal(predicted, tensors[TEST_PREDICTIONS])
+    grown = {m: evaluate_batch(genomes[:2], replace(cfg, sparse=REGROWTH[m]))[1].added
+             for m in REGROWTH}
+    assert len({frozenset(v) for v in grown.values()}) == 3, "each method grows its own choice"
 
 
 def test_no_pruning_leaves_every_connection() -> None:

@@ -38,21 +38,7 @@ def _split_positions(pa: np.ndarray, pb: np.ndarray, net: NetworkSpec) -> np.nda
 
 def _with_connections(g: Genome, reg: InnovationRegistry, pairs: list[tuple[int, int]]) -> Genome:
     """`g` with the given (src, dst) node ids connected: existing genes re-enabled, others new."""
-    src, dst = np.array(pairs, dtype=np.int64).reshape(-1, 2).T
-    innov = np.array([reg.connection(s, d) for s, d in pairs], dtype=np.int64)
-    at = np.searchsorted(g.conn_innov, innov).clip(max=max(len(g.conn_innov) - 1, 0))
-    found = g.conn_innov[at] == innov if len(g.conn_innov) else np.zeros(len(innov), bool)
-    en = g.conn_enabled.copy()
-    en[at[found]] = True
-    new = ~found
-    return Genome.build(
-        g.genome_id,
-        g.nodes,
-        (np.append(g.conn_innov, innov[new]), np.append(g.conn_src, src[new]),
-         np.append(g.conn_dst, dst[new]), np.append(en, np.ones(int(new.sum()), dtype=bool))),
-        g.parents,
-        g.generation,
-    )
+    return g.with_added(pairs, [reg.connection(s, d) for s, d in pairs])
 
 
 def _add_one_node(
