@@ -47,6 +47,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "snip": {"sparse_training": {"method": "snip", "density": 0.7}},
     "dissipating": {"sparse_training": {"method": "dissipating", "watch_epochs": 2,
                                         "threshold": 0.5}},
+    "set": {"sparse_training": {"method": "set", "zeta": 0.3, "zeta_decay": "constant",
+                                "interval": 50, "end_epoch": 4}},
+    "rigl": {"sparse_training": {"method": "rigl", "zeta": 0.3, "interval": 25, "end_epoch": 4}},
+    "ctre": {"sparse_training": {"method": "ctre", "zeta": 0.3, "interval": 25, "end_epoch": 4}},
+    "speciation": {"speciation": {"target_species": 4}},
     "lamarckian": {"training": {"inheritance": "lamarckian"}},
 }
 

@@ -3,9 +3,13 @@
 Generation 0 evaluates `population` minimal genomes. Every later generation
 breeds as many children (binary tournaments on rank and crowding, NEAT
 crossover, mutation), evaluates them, and keeps the best `population` of
-parents and children by NSGA-II. The evaluation is the loop's one seam (an
-evaluator maps `fitness.evaluate_batch` over batches); run directories, progress
-displays and loggers are `Reporter`s that receive events, as in neat-python.
+parents and children by NSGA-II (with a `speciation:` section, species protect
+their elites and pick crossover partners: `operators/speciation.py`). Genes that
+training removed or grew are settled into each genome here, in evaluation order,
+so grown connections get registry ids wherever they were trained. The
+evaluation is the loop's one seam (an evaluator maps `fitness.evaluate_batch`
+over batches); run directories, progress displays and loggers are `Reporter`s
+that receive events, as in neat-python.
 """
 
 from __future__ import annotations

@@ -87,9 +87,13 @@ def test_kstarts_run_resumes_identical(write_space, tmp_path: Path) -> None:
     _kill_and_resume(_reference(space, tmp_path / "ref"), tmp_path, (9,))
 
 
-def test_pruning_run_resumes_identical(write_space, tmp_path: Path) -> None:
-    """Magnitude pruning disables genes of evaluated genomes; a resumed run must too."""
-    pruning = {"method": "magnitude", "density": 0.6, "end_epoch": 1, "interval": 2}
+@pytest.mark.parametrize("pruning", [
+    {"method": "magnitude", "density": 0.6, "end_epoch": 1, "interval": 2},
+    {"method": "snip", "density": 0.5},
+    {"method": "dissipating", "watch_epochs": 0.5, "threshold": 0.5},
+], ids=["magnitude", "snip", "dissipating"])
+def test_pruning_run_resumes_identical(write_space, tmp_path: Path, pruning: dict) -> None:
+    """Pruning disables genes of evaluated genomes; a resumed run must too."""
     space = write_space({**SPACE, "sparse_training": pruning})
     _kill_and_resume(_reference(space, tmp_path / "ref"), tmp_path, (9,))
 
@@ -109,6 +113,16 @@ def test_speciation_run_resumes_identical(write_space, tmp_path: Path) -> None:
     speciation = {"target_species": 2, "threshold": 0.5, "max_stagnation": 2}
     space = write_space({**SPACE, "speciation": speciation})
     _kill_and_resume(_reference(space, tmp_path / "ref"), tmp_path, (15,))
+
+
+def test_every_operator_at_once_resumes_identical(write_space, tmp_path: Path) -> None:
+    """K-starts (initial and children), RigL, speciation and Lamarckian inheritance
+    together, killed twice."""
+    ks = {"k": 2, "density": 0.3, "hidden": [6], "children": True}
+    space = write_space({**SPACE, "kstarts": ks, "speciation": {"target_species": 2},
+                         "training": {"inheritance": "lamarckian"},
+                         "sparse_training": {"method": "rigl", "end_epoch": 1, "interval": 3}})
+    _kill_and_resume(_reference(space, tmp_path / "ref"), tmp_path, (7, 16))
 
 
 def _kill_and_resume(reference: tuple[Path, tuple], tmp_path: Path, kills: tuple[int, ...]) -> None:

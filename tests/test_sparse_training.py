@@ -10,10 +10,13 @@ import pytest
 import torch
 import yaml
 
+from evosparse.data import load_task
 from evosparse.errors import UserError
+from evosparse.evaluators import LocalEvaluator
 from evosparse.fitness import FitnessConfig, evaluate_batch, trained_genome
 from evosparse.flops import count_cost
 from evosparse.graph import analyse
+from evosparse.search import Search
 from evosparse.space import SparseTrainingSpec, TrainingSpec, load_space
 from evosparse.weights import TEST_PREDICTIONS, network_from_model
 from tests.conftest import TINY, deep_update
@@ -97,3 +100,28 @@ def test_schedule_must_end_within_the_training(tmp_path) -> None:
         "method": "magnitude", "end_epoch": 3}})))
     with pytest.raises(UserError, match="sparse_training"):
         load_space(path)
+
+
+def test_search_gives_grown_connections_registry_ids(tmp_path) -> None:
+    """Grown genes get ids from the innovation registry (the same pair, the same id),
+    and a member's weight file belongs to the genome the run keeps."""
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(deep_update(TINY, {"generations": 2, "sparse_training": {
+        "method": "rigl", "zeta": 0.3, "end_epoch": 1, "interval": 3}})))
+    space = load_space(path)
+    search = Search(space=space, task=load_task(space.dataset), evaluator=LocalEvaluator())
+    state = search.run()
+    reg = state.registry
+    grown = 0
+    for m in state.population:
+        g = m.genome
+        assert (g.conn_innov >= 0).all(), "no provisional id is left"
+        assert len(set(g.conn_innov.tolist())) == len(g.conn_innov)
+        assert set(g.conn_src.tolist()) | set(g.conn_dst.tolist()) <= set(g.node_id.tolist())
+        for innov, src, dst in zip(g.conn_innov, g.conn_src, g.conn_dst, strict=True):
+            assert reg.connection(src, dst) == innov
+        grown += len(m.result.added)
+        for src, dst in m.result.added:
+            assert g.conn_enabled[(g.conn_src == src) & (g.conn_dst == dst)].all()
+        network_from_model(g, m.result.model, "member")  # digest, masks and shapes match
+    assert grown > 0
