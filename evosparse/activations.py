@@ -7,6 +7,9 @@ FLOPs objective: an add, multiply, compare or select counts 1; a transcendental
 
 The torch callables are looked up lazily by `torch_activation` so that the
 genome, operator and selection modules, which import this table, import no torch.
+A name that is not in the library is an evolved expression over the library
+(`expressions.py`, e.g. `relu(x) * tanh(x)`): its cost and torch form come from
+its tree.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from evosparse import expressions
 
 TRANSCENDENTAL = 4
 
@@ -51,12 +56,30 @@ OUTPUT_ACTIVATION = "identity"
 
 
 def activation_cost(name: str) -> int:
-    """FLOPs per element of the named activation."""
-    return ACTIVATIONS[name].cost
+    """FLOPs per element of the named activation (a library name or an expression)."""
+    if name in ACTIVATIONS:
+        return ACTIVATIONS[name].cost
+    return expressions.cost(expressions.parse(name))
+
+
+def checked_activation(name: str) -> str:
+    """A library name as it is, or an expression's canonical text; `ValueError` says why
+    `name` is neither."""
+    if name in ACTIVATIONS:
+        return name
+    text = expressions.canonical(name)
+    if not expressions.uses_x(expressions.parse(text)):
+        raise ValueError(f"expression {name!r} does not use x")
+    if len(text) > expressions.MAX_LENGTH:
+        raise ValueError(f"expression {name!r} is longer than {expressions.MAX_LENGTH} "
+                         "characters")
+    return text
 
 
 def torch_activation(name: str) -> Callable[[Any], Any]:
     """The elementwise torch function for `name` (imports torch on first use)."""
+    if name not in ACTIVATIONS:
+        return expressions.torch_function(name)
     import torch
     import torch.nn.functional as F
 

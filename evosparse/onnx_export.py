@@ -6,8 +6,9 @@ activation functions (nodes grouped per function with Gather); the level's
 output is concatenated to the running activations, and the logits are gathered
 at the end. Input `x` is [batch, features] float32 (standardised inside the model
 when the search standardised its data), output `logits` is [batch, classes].
-Every library activation has a recipe in `RECIPES`, written with operators of
-the default domain, so onnxruntime runs the file with nothing of
+Every library activation has a recipe in `RECIPES`, and an evolved expression
+is emitted operator by operator from its tree, all with operators of the default
+domain, so onnxruntime runs the file with nothing of
 evosparse installed.
 """
 
@@ -19,6 +20,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from evosparse.expressions import Tree, parse
 from evosparse.network import SparseNetwork
 
 OPSET = 18
@@ -88,6 +90,37 @@ def _const(init: list[onnx.TensorProto], name: str, value: np.ndarray) -> str:
     return name
 
 
+BINARY_OPS = {"+": "Add", "-": "Sub", "*": "Mul", "/": "Div", "max": "Max", "min": "Min"}
+
+
+def _expression(tree: Tree) -> _Emit:
+    """The recipe of an evolved expression: its tree, operator by operator."""
+
+    def emit(x: str, p: str, nodes: list[onnx.NodeProto], init: list[onnx.TensorProto]) -> str:
+        def walk(t: Tree, at: str) -> str:
+            head = t[0]
+            if head == "x":
+                return x
+            if head == "const":
+                return _const(init, at, np.array(t[1], np.float32))
+            args = [walk(c, f"{at}_{i}") for i, c in enumerate(t[1:])]
+            if head in BINARY_OPS or head == "neg":
+                nodes.append(helper.make_node(BINARY_OPS.get(head, "Neg"), args, [at]))
+                return at
+            return RECIPES[head](args[0], at, nodes, init)
+
+        out = walk(tree, p + "_e")
+        nodes.append(helper.make_node("Identity", [out], [p]))
+        return p
+
+    return emit
+
+
+def recipe(name: str) -> _Emit:
+    """The recipe of a library activation or an evolved expression."""
+    return RECIPES[name] if name in RECIPES else _expression(parse(name))
+
+
 def to_onnx(
     net: SparseNetwork,
     scale: tuple[np.ndarray, np.ndarray] | None = None,
@@ -122,13 +155,13 @@ def to_onnx(
         acts = np.asarray(lv.act_names)
         names = sorted(set(lv.act_names))
         if len(names) == 1:
-            out = RECIPES[names[0]](pre, f"l{k}_act", nodes, init)
+            out = recipe(names[0])(pre, f"l{k}_act", nodes, init)
         else:
             parts = []
             for j, a in enumerate(names):
                 idx = _const(init, f"l{k}_g{j}_idx", np.flatnonzero(acts == a).astype(np.int64))
                 nodes.append(helper.make_node("Gather", [pre, idx], [f"l{k}_g{j}_in"], axis=1))
-                parts.append(RECIPES[a](f"l{k}_g{j}_in", f"l{k}_g{j}_out", nodes, init))
+                parts.append(recipe(a)(f"l{k}_g{j}_in", f"l{k}_g{j}_out", nodes, init))
             order = np.concatenate([np.flatnonzero(acts == a) for a in names])
             nodes.append(helper.make_node("Concat", parts, [f"l{k}_grouped"], axis=1))
             inverse = _const(init, f"l{k}_inverse", np.argsort(order).astype(np.int64))

@@ -6,6 +6,10 @@ directory and the reporters. The CLI and tests call these two functions.
 
 from __future__ import annotations
 
+from typing import Any
+
+from pydantic import ValidationError
+
 from evosparse.data import load_task
 from evosparse.errors import UserError
 from evosparse.evaluators.base import BaseEvaluator
@@ -34,6 +38,23 @@ def start_run(
                   reporters=[RunDirRecorder(run_dir, space, None), *reporters])
 
 
+def _edited_keys(body: dict[str, Any], space: SearchSpace) -> list[str]:
+    """The keys of `space` that differ from the space a checkpoint was written under.
+
+    The checkpoint's space is read by this version, so keys added to the format since
+    then take their defaults (which keep the old behaviour): upgrading evosparse does
+    not stop a run from resuming.
+    """
+    now = space.model_dump(mode="json", exclude={"generations"})
+    try:
+        then = SearchSpace.model_validate({**body["space"], "generations": space.generations})
+    except ValidationError:
+        return changed_keys(body["space"], now) or ["space"]
+    if then.fingerprint() == space.fingerprint():
+        return []
+    return changed_keys(then.model_dump(mode="json", exclude={"generations"}), now)
+
+
 def resume_run(
     run_dir: RunDir,
     evaluator: BaseEvaluator,
@@ -48,8 +69,8 @@ def resume_run(
     space = run_dir.load_space()
     run_dir.lock()
     body = run_dir.latest_checkpoint()
-    if body is not None and body["fingerprint"] != space.fingerprint():
-        keys = changed_keys(body["space"], space.model_dump(mode="json", exclude={"generations"}))
+    keys = [] if body is None else _edited_keys(body, space)
+    if keys:
         run_dir.unlock()
         raise UserError(
             f"{run_dir.space_file} was changed since the run started ({', '.join(keys)}); "

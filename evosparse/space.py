@@ -14,10 +14,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from evosparse.activations import ACTIVATIONS
+from evosparse.activations import ACTIVATIONS, checked_activation
 from evosparse.errors import UserError
+from evosparse.expressions import unary_names
 
 
 class _Model(BaseModel):
@@ -59,21 +67,48 @@ class NetworkSpec(_Model):
 
 
 class ActivationSpec(_Model):
-    """Activation functions hidden nodes may use; outputs are linear logits."""
+    """Activation functions hidden nodes may use; outputs are linear logits.
+
+    An entry is a library name (`activations.py`) or an expression over them
+    (`expressions.py`, e.g. "relu(x) * tanh(x)"). With `expressions` > 0, a
+    change-activation mutation evolves an expression instead of picking from `hidden`.
+    """
 
     hidden: tuple[str, ...] = ("relu", "tanh", "sigmoid", "identity")
     initial: str = "relu"
+    expressions: float = Field(0.0, ge=0.0, le=1.0)
+    """Share of change-activation mutations that evolve the node's function as an
+    expression (a subtree of it replaced, or a library function wrapped) instead."""
+    expression_depth: int = Field(3, ge=1, le=6)
+    """Most operators on any path of an evolved expression."""
+    primitives: tuple[str, ...] = ("relu", "tanh", "sigmoid", "sin", "abs", "square",
+                                   "gaussian", "neg")
+    """Functions evolved expressions may call (besides + - * / max min)."""
+
+    @field_validator("hidden", "initial")
+    @classmethod
+    def _known(cls, value: Any) -> Any:
+        names = (value,) if isinstance(value, str) else value
+        out = []
+        for name in names:
+            try:
+                out.append(checked_activation(name))
+            except ValueError as exc:
+                raise ValueError(f"unknown activation {name!r}; known: "
+                                 f"{', '.join(sorted(ACTIVATIONS))}, or an expression of "
+                                 f"them ({exc})") from None
+        return out[0] if isinstance(value, str) else tuple(out)
 
     @model_validator(mode="after")
     def _check(self) -> ActivationSpec:
         if not self.hidden:
             raise ValueError("hidden: list at least one activation function")
-        for name in (*self.hidden, self.initial):
-            if name not in ACTIVATIONS:
-                known = ", ".join(sorted(ACTIVATIONS))
-                raise ValueError(f"unknown activation {name!r}; known: {known}")
         if self.initial not in self.hidden:
             raise ValueError(f"initial activation {self.initial!r} is not in hidden")
+        unknown = set(self.primitives) - set(unary_names())
+        if unknown:
+            raise ValueError(f"primitives: unknown {sorted(unknown)}; known: "
+                             f"{', '.join(unary_names())}")
         return self
 
 

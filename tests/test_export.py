@@ -127,7 +127,7 @@ def test_onnx_runs_without_evosparse_and_agrees_with_torch(run: RunDir, exported
         np.testing.assert_array_equal(onnx_logits.argmax(1), logits.argmax(1))
 
 
-def _all_activations_net() -> SparseNetwork:
+def _all_activations_net(names: tuple[str, ...] = tuple(ACTIVATIONS)) -> SparseNetwork:
     rng = np.random.default_rng(0)
     reg = InnovationRegistry(12, 4)
     g = minimal_genome(0, reg, 0.5, rng)
@@ -137,15 +137,23 @@ def _all_activations_net() -> SparseNetwork:
                       fan_in=4, fan_out=2)
     hidden = np.flatnonzero(g.node_kind == HIDDEN)
     node_act = g.node_act.copy()
-    node_act[hidden] = np.resize(np.array(list(ACTIVATIONS), dtype=ACT_DTYPE), len(hidden))
+    node_act[hidden] = np.resize(np.array(list(names), dtype=ACT_DTYPE), len(hidden))
     g = replace(g, node_act=node_act)
-    assert set(g.node_act[analyse(g).node_active].tolist()) == set(ACTIVATIONS)
+    active = g.node_act[analyse(g).node_active & (g.node_kind == HIDDEN)]
+    assert set(active.tolist()) == set(names)
     return SparseNetwork(g, True, torch.Generator().manual_seed(1)).eval()
 
 
-def test_every_library_activation_exports_to_onnx_and_to_csr() -> None:
+EXPRESSIONS = ("relu(x) * tanh(x)", "max(x, sin(x)) + 0.5", "min(x, 2.0) - gaussian(x)",
+               "x / (1.0 + abs(x))", "neg(square(x)) * sigmoid(x)", "gelu(x) - silu(elu(x))",
+               "softplus(x) * leaky_relu(x - 1.0)", "relu")
+
+
+@pytest.mark.parametrize("names", [tuple(ACTIVATIONS), EXPRESSIONS], ids=["library",
+                                                                          "expressions"])
+def test_every_activation_exports_to_onnx_and_to_csr(names: tuple[str, ...]) -> None:
     assert set(RECIPES) == set(ACTIVATIONS)
-    net = _all_activations_net()
+    net = _all_activations_net(names)
     x = torch.randn(64, 12, generator=torch.Generator().manual_seed(2)) * 3
     with torch.no_grad():
         want = net(x).numpy()

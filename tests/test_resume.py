@@ -115,6 +115,13 @@ def test_speciation_run_resumes_identical(write_space, tmp_path: Path) -> None:
     _kill_and_resume(_reference(space, tmp_path / "ref"), tmp_path, (15,))
 
 
+def test_evolved_expression_run_resumes_identical(write_space, tmp_path: Path) -> None:
+    """Evolved activation expressions live in the genomes' activation names."""
+    space = write_space({**SPACE, "mutation": {"change_activation": 0.9, "add_node": 0.9},
+                         "activations": {"expressions": 1.0}})
+    _kill_and_resume(_reference(space, tmp_path / "ref"), tmp_path, (15,))
+
+
 def test_every_operator_at_once_resumes_identical(write_space, tmp_path: Path) -> None:
     """K-starts (initial and children), RigL, speciation and Lamarckian inheritance
     together, killed twice."""
@@ -167,3 +174,25 @@ def test_ctrl_c_stops_after_a_checkpoint_and_resumes_identical(reference, tmp_pa
     out = evosparse("resume", str(run))
     assert out.returncode == 0, out.stderr
     assert _comparable(run) == expected
+
+
+def test_a_run_from_before_a_new_space_key_resumes(write_space, tmp_path: Path) -> None:
+    """A checkpoint written before a key joined the space format (here `activations
+    .expressions`) resumes: the key takes its default, which keeps the old behaviour."""
+    import hashlib
+
+    runs = tmp_path / "old"
+    out = evosparse("run", str(write_space(SPACE)), "--runs-dir", str(runs), "--generations", "1")
+    assert out.returncode == 0, out.stderr
+    newest = sorted((runs / "tiny" / "checkpoints").glob("gen-*.json"))[-1]
+    body = json.loads(newest.read_text())["body"]
+    del body["space"]["activations"]["expressions"]
+    old_space = {k: v for k, v in body["space"].items() if k != "tune"}  # as it was hashed
+    body["fingerprint"] = hashlib.sha256(json.dumps(old_space, sort_keys=True).encode()
+                                         ).hexdigest()
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    digest = hashlib.sha256(canonical.encode()).hexdigest()
+    newest.write_text('{"sha256":"' + digest + '","body":' + canonical + "}")
+    out = evosparse("resume", str(runs / "tiny"), "--generations", "2")
+    assert out.returncode == 0, out.stderr
+    assert json.loads((runs / "tiny" / "front.json").read_text())["generation"] == 2

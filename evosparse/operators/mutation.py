@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from evosparse.expressions import mutate_expression
 from evosparse.genome import HIDDEN, INPUT, OUTPUT, Genome, InnovationRegistry
 from evosparse.graph import analyse
 from evosparse.space import ActivationSpec, MutationSpec, NetworkSpec
@@ -171,14 +172,18 @@ def remove_connections(g: Genome, rng: np.random.Generator, count: int) -> Genom
 
 
 def change_activation(g: Genome, rng: np.random.Generator, acts: ActivationSpec) -> Genome:
-    """Give one random hidden node a different activation from the space's set."""
+    """Give one random hidden node a different activation: from the space's set, or (with
+    probability `acts.expressions`) its current one evolved as an expression."""
     hidden = np.flatnonzero(g.node_kind == HIDDEN)
-    if hidden.size == 0 or len(acts.hidden) < 2:
+    evolve = acts.expressions > 0
+    if hidden.size == 0 or (len(acts.hidden) < 2 and not evolve):
         return g
     row = rng.choice(hidden)
-    choices = [a for a in acts.hidden if a != g.node_act[row]]
     act = g.node_act.copy()
-    act[row] = rng.choice(choices)
+    if evolve and (len(acts.hidden) < 2 or rng.random() < acts.expressions):
+        act[row] = mutate_expression(str(act[row]), rng, acts.primitives, acts.expression_depth)
+    else:
+        act[row] = rng.choice([a for a in acts.hidden if a != g.node_act[row]])
     return Genome.build(g.genome_id, (g.node_id, g.node_kind, g.node_pos, act), g.conns,
                         g.parents, g.generation)
 

@@ -1,0 +1,140 @@
+"""Evolved activation expressions: text, cost, torch form, random growth and NaN safety."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from evosparse.activations import activation_cost, checked_activation, torch_activation
+from evosparse.data import load_task
+from evosparse.errors import UserError
+from evosparse.evaluators import LocalEvaluator
+from evosparse.expressions import (
+    canonical,
+    depth,
+    is_finite,
+    mutate_expression,
+    parse,
+    random_expression,
+)
+from evosparse.fitness import FitnessConfig, evaluate_batch
+from evosparse.genome import HIDDEN, Genome
+from evosparse.search import Search, front_of
+from evosparse.space import TrainingSpec, load_space
+from tests.conftest import TINY, deep_update
+from tests.test_batched import heterogeneous
+from tests.test_fitness import DIGITS
+
+PRIMITIVES = ("relu", "tanh", "sigmoid", "sin", "abs", "square", "gaussian", "neg")
+
+
+def test_text_is_canonical_readable_and_round_trips() -> None:
+    assert canonical("relu(x)*tanh(x)") == "relu(x) * tanh(x)"
+    assert canonical("(x + 1) * x") == "(x + 1.0) * x"
+    assert canonical("x - (x - 1)") == "x - (x - 1.0)"
+    assert canonical("(x - x) - 1") == "x - x - 1.0"
+    assert canonical("max(x, -2) / (1 + abs(x))") == "max(x, -2.0) / (1.0 + abs(x))"
+    assert canonical("x * -2") == "x * (-2.0)"
+    for text in ("relu(x) * tanh(x)", "x - (x - 1.0)", "max(x, -2.0) / (1.0 + abs(x))",
+                 "x * (-2.0)", "neg(sin(x)) + gaussian(x * 2.0)"):
+        assert canonical(text) == text, "canonical text parses back to itself"
+
+
+@pytest.mark.parametrize("bad", ["__import__('os')", "y + 1", "relu(x, x)", "x ** 2",
+                                 "lambda x: x", "relu(x", "x.real", "max(x)"])
+def test_anything_but_the_grammar_is_refused(bad: str) -> None:
+    with pytest.raises(ValueError):
+        checked_activation(bad)
+
+
+def test_an_expression_must_use_x_and_fit_a_genome() -> None:
+    with pytest.raises(ValueError, match="does not use x"):
+        checked_activation("max(1.0, sin(2.0))")
+    with pytest.raises(ValueError, match="longer than 64"):
+        checked_activation(" + ".join(["tanh(x)"] * 10))
+
+
+def test_cost_and_torch_form_match_a_hand_computation() -> None:
+    assert activation_cost("relu(x) * tanh(x)") == 1 + 1 + 4
+    assert activation_cost("max(x, sin(x)) + 0.5") == 1 + 1 + 4
+    assert activation_cost("relu") == 1
+    x = torch.linspace(-3, 3, 61)
+    got = torch_activation("relu(x) * tanh(x) - min(x, 0.5) / 2.0")(x)
+    want = torch.relu(x) * torch.tanh(x) - torch.minimum(x, torch.tensor(0.5)) / 2.0
+    torch.testing.assert_close(got, want)
+
+
+def test_random_expressions_are_reproducible_bounded_and_finite() -> None:
+    draws = [[random_expression(np.random.default_rng(s), PRIMITIVES, 3) for s in range(20)]
+             for _ in range(2)]
+    assert draws[0] == draws[1], "the same seed gives the same expressions"
+    assert len(set(draws[0])) > 10
+    for text in draws[0]:
+        assert depth(parse(text)) <= 3 and len(text) <= 64 and "x" in text
+        assert is_finite(text)
+        assert canonical(text) == text
+    rng = np.random.default_rng(5)
+    child = mutate_expression("relu(x) * tanh(x)", rng, PRIMITIVES, 3)
+    assert child != "relu(x) * tanh(x)" and depth(parse(child)) <= 3
+    assert mutate_expression("tanh", rng, PRIMITIVES, 3) != "tanh"
+
+
+def test_non_finite_expressions_are_caught_never_crash() -> None:
+    assert not is_finite("x / (x - x)")
+    assert not is_finite("square(square(square(square(square(x * 2.0)))))")  # overflows float32
+    g = heterogeneous(3)[2]
+    hidden = np.flatnonzero(g.node_kind == HIDDEN)
+    act = g.node_act.copy()
+    act[hidden] = "x / (x - x)"  # NaN for every input
+    bad = Genome.build(g.genome_id, (g.node_id, g.node_kind, g.node_pos, act), g.conns)
+    cfg = FitnessConfig(task=DIGITS, training=TrainingSpec(epochs=1), bias=True, run_seed=0)
+    for batched in (True, False):
+        good, failed = evaluate_batch([heterogeneous(1)[0], bad],
+                                      FitnessConfig(**{**cfg.__dict__, "batched": batched}))
+        assert good.ok
+        assert failed.status == "nan" and "not finite" in failed.error or "loss" in failed.error
+
+
+def test_a_search_with_a_nan_expression_runs_and_never_selects_it(tmp_path) -> None:
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(deep_update(TINY, {
+        "generations": 3, "network": {"max_hidden": 8},
+        "mutation": {"add_node": 0.9},
+        "activations": {"hidden": ["relu", "x / (x - x)"], "initial": "relu"}})))
+    space = load_space(path)
+    search = Search(space=space, task=load_task(space.dataset), evaluator=LocalEvaluator())
+    state = search.run()
+    failed = [m for m in state.population if not m.result.ok]
+    assert all("x / (x - x)" in m.genome.node_act for m in failed)
+    assert all(m.result.ok for m in front_of(state.population))
+
+
+def test_evolved_expressions_in_a_search_are_stored_as_text(tmp_path) -> None:
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(deep_update(TINY, {
+        "generations": 3, "mutation": {"add_node": 0.9, "change_activation": 0.9},
+        "activations": {"expressions": 1.0, "expression_depth": 2}})))
+    space = load_space(path)
+    search = Search(space=space, task=load_task(space.dataset), evaluator=LocalEvaluator())
+    state = search.run()
+    evolved = {str(a) for m in state.population for a in m.genome.node_act if "(" in str(a)}
+    assert evolved, "change-activation mutations evolved expressions"
+    for text in evolved:
+        assert canonical(text) == text and depth(parse(text)) <= 2
+
+
+def test_a_bad_expression_in_a_space_names_the_key(tmp_path) -> None:
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(deep_update(TINY, {
+        "activations": {"hidden": ["relu", "exp(x)"]}})))
+    with pytest.raises(UserError, match="activations.hidden"):
+        load_space(path)
+
+
+def test_canonical_text_parses_back_to_the_same_tree() -> None:
+    rng = np.random.default_rng(9)
+    for _ in range(200):
+        text = random_expression(rng, PRIMITIVES, 4)
+        assert parse(canonical(text)) == parse(text)
