@@ -31,7 +31,15 @@ from evosparse.fitness import (
 )
 from evosparse.genome import Genome, InnovationRegistry
 from evosparse.inheritance import inherit, written_back
-from evosparse.operators import crossover, dense_mlp_genome, kstarts, minimal_genome, mutate
+from evosparse.operators import (
+    coevolution,
+    crossover,
+    dense_mlp_genome,
+    kstarts,
+    minimal_genome,
+    mutate,
+)
+from evosparse.operators.coevolution import FunctionPopulation
 from evosparse.operators.speciation import (
     Speciation,
     protected_survivors,
@@ -77,11 +85,14 @@ class SearchState:
     speciation: Speciation | None = None
     species: list[int] = field(default_factory=list)
     """With speciation: the species id of each population member, in order."""
+    functions: tuple[FunctionPopulation, ...] = ()
+    """With co-evolution: the populations of activation functions."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             **({} if self.speciation is None else {"speciation": self.speciation.to_dict(),
                                                    "species": self.species}),
+            **({"functions": [p.to_dict() for p in self.functions]} if self.functions else {}),
             "generation": self.generation,
             "evaluations": self.evaluations,
             "next_genome_id": self.next_genome_id,
@@ -109,6 +120,7 @@ class SearchState:
             evaluations=d["evaluations"],
             speciation=Speciation.from_dict(d["speciation"]) if "speciation" in d else None,
             species=list(d.get("species", [])),
+            functions=tuple(FunctionPopulation.from_dict(p) for p in d.get("functions", [])),
         )
 
 
@@ -177,6 +189,9 @@ class Search:
         )
         if space.speciation is not None and self.state.speciation is None:
             self.state.speciation = Speciation()
+        if space.coevolution is not None and not self.state.functions:
+            self.state.functions = coevolution.initial(space.coevolution, space.activations,
+                                                       self.state.rng)
         self.stop_requested = False
         self.lamarckian = space.training.inheritance == "lamarckian"
 
@@ -233,6 +248,8 @@ class Search:
                 child = pop[a].genome.derive(self._new_id(), (pop[a].genome.genome_id,), generation)
                 parents = [pop[a].genome]
             child = mutate(child, s.rng, s.registry, sp.network, sp.activations, sp.mutation)
+            if sp.coevolution is not None:
+                child = coevolution.assign(child, parents, s.functions, sp.coevolution, s.rng)
             children.append(inherit(child, parents) if self.lamarckian else child)
             lineage.append(parents)
         ks = sp.kstarts
@@ -340,6 +357,11 @@ class Search:
                        for g, r in zip(genomes, results, strict=True)]
         pool = s.population + [Member(g, r) for g, r in zip(genomes, results, strict=True)]
         keep = self._survivors(pool, generation)
+        if self.space.coevolution is not None:
+            co = self.space.coevolution
+            s.functions = coevolution.evolve(coevolution.credit(
+                s.functions, genomes, [r.val_accuracy if r.ok else 0.0 for r in results], co),
+                co, self.space.activations, s.rng)
         s.population = [pool[i] for i in keep]
         s.generation = generation
         s.evaluations += len(results)

@@ -84,6 +84,9 @@ class ActivationSpec(_Model):
     primitives: tuple[str, ...] = ("relu", "tanh", "sigmoid", "sin", "abs", "square",
                                    "gaussian", "neg")
     """Functions evolved expressions may call (besides + - * / max min)."""
+    expression_search: Literal["mutate", "random"] = "mutate"
+    """mutate: replace a random subtree of the node's function; random: draw a fresh
+    random expression each time (random search over expressions)."""
 
     @field_validator("hidden", "initial")
     @classmethod
@@ -229,6 +232,22 @@ class KStartsSpec(_Model):
         return self
 
 
+class CoevolutionSpec(_Model):
+    """Cooperative co-evolution of activation functions (`operators/coevolution.py`)."""
+
+    populations: Literal[1, 3] = 3
+    """3: input-side, middle and output-side functions evolve apart; 1: one shared."""
+    size: int = Field(8, ge=2)
+    """Functions per population; it starts with `activations.hidden`, then random
+    expressions."""
+    granularity: Literal["node", "level", "population"] = "node"
+    """What shares one function in a network: each node, each depth level, or each side."""
+    credit: Literal["best", "mean"] = "best"
+    """A function's fitness: the best or the mean validation accuracy of its partners."""
+    reassign: float = Field(0.1, ge=0.0, le=1.0)
+    """Chance that a child's node (level, side) draws a new function from its population."""
+
+
 class SpeciationSpec(_Model):
     """NEAT speciation (Stanley & Miikkulainen, 2002) combined with NSGA-II
     (`operators/speciation.py`): the distance's coefficients, the adaptive threshold,
@@ -304,6 +323,7 @@ class SearchSpace(_Model):
     stop: StopSpec = StopSpec()
     kstarts: KStartsSpec | None = None
     speciation: SpeciationSpec | None = None
+    coevolution: CoevolutionSpec | None = None
     tune: TuneSpec | None = None
 
     @model_validator(mode="after")

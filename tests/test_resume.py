@@ -122,6 +122,13 @@ def test_evolved_expression_run_resumes_identical(write_space, tmp_path: Path) -
     _kill_and_resume(_reference(space, tmp_path / "ref"), tmp_path, (15,))
 
 
+def test_coevolution_run_resumes_identical(write_space, tmp_path: Path) -> None:
+    """The populations of activation functions and their fitness are checkpointed."""
+    space = write_space({**SPACE, "mutation": {"add_node": 0.9, "change_activation": 0.0},
+                         "coevolution": {"size": 4, "granularity": "node", "reassign": 0.3}})
+    _kill_and_resume(_reference(space, tmp_path / "ref"), tmp_path, (15,))
+
+
 def test_every_operator_at_once_resumes_identical(write_space, tmp_path: Path) -> None:
     """K-starts (initial and children), RigL, speciation and Lamarckian inheritance
     together, killed twice."""

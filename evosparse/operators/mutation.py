@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from evosparse.expressions import mutate_expression
+from evosparse.expressions import mutate_expression, random_expression
 from evosparse.genome import HIDDEN, INPUT, OUTPUT, Genome, InnovationRegistry
 from evosparse.graph import analyse
 from evosparse.space import ActivationSpec, MutationSpec, NetworkSpec
@@ -181,7 +181,9 @@ def change_activation(g: Genome, rng: np.random.Generator, acts: ActivationSpec)
     row = rng.choice(hidden)
     act = g.node_act.copy()
     if evolve and (len(acts.hidden) < 2 or rng.random() < acts.expressions):
-        act[row] = mutate_expression(str(act[row]), rng, acts.primitives, acts.expression_depth)
+        act[row] = (random_expression(rng, acts.primitives, acts.expression_depth)
+                    if acts.expression_search == "random" else
+                    mutate_expression(str(act[row]), rng, acts.primitives, acts.expression_depth))
     else:
         act[row] = rng.choice([a for a in acts.hidden if a != g.node_act[row]])
     return Genome.build(g.genome_id, (g.node_id, g.node_kind, g.node_pos, act), g.conns,
