@@ -65,9 +65,9 @@ def activation_cost(name: str) -> int:
 def checked_activation(name: str) -> str:
     """A library name as it is, or an expression's canonical text; `ValueError` says why
     `name` is neither."""
-    if name in ACTIVATIONS:
-        return name
     text = expressions.canonical(name)
+    if text in ACTIVATIONS:
+        return text
     if not expressions.uses_x(expressions.parse(text)):
         raise ValueError(f"expression {name!r} does not use x")
     if len(text) > expressions.MAX_LENGTH:

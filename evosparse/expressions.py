@@ -97,9 +97,26 @@ def to_text(tree: Tree, parent: int = 0) -> str:
     return f"{head}({', '.join(to_text(t) for t in tree[1:])})"
 
 
+def name_of(tree: Tree) -> str:
+    """The activation name of a tree: a library name for `f(x)` and `x` (identity), else
+    the canonical text, so one function never goes by two names."""
+    if tree == ("x",):
+        return "identity"
+    if len(tree) == 2 and tree[1] == ("x",) and tree[0] in _library():
+        return str(tree[0])
+    return to_text(tree)
+
+
+def tree_of(name: str) -> Tree:
+    """The tree of an activation name: `f(x)` for a library name, else its parse."""
+    if name == "identity":
+        return ("x",)
+    return (name, ("x",)) if name in _library() else parse(name)
+
+
 def canonical(text: str) -> str:
-    """The canonical text of an expression (raises `ValueError` as `parse` does)."""
-    return to_text(parse(text))
+    """The canonical name of a library name or an expression (`ValueError` as `parse`)."""
+    return name_of(tree_of(text.strip()))
 
 
 def cost(tree: Tree) -> int:
@@ -145,7 +162,7 @@ def torch_function(text: str) -> Callable[[Any], Any]:
             return lambda x: fn(parts[0](x))
         return lambda x: fn(parts[0](x), parts[1](x))
 
-    return build(parse(text))
+    return build(tree_of(text))
 
 
 PROBE = np.concatenate([np.linspace(-50.0, 50.0, 1001), [0.0, 1e-7, -1e-7]]).astype(np.float32)
@@ -174,7 +191,7 @@ def _random_tree(rng: np.random.Generator, unary: tuple[str, ...], levels: int) 
 
 def _usable(tree: Tree) -> str | None:
     """The tree's text if it uses x, fits `MAX_LENGTH` and is finite on the probe."""
-    text = to_text(tree)
+    text = name_of(tree)
     if not uses_x(tree) or len(text) > MAX_LENGTH or not is_finite(text):
         return None
     return text
@@ -188,7 +205,7 @@ def random_expression(rng: np.random.Generator, unary: tuple[str, ...], max_dept
     `relu(x)` only if `ATTEMPTS` draws all fail)."""
     for _ in range(ATTEMPTS):
         text = _usable(_random_tree(rng, unary, max_depth))
-        if text is not None and text != "x":
+        if text is not None and text != "identity":
             return text
     return "relu(x)"
 
@@ -212,13 +229,12 @@ def mutate_expression(text: str, rng: np.random.Generator, unary: tuple[str, ...
                       max_depth: int) -> str:
     """`text` with one random subtree replaced by a random one, within `max_depth`; a
     library name counts as the expression `name(x)`."""
-    library = _library()
-    tree = parse("x" if text == "identity" else f"{text}(x)" if text in library else text)
+    tree = tree_of(text)
     paths = _subtrees(tree)
     for _ in range(ATTEMPTS):
         path = paths[int(rng.integers(len(paths)))]
         new = _replace(tree, path, _random_tree(rng, unary, max(max_depth - len(path), 0)))
         candidate = _usable(new) if depth(new) <= max_depth else None
-        if candidate is not None and candidate not in (text, "x"):
+        if candidate is not None and candidate not in (text, "identity"):
             return candidate
     return random_expression(rng, unary, max_depth)
