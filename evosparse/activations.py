@@ -14,6 +14,7 @@ its tree.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,11 +26,19 @@ TRANSCENDENTAL = 4
 
 @dataclass(frozen=True)
 class Activation:
-    """One library entry: its FLOP cost per element and a one-line description."""
+    """One library entry: its FLOP cost per element, a one-line description, and how many
+    pre-activations it consumes (2: a two-input unit, `network.py` gives it a second set
+    of incoming weights, MaxOut-like)."""
 
     name: str
     cost: int
     formula: str
+    arity: int = 1
+
+
+AIL_COST = 6
+"""AND/OR: two compares, an and, an add, a min or max, a select; XNOR: a multiply, a sign,
+two abs, a min, a multiply. The normalised forms add a subtract and a multiply."""
 
 
 ACTIVATIONS: dict[str, Activation] = {
@@ -48,8 +57,21 @@ ACTIVATIONS: dict[str, Activation] = {
         Activation("silu", TRANSCENDENTAL + 3, "x * sigmoid(x)"),
         Activation("sin", TRANSCENDENTAL, "sin(x)"),
         Activation("gaussian", TRANSCENDENTAL + 2, "exp(-x^2)"),
+        # Logit-space two-input units (Lowe et al., NeurIPS 2022, "Logical activation
+        # functions"); the _norm forms are (f - mean) / std for independent N(0, 1) inputs
+        Activation("and_ail", AIL_COST, "x + y if x < 0 and y < 0 else min(x, y)", 2),
+        Activation("or_ail", AIL_COST, "x + y if x > 0 and y > 0 else max(x, y)", 2),
+        Activation("xnor_ail", AIL_COST, "sgn(x y) min(|x|, |y|), sign without gradient", 2),
+        Activation("and_ail_norm", AIL_COST + 2, "normalised and_ail", 2),
+        Activation("or_ail_norm", AIL_COST + 2, "normalised or_ail", 2),
+        Activation("xnor_ail_norm", AIL_COST + 2, "normalised xnor_ail", 2),
     )
 }
+
+
+def arity(name: str) -> int:
+    """Pre-activations the named activation consumes (an expression: 1)."""
+    return ACTIVATIONS[name].arity if name in ACTIVATIONS else 1
 
 OUTPUT_ACTIVATION = "identity"
 """Output nodes emit logits; softmax lives in the loss and costs nothing at inference."""
@@ -97,5 +119,49 @@ def torch_activation(name: str) -> Callable[[Any], Any]:
         "silu": F.silu,
         "sin": torch.sin,
         "gaussian": lambda x: torch.exp(-torch.square(x)),
+        **_ail_functions(),
     }
     return table[name]
+
+
+AIL_UNITS = ("and_ail", "or_ail", "xnor_ail")
+
+
+@functools.cache
+def _ail_functions() -> dict[str, Callable[[Any, Any], Any]]:
+    """The AIL units and their normalised forms, as two-argument torch functions."""
+    out: dict[str, Callable[[Any, Any], Any]] = {}
+    for name in AIL_UNITS:
+        fn, (mean, std) = _ail_raw(name), ail_moments(name)
+        out[name] = fn
+        out[f"{name}_norm"] = (lambda f, m, s: lambda x, y: (f(x, y) - m) * (1.0 / s))(
+            fn, mean, std)
+    return out
+
+
+@functools.cache
+def ail_moments(name: str) -> tuple[float, float]:
+    """Mean and standard deviation of an AIL unit for independent N(0, 1) inputs, by a
+    midpoint rule on [-8, 8]^2 in float64 (deterministic; accurate to about 1e-6)."""
+    import torch
+
+    grid = torch.linspace(-8, 8, 4001, dtype=torch.float64)
+    grid = (grid[1:] + grid[:-1]) / 2
+    pdf = torch.exp(-grid**2 / 2)
+    pdf = pdf / pdf.sum()
+    x, y = grid[:, None], grid[None, :]
+    weight = pdf[:, None] * pdf[None, :]
+    f = _ail_raw(name)(x, y)
+    mean = float((f * weight).sum())
+    return mean, float(((f - mean) ** 2 * weight).sum().sqrt())
+
+
+def _ail_raw(name: str) -> Callable[[Any, Any], Any]:
+    """One AIL unit (of `AIL_UNITS`) as a torch function; XNOR's sign carries no gradient."""
+    import torch
+
+    return {"and_ail": lambda x, y: torch.where((x < 0) & (y < 0), x + y, torch.minimum(x, y)),
+            "or_ail": lambda x, y: torch.where((x > 0) & (y > 0), x + y, torch.maximum(x, y)),
+            "xnor_ail": lambda x, y: torch.sign(x * y).detach() * torch.minimum(x.abs(),
+                                                                                y.abs()),
+            }[name]

@@ -172,7 +172,10 @@ def flops_from_weights(net: SparseNetwork) -> dict[str, int]:
     """Non-zero FLOPs per sample counted from the stored tensors: 2 x non-zero weights
     + biases + each computed node's activation cost (input standardisation excluded)."""
     nonzero = sum(int(torch.count_nonzero(lv.weight * lv.mask)) for lv in net.levels)
+    nonzero += sum(int(torch.count_nonzero(lv.second_weight())) for lv in net.levels
+                   if lv.weight2 is not None)
     biases = sum(lv.bias.numel() for lv in net.levels if lv.bias is not None)
+    biases += sum(int(lv.two.sum()) for lv in net.levels if lv.bias2 is not None)
     acts = sum(activation_cost(a) for lv in net.levels for a in lv.act_names)
     return {"flops": 2 * nonzero + biases + acts, "nonzero_weights": nonzero, "biases": biases,
             "activation_flops": acts}

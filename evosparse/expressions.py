@@ -46,7 +46,8 @@ def _library() -> dict[str, Any]:
 
 def unary_names() -> list[str]:
     """Functions of one argument an expression may call."""
-    return sorted([n for n in _library() if n != "identity"] + ["neg"])
+    return sorted([n for n, a in _library().items() if n != "identity" and a.arity == 1]
+                  + ["neg"])
 
 
 def parse(text: str) -> Tree:
@@ -229,6 +230,8 @@ def mutate_expression(text: str, rng: np.random.Generator, unary: tuple[str, ...
                       max_depth: int) -> str:
     """`text` with one random subtree replaced by a random one, within `max_depth`; a
     library name counts as the expression `name(x)`."""
+    if text in _library() and _library()[text].arity == 2:  # a two-input unit: start afresh
+        return random_expression(rng, unary, max_depth)
     tree = tree_of(text)
     paths = _subtrees(tree)
     for _ in range(ATTEMPTS):

@@ -1,7 +1,8 @@
 """Non-zero FLOPs and parameter counts of a genome.
 
-FLOPs per sample = 2 x active connections (a multiply and an add each)
-                 + one add per bias of an active node
+FLOPs per sample = 2 x active connections (a multiply and an add each;
+                   a two-input unit's connections count twice)
+                 + one add per bias of an active node (two for a two-input unit)
                  + each active node's activation cost (`activations.py`).
 Only the live subgraph counts (`graph.analyse`): a node with no path to an
 output is never computed by the compiled or exported network. This is the one
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evosparse.activations import activation_cost
+from evosparse.activations import activation_cost, arity
 from evosparse.genome import INPUT, Genome
 from evosparse.graph import Topology, analyse
 
@@ -29,10 +30,16 @@ class Cost:
 
 
 def count_cost(genome: Genome, bias: bool, topo: Topology | None = None) -> Cost:
-    """Non-zero FLOPs, parameters and active connections of `genome`."""
+    """Non-zero FLOPs, parameters and active connections of `genome`.
+
+    A two-input unit (`activations.arity` 2) has two weights per incoming connection and
+    two biases: its second pre-activation costs as much again.
+    """
     topo = topo or analyse(genome)
     computed = topo.node_active & (genome.node_kind != INPUT)
+    two = np.array([arity(str(a)) == 2 for a in genome.node_act], dtype=bool)
     n_conn = int(np.count_nonzero(topo.conn_active))
-    n_bias = int(np.count_nonzero(computed)) if bias else 0
+    weights = n_conn + int(np.count_nonzero(topo.conn_active & two[topo.dst_row]))
+    n_bias = int(np.count_nonzero(computed) + np.count_nonzero(computed & two)) if bias else 0
     act = sum(activation_cost(a) for a in genome.node_act[computed])
-    return Cost(flops=2 * n_conn + n_bias + act, params=n_conn + n_bias, connections=n_conn)
+    return Cost(flops=2 * weights + n_bias + act, params=weights + n_bias, connections=n_conn)

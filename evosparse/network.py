@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from evosparse.activations import torch_activation
+from evosparse.activations import arity, torch_activation
 from evosparse.genome import INPUT, OUTPUT, Genome, pair_keys
 from evosparse.graph import analyse
 
@@ -62,20 +62,46 @@ class _Level(nn.Module):
         if not np.array_equal(np.repeat(names, counts), acts):
             raise ValueError(f"a level's nodes must be sorted by activation, got {self.act_names}")
         self._fns = [torch_activation(str(n)) for n in names]
+        self._arity = [arity(str(n)) for n in names]
         self._widths = counts.tolist()
+        two = np.repeat(np.array(self._arity) == 2, counts)
+        # Two-input units: a second weight per connection and a second bias give the second
+        # pre-activation; rows of one-input nodes are masked out by `two` (weight2 is drawn
+        # last, so a network without two-input units draws exactly what it did before)
+        self.weight2: nn.Parameter | None = None
+        self.bias2: nn.Parameter | None = None
+        if two.any():
+            self.register_buffer("two", torch.from_numpy(two.astype(np.float32))[:, None])
+            self.weight2 = nn.Parameter((torch.rand(m.shape, generator=generator) * 2.0 - 1.0)
+                                        * bound * m * self.two)
+            if bias:
+                self.bias2 = nn.Parameter((torch.rand(m.shape[0], generator=generator) * 2.0
+                                           - 1.0) * bound.squeeze(1) * self.two.squeeze(1))
         self.capture = False
         self.captured: Signal | None = None
+
+    def second_weight(self) -> torch.Tensor:
+        """The masked weights of the second pre-activation (zero rows for one-input nodes)."""
+        assert self.weight2 is not None
+        return self.weight2 * (self.mask * self.two)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         eff = self.weight * self.mask
         pre = h @ eff.T
         if self.bias is not None:
             pre = pre + self.bias
-        if len(self._fns) == 1:
+        pre2 = None
+        if self.weight2 is not None:
+            pre2 = h @ self.second_weight().T
+            if self.bias2 is not None:
+                pre2 = pre2 + self.bias2
+        if len(self._fns) == 1 and pre2 is None:
             out = self._fns[0](pre)
         else:
             parts = pre.split(self._widths, dim=1)
-            out = torch.cat([fn(p) for fn, p in zip(self._fns, parts, strict=True)], dim=1)
+            seconds = parts if pre2 is None else pre2.split(self._widths, dim=1)
+            out = torch.cat([fn(p) if n == 1 else fn(p, q) for fn, n, p, q in zip(
+                self._fns, self._arity, parts, seconds, strict=True)], dim=1)
         if self.capture:
             eff.retain_grad()
             self.captured = (eff, h.T[None], out.T[None])
@@ -271,26 +297,49 @@ class _PaddedGroup(nn.Module):
                                       for k in range(n_levels)]
         names = sorted({a for n in nets for lv in n.levels for a in lv.act_names})
         self._fns = [torch_activation(a) for a in names]
+        self._arity = [arity(a) for a in names]
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
+        # two-input units (levels where a member has one): second weights per block, keyed
+        # by block index, and second biases and the `two` row mask per level, keyed by level
+        self.weights2 = nn.ParameterDict()
+        self.biases2 = nn.ParameterDict()
         self._blocks: list[tuple[int, int]] = []  # (level k, source level j) of each weight
         self._groups: list[list[tuple[int, int]]] = []  # per level: (function index, rows)
         self._layouts: list[Layout] = []  # per weight block, when `growable`
         for k in range(n_levels):
+            second = any(net.levels[k].weight2 is not None for net in nets)
             for j in range(k + 1):
                 w = torch.zeros(n_b, sizes[k + 1], sizes[j])
-                m = torch.zeros_like(w)
+                m, w2 = torch.zeros_like(w), torch.zeros_like(w)
                 for i, net in enumerate(nets):
                     lv, (start, stop) = net.levels[k], spans[i][j : j + 2]
                     m[i, : lv.weight.shape[0], : stop - start] = lv.mask[:, start:stop]
                     w[i, : lv.weight.shape[0], : stop - start] = lv.weight.detach()[:, start:stop]
+                    if lv.weight2 is not None:
+                        w2[i, : lv.weight.shape[0], : stop - start] = \
+                            lv.weight2.detach()[:, start:stop]
                 layout = _block_layout(nets, k, j, sizes) if growable else None
                 if m.any() or (layout is not None and bool(layout[0].any())):
+                    if second:
+                        self.weights2[str(len(self.weights))] = nn.Parameter(w2)
                     self.register_buffer(f"mask{len(self.weights)}", m)
                     self.weights.append(nn.Parameter(w))
                     self._blocks.append((k, j))
                     if layout is not None:
                         self._layouts.append(layout)
+            if second:
+                two = torch.zeros(n_b, sizes[k + 1], 1)
+                b2 = torch.zeros(n_b, sizes[k + 1])
+                for i, net in enumerate(nets):
+                    lv = net.levels[k]
+                    if lv.weight2 is not None:
+                        two[i, : len(lv.two)] = lv.two
+                        if lv.bias2 is not None:
+                            b2[i, : len(lv.bias2)] = lv.bias2.detach()
+                self.register_buffer(f"two{k}", two)
+                self.biases2[str(k)] = nn.Parameter(
+                    b2, requires_grad=nets[0].levels[k].bias is not None)
             b = torch.zeros(n_b, sizes[k + 1])
             codes = torch.full((n_b, sizes[k + 1]), -1, dtype=torch.long)
             for i, net in enumerate(nets):
@@ -338,25 +387,35 @@ class _PaddedGroup(nn.Module):
         """Write member i's current weights (and masks: pruning may have changed them) into
         its own network `net`."""
         with torch.no_grad():
-            for w, m, (k, j) in zip(self.weights, self.masks(), self._blocks, strict=True):
+            for n, (w, m, (k, j)) in enumerate(zip(self.weights, self.masks(), self._blocks,
+                                                   strict=True)):
                 lv, (start, stop) = net.levels[k], self._spans[i][j : j + 2]
-                lv.weight[:, start:stop] = w[i, : lv.weight.shape[0], : stop - start]
-                lv.mask[:, start:stop] = m[i, : lv.weight.shape[0], : stop - start]
-            for lv, b in zip(net.levels, self.biases, strict=True):
+                rows, cols = lv.weight.shape[0], stop - start
+                lv.weight[:, start:stop] = w[i, :rows, :cols]
+                lv.mask[:, start:stop] = m[i, :rows, :cols]
+                if lv.weight2 is not None:
+                    lv.weight2[:, start:stop] = self.weights2[str(n)][i, :rows, :cols]
+            for k, (lv, b) in enumerate(zip(net.levels, self.biases, strict=True)):
                 if lv.bias is not None:
                     lv.bias.copy_(b[i, : len(lv.bias)])
+                if lv.bias2 is not None:
+                    lv.bias2.copy_(self.biases2[str(k)][i, : len(lv.bias2)])
 
-    def _activate(self, k: int, pre: torch.Tensor) -> torch.Tensor:
-        """Apply each node's activation to pre [genomes, nodes, samples] of level k."""
+    def _activate(self, k: int, pre: torch.Tensor, pre2: torch.Tensor | None) -> torch.Tensor:
+        """Apply each node's activation to pre [genomes, nodes, samples] of level k (and, for
+        two-input units, to the second pre-activation pre2 of the same shape)."""
         groups = self._groups[k]
-        if len(groups) == 1:
+        if len(groups) == 1 and pre2 is None:
             code = groups[0][0]
             return pre if code < 0 else self._fns[code](pre)
         order, inverse = getattr(self, f"order{k}"), getattr(self, f"inverse{k}")
-        flat = pre.reshape(-1, pre.shape[2]).index_select(0, order)
-        parts = flat.split([n for _, n in groups])
-        done = [p if code < 0 else self._fns[code](p) for (code, _), p in zip(groups, parts,
-                                                                              strict=True)]
+        sizes = [n for _, n in groups]
+        parts = pre.reshape(-1, pre.shape[2]).index_select(0, order).split(sizes)
+        seconds = parts if pre2 is None else \
+            pre2.reshape(-1, pre.shape[2]).index_select(0, order).split(sizes)
+        done = [p if code < 0 else self._fns[code](p) if self._arity[code] == 1
+                else self._fns[code](p, q)
+                for (code, _), p, q in zip(groups, parts, seconds, strict=True)]
         return torch.cat(done).index_select(0, inverse).view_as(pre)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -366,13 +425,19 @@ class _PaddedGroup(nn.Module):
         effs: list[tuple[torch.Tensor, int, int]] = []
         for k, b in enumerate(self.biases):
             pre = b.unsqueeze(2).expand(-1, -1, x.shape[1])
+            second = self.biases2.get(str(k))
+            pre2 = None if second is None else second.unsqueeze(2).expand(-1, -1, x.shape[1])
             while pending is not None and pending[1][0] == k:
                 n, (_, j) = pending
-                eff = self.weights[n] * getattr(self, f"mask{n}")
+                mask = getattr(self, f"mask{n}")
+                eff = self.weights[n] * mask
                 pre = torch.baddbmm(pre, eff, hs[j])
+                if pre2 is not None:
+                    eff2 = self.weights2[str(n)] * (mask * getattr(self, f"two{k}"))
+                    pre2 = torch.baddbmm(pre2, eff2, hs[j])
                 effs.append((eff, k, j))
                 pending = next(blocks, None)
-            hs.append(self._activate(k, pre))
+            hs.append(self._activate(k, pre, pre2))
         if self._capture:
             for eff, _, _ in effs:
                 eff.retain_grad()

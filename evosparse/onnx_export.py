@@ -6,7 +6,9 @@ activation functions (nodes grouped per function with Gather); the level's
 output is concatenated to the running activations, and the logits are gathered
 at the end. Input `x` is [batch, features] float32 (standardised inside the model
 when the search standardised its data), output `logits` is [batch, classes].
-Every library activation has a recipe in `RECIPES`, and an evolved expression
+Every one-input library activation has a recipe in `RECIPES` and every two-input
+unit one in `RECIPES2` (a level with two-input units has a second MatMul for their
+second pre-activation), and an evolved expression
 is emitted operator by operator from its tree, all with operators of the default
 domain, so onnxruntime runs the file with nothing of
 evosparse installed.
@@ -20,6 +22,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from evosparse.activations import ACTIVATIONS, ail_moments
 from evosparse.expressions import Tree, parse
 from evosparse.network import SparseNetwork
 
@@ -83,6 +86,50 @@ RECIPES: dict[str, _Emit] = {
     "sin": _op("Sin"),
     "gaussian": _gaussian,
 }
+
+
+_Emit2 = Callable[[str, str, str, list[onnx.NodeProto], list[onnx.TensorProto]], str]
+"""A two-input recipe: (x, y, unique prefix, nodes, initializers) -> output name."""
+
+
+def _ail(kind: str) -> _Emit2:
+    """AND / OR / XNOR AIL (`activations.py`), optionally normalised: `kind` is the name."""
+    base = kind.removesuffix("_norm")
+
+    def emit(x: str, y: str, p: str, nodes: list[onnx.NodeProto],
+             init: list[onnx.TensorProto]) -> str:
+        zero = _const(init, p + "_zero", np.array(0.0, np.float32))
+        if base == "xnor_ail":
+            nodes += [helper.make_node("Mul", [x, y], [p + "_xy"]),
+                      helper.make_node("Sign", [p + "_xy"], [p + "_sign"]),
+                      helper.make_node("Abs", [x], [p + "_ax"]),
+                      helper.make_node("Abs", [y], [p + "_ay"]),
+                      helper.make_node("Min", [p + "_ax", p + "_ay"], [p + "_m"]),
+                      helper.make_node("Mul", [p + "_sign", p + "_m"], [p + "_f"])]
+        else:
+            side, pick = ("Less", "Min") if base == "and_ail" else ("Greater", "Max")
+            nodes += [helper.make_node(side, [x, zero], [p + "_cx"]),
+                      helper.make_node(side, [y, zero], [p + "_cy"]),
+                      helper.make_node("And", [p + "_cx", p + "_cy"], [p + "_both"]),
+                      helper.make_node("Add", [x, y], [p + "_sum"]),
+                      helper.make_node(pick, [x, y], [p + "_pick"]),
+                      helper.make_node("Where", [p + "_both", p + "_sum", p + "_pick"],
+                                       [p + "_f"])]
+        if kind == base:
+            nodes.append(helper.make_node("Identity", [p + "_f"], [p]))
+            return p
+        mean, std = ail_moments(base)
+        nodes += [helper.make_node("Sub", [p + "_f", _const(init, p + "_mean", np.array(
+                      mean, np.float32))], [p + "_c"]),
+                  helper.make_node("Mul", [p + "_c", _const(init, p + "_scale", np.array(
+                      1.0 / std, np.float32))], [p])]
+        return p
+
+    return emit
+
+
+RECIPES2: dict[str, _Emit2] = {name: _ail(name) for name in ACTIVATIONS
+                               if ACTIVATIONS[name].arity == 2}
 
 
 def _const(init: list[onnx.TensorProto], name: str, value: np.ndarray) -> str:
@@ -152,16 +199,36 @@ def to_onnx(
             b = lv.bias.detach().cpu().numpy().astype(np.float32)
             nodes.append(helper.make_node("Add", [f"l{k}_mm", _const(init, f"l{k}_bias", b)],
                                           [pre]))
+        pre2 = None
+        if lv.weight2 is not None:  # two-input units' second pre-activation
+            pre2 = f"l{k}_pre2"
+            w2 = lv.second_weight().detach().cpu().numpy().astype(np.float32)
+            nodes.append(helper.make_node(
+                "MatMul", [h, _const(init, f"l{k}_weight2_t", w2.T.copy())],
+                [pre2 if lv.bias2 is None else f"l{k}_mm2"]))
+            if lv.bias2 is not None:
+                b2 = lv.bias2.detach().cpu().numpy().astype(np.float32)
+                nodes.append(helper.make_node("Add", [f"l{k}_mm2", _const(init, f"l{k}_bias2",
+                                                                          b2)], [pre2]))
         acts = np.asarray(lv.act_names)
         names = sorted(set(lv.act_names))
+
+        def apply(a: str, x: str, y: str | None, p: str) -> str:
+            return recipe(a)(x, p, nodes, init) if y is None or a not in RECIPES2 \
+                else RECIPES2[a](x, y, p, nodes, init)
+
         if len(names) == 1:
-            out = recipe(names[0])(pre, f"l{k}_act", nodes, init)
+            out = apply(names[0], pre, pre2, f"l{k}_act")
         else:
             parts = []
             for j, a in enumerate(names):
                 idx = _const(init, f"l{k}_g{j}_idx", np.flatnonzero(acts == a).astype(np.int64))
                 nodes.append(helper.make_node("Gather", [pre, idx], [f"l{k}_g{j}_in"], axis=1))
-                parts.append(recipe(a)(f"l{k}_g{j}_in", f"l{k}_g{j}_out", nodes, init))
+                y = None
+                if pre2 is not None and a in RECIPES2:
+                    y = f"l{k}_g{j}_in2"
+                    nodes.append(helper.make_node("Gather", [pre2, idx], [y], axis=1))
+                parts.append(apply(a, f"l{k}_g{j}_in", y, f"l{k}_g{j}_out"))
             order = np.concatenate([np.flatnonzero(acts == a) for a in names])
             nodes.append(helper.make_node("Concat", parts, [f"l{k}_grouped"], axis=1))
             inverse = _const(init, f"l{k}_inverse", np.argsort(order).astype(np.int64))

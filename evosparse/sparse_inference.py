@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from evosparse.activations import torch_activation
+from evosparse.activations import arity, torch_activation
 from evosparse.network import SparseNetwork
 
 DENSITIES = (0.005, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.7)
@@ -86,7 +86,8 @@ class SparseInference(nn.Module):
         self.kernels: list[str] = []
         self._weights: list[torch.Tensor] = []
         self._biases: list[torch.Tensor | None] = []
-        self._acts: list[list[tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]]] = []
+        self._acts: list[list[tuple[Callable[..., torch.Tensor], int, torch.Tensor]]] = []
+        self._seconds: list[tuple[torch.Tensor, torch.Tensor | None] | None] = []
         for lv in net.levels:
             w = (lv.weight * lv.mask).detach().cpu().contiguous()
             density = float(lv.mask.mean())
@@ -96,22 +97,34 @@ class SparseInference(nn.Module):
             self.kernels.append("csr" if sparse else "dense")
             self._weights.append(to_csr(w) if sparse else w)
             self._biases.append(None if lv.bias is None else lv.bias.detach().cpu()[:, None])
+            second = None  # two-input units: the second pre-activation, same kernel
+            if lv.weight2 is not None:
+                w2 = lv.second_weight().detach().cpu().contiguous()
+                second = (to_csr(w2) if sparse else w2,
+                          None if lv.bias2 is None else lv.bias2.detach().cpu()[:, None])
+            self._seconds.append(second)
             acts = np.asarray(lv.act_names)
-            self._acts.append([(torch_activation(a), torch.from_numpy(np.flatnonzero(acts == a)))
+            self._acts.append([(torch_activation(a), arity(a),
+                                torch.from_numpy(np.flatnonzero(acts == a)))
                                for a in sorted(set(lv.act_names))])
         self._outputs = net._outputs.cpu()
 
+    @staticmethod
+    def _product(w: torch.Tensor, b: torch.Tensor | None, h: torch.Tensor) -> torch.Tensor:
+        pre = torch.sparse.mm(w, h) if w.layout == torch.sparse_csr else w @ h
+        return pre if b is None else pre + b
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x.T.contiguous()  # node-major: [nodes, batch]
-        for w, b, acts in zip(self._weights, self._biases, self._acts, strict=True):
-            pre = torch.sparse.mm(w, h) if w.layout == torch.sparse_csr else w @ h
-            if b is not None:
-                pre = pre + b
-            if len(acts) == 1:
+        for w, b, acts, second in zip(self._weights, self._biases, self._acts, self._seconds,
+                                      strict=True):
+            pre = self._product(w, b, h)
+            pre2 = None if second is None else self._product(*second, h)
+            if len(acts) == 1 and pre2 is None:
                 out = acts[0][0](pre)
             else:
                 out = torch.empty_like(pre)
-                for fn, rows in acts:
-                    out[rows] = fn(pre[rows])
+                for fn, n, rows in acts:
+                    out[rows] = fn(pre[rows]) if n == 1 else fn(pre[rows], pre2[rows])
             h = torch.cat([h, out])
         return h[self._outputs].T

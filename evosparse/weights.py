@@ -2,7 +2,8 @@
 
 A file holds, per depth level k of the network (`network.py`), the tensors
 `levels.k.weight` (masked: absent connections are exactly zero), `levels.k.mask`
-(the connections, 0/1) and `levels.k.bias`, plus optional extras (the run
+(the connections, 0/1) and `levels.k.bias` (and, on a level with two-input units,
+`levels.k.weight2` and `levels.k.bias2`: their second pre-activation), plus optional extras (the run
 directory adds `test_predictions`). Its metadata names the format and the
 SHA-256 of the genome it belongs to, so a weight file paired with the wrong or an
 edited `genome.json` is refused. safetensors holds raw tensors only: loading
@@ -49,6 +50,10 @@ def network_tensors(net: SparseNetwork) -> dict[str, torch.Tensor]:
         out[f"levels.{k}.mask"] = lv.mask.to(torch.uint8).cpu().contiguous()
         if lv.bias is not None:
             out[f"levels.{k}.bias"] = lv.bias.detach().cpu().contiguous()
+        if lv.weight2 is not None:  # two-input units' second pre-activation
+            out[f"levels.{k}.weight2"] = lv.second_weight().detach().cpu().contiguous()
+        if lv.bias2 is not None:
+            out[f"levels.{k}.bias2"] = lv.bias2.detach().cpu().contiguous()
     return out
 
 
@@ -126,6 +131,14 @@ def network_from_model(
             lv.weight.copy_(w)
             if lv.bias is not None:
                 lv.bias.copy_(tensors[f"levels.{k}.bias"])
+            if lv.weight2 is not None:
+                w2 = tensors[f"levels.{k}.weight2"].to(torch.float32)
+                if not torch.isfinite(w2).all() or torch.any(w2[lv.mask * lv.two == 0] != 0):
+                    raise UserError(f"{source}: levels.{k}.weight2 has non-finite values or "
+                                    "weights outside the genome's two-input connections")
+                lv.weight2.copy_(w2)
+            if lv.bias2 is not None:
+                lv.bias2.copy_(tensors[f"levels.{k}.bias2"])
     return net.eval(), tensors
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -16,7 +17,7 @@ from evosparse.fitness import (
     evaluation_seed,
     plan_batches,
 )
-from evosparse.genome import InnovationRegistry
+from evosparse.genome import HIDDEN, Genome, InnovationRegistry
 from evosparse.network import BatchedNetworks, SparseNetwork
 from evosparse.operators import add_connections, add_nodes, dense_mlp_genome, minimal_genome
 from evosparse.space import ActivationSpec, NetworkSpec, TrainingSpec
@@ -39,8 +40,28 @@ def heterogeneous(n: int) -> list:
     return out
 
 
-def test_batch_of_8_follows_one_by_one_loss_curves_for_50_steps() -> None:
-    genomes = heterogeneous(8)
+AIL = ("and_ail", "or_ail", "xnor_ail", "and_ail_norm", "or_ail_norm", "xnor_ail_norm")
+
+
+def with_ail(genomes: list) -> list:
+    """The genomes with two-input AIL units on every other hidden node of every other
+    genome (so a batch mixes levels with and without them)."""
+    out = []
+    for g in genomes:
+        act = g.node_act.copy()
+        hidden = np.flatnonzero(g.node_kind == HIDDEN)[::2]
+        if g.genome_id % 2 == 0 and hidden.size:
+            act[hidden] = np.resize(np.array(AIL, dtype=act.dtype), hidden.size)
+        out.append(Genome.build(g.genome_id, (g.node_id, g.node_kind, g.node_pos, act),
+                                g.conns))
+    return out
+
+
+@pytest.mark.parametrize("ail", [False, True], ids=["one-input", "with-ail"])
+def test_batch_of_8_follows_one_by_one_loss_curves_for_50_steps(ail: bool) -> None:
+    genomes = with_ail(heterogeneous(8)) if ail else heterogeneous(8)
+    if ail:
+        assert sum(any(a in AIL for a in g.node_act) for g in genomes) >= 3
     assert len({len(SparseNetwork(g, True, torch.Generator()).levels) for g in genomes}) > 1
     seeds = [evaluation_seed(1, g.genome_id) for g in genomes]
     singles = [SparseNetwork(g, True, torch.Generator().manual_seed(s))
@@ -74,8 +95,9 @@ def test_batch_of_8_follows_one_by_one_loss_curves_for_50_steps() -> None:
             assert torch.all(w[mask == 0] == 0), "absent and padded weights stay exactly zero"
 
 
-def test_batched_and_one_by_one_evaluations_agree() -> None:
-    genomes = heterogeneous(8)
+@pytest.mark.parametrize("ail", [False, True], ids=["one-input", "with-ail"])
+def test_batched_and_one_by_one_evaluations_agree(ail: bool) -> None:
+    genomes = with_ail(heterogeneous(8)) if ail else heterogeneous(8)
     cfg = FitnessConfig(task=DIGITS, training=TrainingSpec(epochs=2), bias=True, run_seed=3)
     alone = evaluate_batch(genomes, replace(cfg, batched=False))
     together = evaluate_batch(genomes, cfg)

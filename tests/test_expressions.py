@@ -148,3 +148,8 @@ def test_canonical_text_parses_back_to_the_same_tree() -> None:
     for _ in range(200):
         text = random_expression(rng, PRIMITIVES, 4)
         assert tree_of(canonical(text)) == tree_of(text)
+
+
+def test_a_two_input_unit_evolves_into_a_fresh_expression() -> None:
+    text = mutate_expression("and_ail", np.random.default_rng(0), PRIMITIVES, 3)
+    assert text != "and_ail" and depth(tree_of(text)) <= 3

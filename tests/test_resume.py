@@ -129,6 +129,14 @@ def test_coevolution_run_resumes_identical(write_space, tmp_path: Path) -> None:
     _kill_and_resume(_reference(space, tmp_path / "ref"), tmp_path, (15,))
 
 
+def test_ail_unit_run_resumes_identical(write_space, tmp_path: Path) -> None:
+    """Two-input units carry a second weight per connection in the weight files."""
+    space = write_space({**SPACE, "mutation": {"add_node": 0.9, "change_activation": 0.5},
+                         "activations": {"hidden": ["relu", "and_ail", "or_ail",
+                                                    "xnor_ail_norm"], "initial": "and_ail"}})
+    _kill_and_resume(_reference(space, tmp_path / "ref"), tmp_path, (15,))
+
+
 def test_every_operator_at_once_resumes_identical(write_space, tmp_path: Path) -> None:
     """K-starts (initial and children), RigL, speciation and Lamarckian inheritance
     together, killed twice."""
