@@ -8,7 +8,8 @@ three hidden levels) runs once per row with the same seed, population and
 generations, so every row spends the same evaluations and training budget:
 
 - relu:          every hidden node ReLU, no activation mutation;
-- library:       per-node mutation among the 13 library functions;
+- library:       per-node mutation among the library functions (AIL units included);
+- ail:           per-node mutation among ReLU and the six AIL two-input units;
 - random-expr:   per-node random search over expressions (a fresh one per change);
 - mutate-expr:   per-node evolved expressions (a subtree of the node's one replaced);
 - shared:        co-evolution with one shared population of functions;
@@ -40,6 +41,10 @@ ROWS: dict[str, dict[str, Any]] = {
              "mutation": {"change_activation": 0.0}},
     "library": {"coevolution": None, "activations": {"hidden": list(ACTIVATIONS)},
                 "mutation": {"change_activation": 0.3}},
+    "ail": {"coevolution": None,
+            "activations": {"hidden": ["relu", "and_ail", "or_ail", "xnor_ail", "and_ail_norm",
+                                       "or_ail_norm", "xnor_ail_norm"]},
+            "mutation": {"change_activation": 0.3}},
     "random-expr": {"coevolution": None,
                     "activations": {"expressions": 1.0, "expression_search": "random"},
                     "mutation": {"change_activation": 0.3}},
