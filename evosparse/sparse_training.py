@@ -191,15 +191,23 @@ class Pruner:
             order = order.gather(1, score.gather(1, order).argsort(dim=1, descending=True,
                                                                    stable=True))
             chosen = _ranks(order) < torch.minimum(removed, _flat(free).sum(1))[:, None]
-            at = 0
-            for (w, _), m in zip(self.blocks, masks, strict=True):
-                g = chosen[:, at : at + m[0].numel()].view_as(m)
-                at += m[0].numel()
-                m[g] = 1.0
-                _3d(w)[g] = 0.0
+            for (w, _), g in zip(self.blocks, self._set(chosen, masks, 1.0), strict=True):
                 for state in optimizer.state.get(w, {}).values():
                     if isinstance(state, torch.Tensor) and state.shape == w.shape:
                         _3d(state)[g] = 0.0
+
+    def _set(self, chosen: torch.Tensor, masks: list[torch.Tensor], value: float
+             ) -> list[torch.Tensor]:
+        """Set the mask of the `chosen` entries ([genomes, all blocks' entries]) to `value`
+        and their weights to 0; return the choice cut back into blocks."""
+        out, at = [], 0
+        for (w, _), m in zip(self.blocks, masks, strict=True):
+            sel = chosen[:, at : at + m[0].numel()].view_as(m)
+            at += m[0].numel()
+            m[sel] = value
+            _3d(w)[sel] = 0.0
+            out.append(sel)
+        return out
 
     def _keep_best(self, scores: list[torch.Tensor], keep: torch.Tensor | None) -> None:
         """Per genome, remove active connections from the lowest score up until `keep` are
@@ -213,9 +221,4 @@ class Pruner:
             else:
                 remove = (self._active() - keep).clamp(min=0)
                 drop = _ranks(flat.argsort(dim=1, stable=True)) < remove[:, None]
-            at = 0
-            for (w, _), m in zip(self.blocks, masks, strict=True):
-                d = drop[:, at : at + m[0].numel()].view_as(m)
-                at += m[0].numel()
-                m[d] = 0.0
-                _3d(w)[d] = 0.0
+            self._set(drop, masks, 0.0)

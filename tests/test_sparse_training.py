@@ -30,14 +30,19 @@ METHODS = {
 }
 
 
-@pytest.mark.parametrize("method", sorted(METHODS))
-def test_pruned_genome_is_what_was_trained_scored_and_counted(method: str) -> None:
+def _alone_and_batched(spec: SparseTrainingSpec) -> zip:
+    """(genome, result alone, result batched) of six heterogeneous genomes trained with
+    `spec` for two epochs."""
     genomes = heterogeneous(6)
     cfg = FitnessConfig(task=DIGITS, training=TrainingSpec(epochs=2), bias=True, run_seed=3,
-                        sparse=METHODS[method])
+                        sparse=spec)
     alone = evaluate_batch(genomes, replace(cfg, batched=False))
-    together = evaluate_batch(genomes, cfg)
-    for g, a, b in zip(genomes, alone, together, strict=True):
+    return zip(genomes, alone, evaluate_batch(genomes, cfg), strict=True)
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_pruned_genome_is_what_was_trained_scored_and_counted(method: str) -> None:
+    for g, a, b in _alone_and_batched(METHODS[method]):
         assert a.ok and b.ok
         assert a.disabled == b.disabled, "the same connections go, alone or batched"
         assert a.disabled and set(a.disabled) <= set(g.conn_innov[g.conn_enabled].tolist())
@@ -61,12 +66,7 @@ REGROWTH = {
 
 @pytest.mark.parametrize("method", sorted(REGROWTH))
 def test_regrowth_keeps_density_and_the_dag_alone_or_batched(method: str) -> None:
-    genomes = heterogeneous(6)
-    cfg = FitnessConfig(task=DIGITS, training=TrainingSpec(epochs=2), bias=True, run_seed=3,
-                        sparse=REGROWTH[method])
-    alone = evaluate_batch(genomes, replace(cfg, batched=False))
-    together = evaluate_batch(genomes, cfg)
-    for g, a, b in zip(genomes, alone, together, strict=True):
+    for g, a, b in _alone_and_batched(REGROWTH[method]):
         assert a.ok and b.ok
         assert (a.disabled, a.added) == (b.disabled, b.added), "same topology, alone or batched"
         assert a.added and len(a.added) == len(a.disabled), "as many grown as removed"
@@ -83,7 +83,8 @@ def test_regrowth_keeps_density_and_the_dag_alone_or_batched(method: str) -> Non
         net, tensors = network_from_model(after, a.model, "test")
         predicted = net(torch.from_numpy(DIGITS.x_test)).argmax(dim=1)
         assert torch.equal(predicted, tensors[TEST_PREDICTIONS])
-    grown = {m: evaluate_batch(genomes[:2], replace(cfg, sparse=REGROWTH[m]))[1].added
+    cfg = FitnessConfig(task=DIGITS, training=TrainingSpec(epochs=2), bias=True, run_seed=3)
+    grown = {m: evaluate_batch(heterogeneous(2), replace(cfg, sparse=REGROWTH[m]))[1].added
              for m in REGROWTH}
     assert len({frozenset(v) for v in grown.values()}) == 3, "each method grows its own choice"
 
