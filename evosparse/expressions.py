@@ -98,9 +98,35 @@ def to_text(tree: Tree, parent: int = 0) -> str:
     return f"{head}({', '.join(to_text(t) for t in tree[1:])})"
 
 
+def simplify(tree: Tree) -> Tree:
+    """The tree with constant parts folded (to 4 significant digits) and `max(a, a)`,
+    `min(a, a)`, `a * 1`, `1 * a`, `a / 1`, `a + 0`, `0 + a`, `a - 0` reduced, bottom up
+    (so it is idempotent)."""
+    if tree[0] in ("x", "const"):
+        return tree
+    args = tuple(simplify(t) for t in tree[1:])
+    head = tree[0]
+    if all(a[0] == "const" for a in args):
+        import torch  # lazily: genome-side modules import no torch
+
+        value = float(_torch_tree((head, *args))(torch.zeros((), dtype=torch.float64)))
+        if math.isfinite(value):  # four significant digits keep the text short and readable
+            return ("const", float(f"{value:.4g}"))
+    if head in ("max", "min") and args[0] == args[1]:
+        return args[0]
+    one, zero = ("const", 1.0), ("const", 0.0)
+    if (head == "*" and args[1] == one) or (head == "/" and args[1] == one) \
+            or (head in ("+", "-") and args[1] == zero):
+        return args[0]
+    if (head == "*" and args[0] == one) or (head == "+" and args[0] == zero):
+        return args[1]
+    return (head, *args)
+
+
 def name_of(tree: Tree) -> str:
-    """The activation name of a tree: a library name for `f(x)` and `x` (identity), else
-    the canonical text, so one function never goes by two names."""
+    """The activation name of a tree, simplified: a library name for `f(x)` and `x`
+    (identity), else the canonical text, so one function never goes by two names."""
+    tree = simplify(tree)
     if tree == ("x",):
         return "identity"
     if len(tree) == 2 and tree[1] == ("x",) and tree[0] in _library():
@@ -142,6 +168,10 @@ def depth(tree: Tree) -> int:
 @functools.lru_cache(maxsize=4096)
 def torch_function(text: str) -> Callable[[Any], Any]:
     """The expression as an elementwise torch function (vectorised; no Python loop)."""
+    return _torch_tree(tree_of(text))
+
+
+def _torch_tree(tree: Tree) -> Callable[[Any], Any]:
     import torch  # lazily: genome-side modules import no torch
 
     from evosparse.activations import torch_activation
@@ -163,7 +193,7 @@ def torch_function(text: str) -> Callable[[Any], Any]:
             return lambda x: fn(parts[0](x))
         return lambda x: fn(parts[0](x), parts[1](x))
 
-    return build(tree_of(text))
+    return build(tree)
 
 
 PROBE = np.concatenate([np.linspace(-50.0, 50.0, 1001), [0.0, 1e-7, -1e-7]]).astype(np.float32)
@@ -193,7 +223,7 @@ def _random_tree(rng: np.random.Generator, unary: tuple[str, ...], levels: int) 
 def _usable(tree: Tree) -> str | None:
     """The tree's text if it uses x, fits `MAX_LENGTH` and is finite on the probe."""
     text = name_of(tree)
-    if not uses_x(tree) or len(text) > MAX_LENGTH or not is_finite(text):
+    if not uses_x(tree_of(text)) or len(text) > MAX_LENGTH or not is_finite(text):
         return None
     return text
 
