@@ -44,10 +44,11 @@ def _library() -> dict[str, Any]:
     return ACTIVATIONS
 
 
-def unary_names() -> list[str]:
+@functools.cache
+def unary_names() -> tuple[str, ...]:
     """Functions of one argument an expression may call."""
-    return sorted([n for n, a in _library().items() if n != "identity" and a.arity == 1]
-                  + ["neg"])
+    return tuple(sorted([n for n, a in _library().items() if n != "identity" and a.arity == 1]
+                        + ["neg"]))
 
 
 def parse(text: str) -> Tree:

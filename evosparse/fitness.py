@@ -25,7 +25,7 @@ from evosparse.genome import Genome, InnovationRegistry
 from evosparse.graph import analyse
 from evosparse.network import BatchedNetworks, SparseNetwork
 from evosparse.space import SparseTrainingSpec, TrainingSpec
-from evosparse.sparse_training import REGROWTH, Block, Pruner, Source
+from evosparse.sparse_training import REGROWTH, Pruner, Source
 from evosparse.weights import TEST_PREDICTIONS, genome_digest, model_bytes
 
 Status = Literal["ok", "nan", "failed"]
@@ -183,15 +183,14 @@ def _accumulate(grads: dict[torch.nn.Parameter, torch.Tensor], params: list[torc
             grads.setdefault(p, torch.zeros_like(p)).add_(p.grad.abs())
 
 
-def _pruners(cfg: FitnessConfig, groups: list[tuple[list[Block], Source, list[int]]],
-             steps_per_epoch: int) -> list[Pruner]:
-    """One `Pruner` per group of weight blocks (none when the space asks for no pruning);
-    a group is its blocks, the network they belong to and its genomes' ids."""
+def _pruners(cfg: FitnessConfig, groups: list[tuple[Source, list[int]]], steps_per_epoch: int
+             ) -> list[Pruner]:
+    """One `Pruner` per network or padded group, given with its genomes' ids (none when
+    the space asks for no pruning)."""
     if cfg.sparse.method == "none":
         return []
-    return [Pruner(cfg.sparse, blocks, steps_per_epoch, source,
-                   [evaluation_seed(cfg.run_seed, i) for i in ids])
-            for blocks, source, ids in groups]
+    return [Pruner(cfg.sparse, source, steps_per_epoch,
+                   [evaluation_seed(cfg.run_seed, i) for i in ids]) for source, ids in groups]
 
 
 def _step(opt: torch.optim.Optimizer, pruners: list[Pruner], step: int) -> None:
@@ -214,8 +213,7 @@ def _train_and_score(genome: Genome, cfg: FitnessConfig, device: torch.device) -
     grads: dict[torch.nn.Parameter, torch.Tensor] = {}
     weights = [lv.weight for lv in net.levels] if cfg.track_gradients else []
     per_epoch = math.ceil(len(x) / bs)
-    pruners = _pruners(cfg, [([(lv.weight, lv.mask) for lv in net.levels], net,
-                              [genome.genome_id])], per_epoch)
+    pruners = _pruners(cfg, [(net, [genome.genome_id])], per_epoch)
     for epoch in range(cfg.training.epochs):
         perm = torch.randperm(len(x), generator=gen).to(device)
         for step, i in enumerate(range(0, len(x), bs)):
@@ -254,8 +252,7 @@ def _train_batch(
     grads: dict[torch.nn.Parameter, torch.Tensor] = {}
     weights = [w for g in net.groups for w in g.weights] if cfg.track_gradients else []
     per_epoch = math.ceil(len(x) / bs)
-    pruners = _pruners(cfg, [(list(zip(g.weights, g.masks(), strict=True)), g,
-                              [genomes[i].genome_id for i in ids])
+    pruners = _pruners(cfg, [(g, [genomes[i].genome_id for i in ids])
                              for g, ids in zip(net.groups, net.members, strict=True)], per_epoch)
     for epoch in range(cfg.training.epochs):
         perm = torch.stack([torch.randperm(len(x), generator=g) for g in gens]).to(device)

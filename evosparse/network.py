@@ -200,6 +200,10 @@ class SparseNetwork(nn.Module):
                 torch.from_numpy(self.level_ids[k + 1][None]), torch.from_numpy(cols[None])))
         return out
 
+    def weight_blocks(self) -> list[tuple[nn.Parameter, torch.Tensor]]:
+        """(weight, mask) of each level: what in-training pruning changes."""
+        return [(lv.weight, lv.mask) for lv in self.levels]
+
     def capture(self, on: bool) -> None:
         """Record each level's `Signal` in the next forward passes (or stop)."""
         for lv in self.levels:
@@ -363,6 +367,10 @@ class _PaddedGroup(nn.Module):
         """Per weight block, where it may grow (built only for a growable group)."""
         return [tuple(t.to(self.biases[0].device) for t in lay)  # type: ignore[misc]
                 for lay in self._layouts]
+
+    def weight_blocks(self) -> list[tuple[nn.Parameter, torch.Tensor]]:
+        """(weight, mask) of each padded block: what in-training pruning changes."""
+        return list(zip(self.weights, self.masks(), strict=True))
 
     def capture(self, on: bool) -> None:
         """Record each block's `Signal` in the next forward passes (or stop)."""

@@ -281,14 +281,14 @@ class Search:
             [m.genome for m in pool], [m.result.val_accuracy if m.result.ok else 0.0
                                        for m in pool], s.speciation, spec, generation)
         retired = stagnant(s.speciation, spec, generation)
-        front = set(first_front(objs))
-        eligible = [i for i in range(len(pool)) if species[i] not in retired or i in front]
+        rank, crowd = rank_and_crowding(objs)  # rank 0: the pool's first front
+        eligible = [i for i in range(len(pool)) if species[i] not in retired or rank[i] == 0]
         if len(eligible) < size:
             eligible = list(range(len(pool)))
-        rank, crowd = rank_and_crowding(objs)
         order = sorted(eligible, key=lambda i: (rank[i], -crowd[i], i))
         elites = protected_survivors(order, species, retired, spec.elitism)[:size]
-        rest = [i for i in eligible if i not in set(elites)]
+        kept = set(elites)
+        rest = [i for i in eligible if i not in kept]
         keep = elites + [rest[i] for i in nsga2_select([objs[i] for i in rest],
                                                        size - len(elites))]
         s.species = [species[i] for i in keep]

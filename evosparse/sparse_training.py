@@ -51,6 +51,7 @@ REGROWTH = ("set", "rigl", "ctre")
 class Source(Protocol):
     """The network (or padded group) whose blocks a `Pruner` changes, as `network.py` has it."""
 
+    def weight_blocks(self) -> list[Block]: ...
     def capture(self, on: bool) -> None: ...
     def signals(self) -> list[Signal]: ...
     def growth_layout(self) -> list[Layout]: ...
@@ -101,13 +102,13 @@ class Pruner:
     """Applies one pruning or prune-and-regrow method to a group of genomes' weight
     blocks during training; `seeds` (one per genome) decide random choices and ties."""
 
-    def __init__(self, spec: SparseTrainingSpec, blocks: list[Block], steps_per_epoch: int,
-                 source: Source, seeds: list[int]) -> None:
-        self.spec, self.blocks, self.steps_per_epoch = spec, blocks, steps_per_epoch
-        self.source, self.seeds = source, np.array(seeds, dtype=np.uint64)
+    def __init__(self, spec: SparseTrainingSpec, source: Source, steps_per_epoch: int,
+                 seeds: list[int]) -> None:
+        self.spec, self.source, self.steps_per_epoch = spec, source, steps_per_epoch
+        self.blocks, self.seeds = source.weight_blocks(), np.array(seeds, dtype=np.uint64)
         self.start = self._active().clone()  # connections per genome before training
         if spec.method == "dissipating":
-            self.initial = [_3d(w).detach().clone() for w, _ in blocks]
+            self.initial = [_3d(w).detach().clone() for w, _ in self.blocks]
             self.moved = [torch.zeros_like(w) for w in self.initial]
         if spec.method in REGROWTH:
             self.layout = source.growth_layout()
