@@ -173,8 +173,10 @@ def test_ray_a_node_removed_mid_run_same_result(cluster, reference, tmp_path: Pa
 
 def test_ray_batches_past_the_timeout_are_recorded_failed_and_the_run_goes_on(
         cluster, write_space, tmp_path: Path) -> None:
-    space = write_space({**SPACE, "generations": 1, "evaluation": {"batch_size": 2,
-                                                                    "timeout_s": 0.05}})
+    # 50 epochs: every batch runs far past 0.05 s (one epoch of a tiny network can finish
+    # within it on a warm worker, which made this test depend on the machine's speed)
+    space = write_space({**SPACE, "generations": 1, "training": {"epochs": 50},
+                         "evaluation": {"batch_size": 2, "timeout_s": 0.05}})
     out = evosparse("run", str(space), "--runs-dir", str(tmp_path), "--ray-address",
                     cluster.address)
     assert out.returncode == 0, out.stderr
