@@ -260,9 +260,7 @@ def _train_batch(
             for p in pruners:
                 p.before_forward(epoch * per_epoch + step)
             idx = perm[:, i : i + bs]
-            logits = net(x[idx])
-            loss = F.cross_entropy(logits.flatten(0, 1), y[idx].flatten(), reduction="none")
-            loss = loss.view(idx.shape).mean(dim=1)
+            loss = F.cross_entropy(net(x, idx), y[idx], reduction="none").mean(dim=1)
             bad = ~torch.isfinite(loss)
             for b in torch.nonzero(bad).flatten().tolist():
                 failed.setdefault(b, f"loss became {loss[b].item()} at epoch {epoch}, step {step}")

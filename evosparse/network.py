@@ -9,13 +9,14 @@ function, so no Python loop runs over nodes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from evosparse.activations import arity, torch_activation
+from evosparse.activations import ACTIVATIONS, arity, output_gradients, torch_activation
 from evosparse.genome import INPUT, OUTPUT, Genome, pair_keys
 from evosparse.graph import analyse
 
@@ -263,6 +264,72 @@ class SparseNetwork(nn.Module):
         return self.levels[-1](h)  # the last level holds exactly the outputs, in order
 
 
+Run = tuple[int, Callable[..., torch.Tensor] | None, int, Callable[..., torch.Tensor] | None]
+"""Rows of one activation function in a level's sorted rows: (count, function (None: the
+identity), arity, gradient from the output (None: run the function again under autograd))."""
+
+
+class _SortedActivation(torch.autograd.Function):
+    """Each node's activation on node-major rows [genomes, nodes, samples], as one
+    autograd node: the rows are gathered by function (`order`), each function runs
+    once on its contiguous rows, and the rows are put back (`inverse`, the inverse
+    permutation). The backward gathers the same way (two gathers instead of autograd's
+    zero-filled scatters) and takes each function's derivative from its output where it
+    can (`activations.output_gradients`), else by running the function again on its
+    rows under autograd (expressions, two-input units)."""
+
+    @staticmethod
+    def forward(ctx: Any, pre: torch.Tensor, pre2: torch.Tensor | None, order: torch.Tensor,
+                inverse: torch.Tensor, runs: list[Run]) -> torch.Tensor:
+        flat = pre.reshape(-1, pre.shape[2]).index_select(0, order)
+        flat2 = None if pre2 is None else pre2.reshape(-1, pre.shape[2]).index_select(0, order)
+        widths = [n for n, *_ in runs]
+        parts = flat.split(widths)
+        seconds = parts if flat2 is None else flat2.split(widths)
+        done = torch.cat([p if fn is None else fn(p) if ar == 1 else fn(p, q)
+                          for (_, fn, ar, _), p, q in zip(runs, parts, seconds, strict=True)])
+        again = any(grad is None for *_, grad in runs)
+        ctx.save_for_backward(done, flat if again else None, flat2 if again else None,
+                              order, inverse)
+        ctx.runs, ctx.shape, ctx.two = runs, pre.shape, pre2 is not None
+        return done.index_select(0, inverse).view(pre.shape)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        done, flat, flat2, order, inverse = ctx.saved_tensors
+        widths = [n for n, *_ in ctx.runs]
+        g = grad.reshape(-1, ctx.shape[2]).index_select(0, order).split(widths)
+        ys = done.split(widths)
+        xs = flat.split(widths) if flat is not None else ys
+        xs2 = flat2.split(widths) if flat2 is not None else xs
+        first, second = [], []
+        for (_, fn, ar, from_out), gp, y, x, x2 in zip(ctx.runs, g, ys, xs, xs2, strict=True):
+            if from_out is not None:
+                first.append(from_out(gp, y))
+                second.append(torch.zeros_like(gp))
+                continue
+            assert fn is not None
+            with torch.enable_grad():
+                inputs = [x.detach().requires_grad_()] + ([x2.detach().requires_grad_()]
+                                                          if ar == 2 else [])
+                grads = torch.autograd.grad(fn(*inputs), inputs, gp, allow_unused=True)
+            first.append(grads[0] if grads[0] is not None else torch.zeros_like(gp))
+            second.append(grads[1] if ar == 2 and grads[1] is not None
+                          else torch.zeros_like(gp))
+
+        def back(parts: list[torch.Tensor]) -> torch.Tensor:
+            return torch.cat(parts).index_select(0, inverse).view(ctx.shape)
+
+        return back(first), back(second) if ctx.two else None, None, None, None
+
+
+def _pads_safely(name: str) -> bool:
+    """Whether padding rows (pre-activation 0, weights out masked) may run `name`: a
+    one-input library function is finite at 0, so no NaN reaches the next level's
+    matmul; other rows of padding run the identity."""
+    return name in ACTIVATIONS and arity(name) == 1
+
+
 def _block_layout(nets: list[SparseNetwork], k: int, j: int, sizes: list[int]) -> Layout:
     """The `Layout` of block (level k, source level j) of a padded group."""
     shape = (len(nets), sizes[k + 1]), (len(nets), sizes[j])
@@ -301,6 +368,7 @@ class _PaddedGroup(nn.Module):
                                       for k in range(n_levels)]
         names = sorted({a for n in nets for lv in n.levels for a in lv.act_names})
         self._fns = [torch_activation(a) for a in names]
+        self._out_grads = [output_gradients().get(a) for a in names]
         self._arity = [arity(a) for a in names]
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
@@ -350,8 +418,10 @@ class _PaddedGroup(nn.Module):
                 lv = net.levels[k]
                 if lv.bias is not None:
                     b[i, : len(lv.bias)] = lv.bias.detach()
-                codes[i, : len(lv.act_names)] = torch.as_tensor([names.index(a)
-                                                                 for a in lv.act_names])
+                own = [names.index(a) for a in lv.act_names]
+                codes[i, : len(own)] = torch.as_tensor(own)
+                if own and _pads_safely(names[own[-1]]):  # padding extends the last run:
+                    codes[i, len(own):] = own[-1]  # a one-function level stays one group
             self.biases.append(nn.Parameter(b, requires_grad=nets[0].levels[k].bias is not None))
             flat = codes.flatten()
             order = torch.argsort(flat, stable=True)
@@ -416,17 +486,14 @@ class _PaddedGroup(nn.Module):
         if len(groups) == 1 and pre2 is None:
             code = groups[0][0]
             return pre if code < 0 else self._fns[code](pre)
-        order, inverse = getattr(self, f"order{k}"), getattr(self, f"inverse{k}")
-        sizes = [n for _, n in groups]
-        parts = pre.reshape(-1, pre.shape[2]).index_select(0, order).split(sizes)
-        seconds = parts if pre2 is None else \
-            pre2.reshape(-1, pre.shape[2]).index_select(0, order).split(sizes)
-        done = [p if code < 0 else self._fns[code](p) if self._arity[code] == 1
-                else self._fns[code](p, q)
-                for (code, _), p, q in zip(groups, parts, seconds, strict=True)]
-        return torch.cat(done).index_select(0, inverse).view_as(pre)
+        runs = [(n, None, 1, output_gradients()["identity"]) if code < 0 else
+                (n, self._fns[code], self._arity[code], self._out_grads[code])
+                for code, n in groups]
+        return _SortedActivation.apply(pre, pre2, getattr(self, f"order{k}"),
+                                       getattr(self, f"inverse{k}"), runs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits [members, outputs, samples] of x [members, samples, features]."""
         hs = [x.transpose(1, 2)]  # node-major: [genomes, nodes, samples] per level
         blocks = iter(enumerate(self._blocks))
         pending = next(blocks, None)
@@ -450,7 +517,7 @@ class _PaddedGroup(nn.Module):
             for eff, _, _ in effs:
                 eff.retain_grad()
             self._captured = [(eff, hs[j], hs[k + 1]) for eff, k, j in effs]
-        return hs[-1].transpose(1, 2)  # the last level holds exactly the outputs, in order
+        return hs[-1]  # the last level holds exactly the outputs, in order
 
 
 class BatchedNetworks(nn.Module):
@@ -459,8 +526,9 @@ class BatchedNetworks(nn.Module):
     Padding every genome to the widest level of the deepest one wastes most of the
     work on a mixed population (a one-level network padded to three levels), so
     genomes of equal depth share one `_PaddedGroup` and the groups run side by side.
-    Input x is [genomes, samples, features] (each genome may see its own minibatch);
-    output is [genomes, samples, outputs], in the order of `genomes`.
+    `forward(x, rows)` runs genome i on the samples x[rows[i]] (each genome sees its
+    own minibatch) and returns logits [genomes, outputs, samples], class-major as
+    `F.cross_entropy` takes them, in the order of `genomes`.
     """
 
     def __init__(self, genomes: list[Genome], bias: bool, generators: list[torch.Generator],
@@ -496,9 +564,12 @@ class BatchedNetworks(nn.Module):
         sums = torch.cat([g.connection_sums(grads) for g in self.groups])
         return sums.index_select(0, self._inverse.cpu())
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        def run(g: nn.Module, r: torch.Tensor) -> torch.Tensor:
+            return g(x.index_select(0, r.flatten()).view(*r.shape, x.shape[1]))
+
         if len(self.groups) == 1:
-            return self.groups[0](x)
-        outs = [g(x.index_select(0, getattr(self, f"members{k}")))
+            return run(self.groups[0], rows)
+        outs = [run(g, rows.index_select(0, getattr(self, f"members{k}")))
                 for k, g in enumerate(self.groups)]
         return torch.cat(outs).index_select(0, self._inverse)

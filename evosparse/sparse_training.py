@@ -98,6 +98,17 @@ def _cosine(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
     return torch.bmm(a, b.transpose(1, 2)).abs()
 
 
+def _quantised(score: torch.Tensor, free: torch.Tensor) -> torch.Tensor:
+    """Scores [genomes, entries] rounded to 1e-4 of each genome's best free score.
+
+    Scores that are equal in exact arithmetic (a constant input column has the same
+    cosine with every destination) differ in their last bits between a genome trained
+    alone and in a padded batch; rounded, they tie, and the hash decides.
+    """
+    top = torch.where(free, score, 0.0).amax(dim=1, keepdim=True)
+    return torch.round(score / top.clamp(min=1e-30) * 1e4)
+
+
 class Pruner:
     """Applies one pruning or prune-and-regrow method to a group of genomes' weight
     blocks during training; `seeds` (one per genome) decide random choices and ties."""
@@ -187,7 +198,10 @@ class Pruner:
             active = self._active()
             removed = torch.round(active * zeta)
             self._keep_best([_3d(w).abs() for w, _ in self.blocks], active - removed)
-            score = torch.where(_flat(free), _flat(scores).to(torch.float64), -math.inf)
+            score = _flat(scores).to(torch.float64)
+            if s.method != "set":  # gradient or similarity scores: near ties are ties
+                score = _quantised(score, _flat(free))
+            score = torch.where(_flat(free), score, -math.inf)
             order = _flat(ties).argsort(dim=1, descending=True, stable=True)
             order = order.gather(1, score.gather(1, order).argsort(dim=1, descending=True,
                                                                    stable=True))
