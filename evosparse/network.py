@@ -305,17 +305,17 @@ class _SortedActivation(torch.autograd.Function):
         first, second = [], []
         for (_, fn, ar, from_out), gp, y, x, x2 in zip(ctx.runs, g, ys, xs, xs2, strict=True):
             if from_out is not None:
-                first.append(from_out(gp, y))
-                second.append(torch.zeros_like(gp))
-                continue
-            assert fn is not None
-            with torch.enable_grad():
-                inputs = [x.detach().requires_grad_()] + ([x2.detach().requires_grad_()]
-                                                          if ar == 2 else [])
-                grads = torch.autograd.grad(fn(*inputs), inputs, gp, allow_unused=True)
+                grads: tuple[torch.Tensor | None, ...] = (from_out(gp, y), None)
+            else:
+                assert fn is not None
+                with torch.enable_grad():
+                    inputs = [x.detach().requires_grad_()] + ([x2.detach().requires_grad_()]
+                                                              if ar == 2 else [])
+                    grads = (*torch.autograd.grad(fn(*inputs), inputs, gp, allow_unused=True),
+                             None)
             first.append(grads[0] if grads[0] is not None else torch.zeros_like(gp))
-            second.append(grads[1] if ar == 2 and grads[1] is not None
-                          else torch.zeros_like(gp))
+            if ctx.two:  # the second pre-activation's gradient: zero for one-input rows
+                second.append(grads[1] if grads[1] is not None else torch.zeros_like(gp))
 
         def back(parts: list[torch.Tensor]) -> torch.Tensor:
             return torch.cat(parts).index_select(0, inverse).view(ctx.shape)
