@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 import numpy as np
@@ -23,7 +23,7 @@ from evosparse.data import Task
 from evosparse.flops import count_cost
 from evosparse.genome import Genome, InnovationRegistry
 from evosparse.graph import analyse
-from evosparse.network import BatchedNetworks, SparseNetwork
+from evosparse.network import BatchedNetworks, SparseNetwork, Values
 from evosparse.space import SparseTrainingSpec, TrainingSpec
 from evosparse.sparse_training import REGROWTH, Pruner, Source
 from evosparse.weights import TEST_PREDICTIONS, genome_digest, model_bytes
@@ -40,6 +40,7 @@ class Trained:
     accuracy: tuple[float, float]  # val, test
     model: bytes  # the trained weights (`weights.model_bytes`)
     stats: Stats
+    values: Values  # the trained weights by identity, for Lamarckian write-back
     disabled: tuple[int, ...] = ()  # innovations of connections pruned during training
     added: tuple[tuple[int, int], ...] = ()  # (source, destination) ids grown during training
 
@@ -74,15 +75,17 @@ class EvalResult:
     """(source id, destination id) of connections `sparse_training` grew; FLOPs count them."""
     model: bytes | None = field(default=None, repr=False, compare=False)
     """Trained weights (`weights.model_bytes`): kept in the run directory, not the history."""
+    values: Values | None = field(default=None, repr=False, compare=False)
+    """The same weights keyed by identity (`network.Values`): what Lamarckian evolution
+    writes back into the genome without parsing the weight file; not kept."""
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        del d["model"]
-        return d
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name not in ("model", "values")}
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> EvalResult:
@@ -172,7 +175,8 @@ def _score(
     val_loss = float(F.cross_entropy(val_logits, torch.from_numpy(t.y_val).to(device)))
     accuracy = (float((val.numpy() == t.y_val).mean()), float((test.numpy() == t.y_test).mean()))
     model = model_bytes(net.cpu(), {TEST_PREDICTIONS: test}, genome_digest(genome))
-    return Trained(accuracy, model, (val_loss, *_connection_stats(sums)), disabled, added)
+    return Trained(accuracy, model, (val_loss, *_connection_stats(sums)), net.trained_values(),
+                   disabled, added)
 
 
 def _accumulate(grads: dict[torch.nn.Parameter, torch.Tensor], params: list[torch.nn.Parameter]
@@ -260,12 +264,15 @@ def _train_batch(
             for p in pruners:
                 p.before_forward(epoch * per_epoch + step)
             idx = perm[:, i : i + bs]
-            loss = F.cross_entropy(net(x, idx), y[idx], reduction="none").mean(dim=1)
-            bad = ~torch.isfinite(loss)
-            for b in torch.nonzero(bad).flatten().tolist():
-                failed.setdefault(b, f"loss became {loss[b].item()} at epoch {epoch}, step {step}")
+            loss = net.losses(x, y, idx)
+            finite = torch.isfinite(loss)
+            if not bool(finite.all()):  # a diverged genome drops out; the others go on
+                for b in torch.nonzero(~finite).flatten().tolist():
+                    failed.setdefault(b, f"loss became {loss[b].item()} at epoch {epoch}, "
+                                         f"step {step}")
+                loss = loss.masked_fill(~finite, 0.0)
             opt.zero_grad(set_to_none=True)
-            torch.where(bad, torch.zeros_like(loss), loss).sum().backward()
+            loss.sum().backward()
             _accumulate(grads, weights)
             _step(opt, pruners, epoch * per_epoch + step)
 
@@ -367,18 +374,12 @@ def _reset_peak(device: torch.device) -> None:
 def _result(
     genome: Genome, cfg: FitnessConfig, outcome: Outcome, seconds: float, memory_mb: float
 ) -> EvalResult:
-    model = None
-    stats: Stats = (0.0, 0.0, 0.0, 0.0)
-    disabled: tuple[int, ...] = ()
-    added: tuple[tuple[int, int], ...] = ()
-    if isinstance(outcome, Trained):
-        status: Status = "ok"
-        (val, test), model, stats, disabled, added = (
-            outcome.accuracy, outcome.model, outcome.stats, outcome.disabled, outcome.added)
-        error = None
-    else:
-        status, error = outcome
-        val = test = 0.0
+    trained = outcome if isinstance(outcome, Trained) else None
+    status, error = ("ok", None) if trained else outcome
+    val, test = trained.accuracy if trained else (0.0, 0.0)
+    stats: Stats = trained.stats if trained else (0.0, 0.0, 0.0, 0.0)
+    disabled = trained.disabled if trained else ()
+    added = trained.added if trained else ()
     cost = count_cost(trained_genome(genome, disabled, added), cfg.bias)
     return EvalResult(
         genome_id=genome.genome_id,
@@ -398,7 +399,8 @@ def _result(
         saliency=stats[3],
         disabled=disabled,
         added=added,
-        model=model,
+        model=trained.model if trained else None,
+        values=trained.values if trained else None,
     )
 
 

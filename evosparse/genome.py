@@ -124,9 +124,13 @@ class Genome:
             return self
         src, dst = np.array(pairs, dtype=np.int64).reshape(-1, 2).T
         have, wanted = pair_keys(self.conn_src, self.conn_dst), pair_keys(src, dst)
-        found = np.isin(wanted, have)
-        en = self.conn_enabled | np.isin(have, wanted)
-        new = ~found
+        en = self.conn_enabled.copy()
+        new = np.ones(len(wanted), dtype=bool)
+        if len(have):  # a pair has at most one gene: find it by binary search
+            order = np.argsort(have)
+            at = order[np.searchsorted(have, wanted, sorter=order).clip(max=len(have) - 1)]
+            new = have[at] != wanted
+            en[at[~new]] = True
         weights = None
         if self.conn_weight is not None and self.node_bias is not None:
             weights = (np.append(self.conn_weight, np.full(int(new.sum()), np.nan)),

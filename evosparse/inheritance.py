@@ -15,13 +15,12 @@ from __future__ import annotations
 import numpy as np
 
 from evosparse.genome import Genome
-from evosparse.weights import network_from_model
+from evosparse.network import Values, values_for
 
 
-def written_back(genome: Genome, model: bytes) -> Genome:
-    """The evaluated genome carrying its trained weights (from its weight file's bytes)."""
-    net, _ = network_from_model(genome, model, f"trained weights of genome {genome.genome_id}")
-    return genome.with_weights(*net.weights_for(genome))
+def written_back(genome: Genome, values: Values) -> Genome:
+    """The evaluated genome carrying its trained weights (`EvalResult.values`)."""
+    return genome.with_weights(*values_for(genome, values))
 
 
 def _take(keys: np.ndarray, parents: list[tuple[np.ndarray, np.ndarray | None]]) -> np.ndarray:

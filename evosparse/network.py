@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from evosparse.activations import ACTIVATIONS, arity, output_gradients, torch_activation
@@ -130,6 +131,20 @@ def _lookup(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> np.ndar
     return out
 
 
+Values = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+"""A trained network's values by identity, independent of any compiled layout: connection
+keys (`genome.pair_keys`), their weights, node ids, their biases (empty without biases)."""
+
+
+def values_for(genome: Genome, values: Values) -> tuple[np.ndarray, np.ndarray]:
+    """The weight of each of `genome`'s connections and the bias of each of its nodes in
+    `values`, matched by node ids (NaN where there is none): what Lamarckian evolution
+    writes back, also into a genome whose connections changed during training."""
+    keys, weights, node_ids, biases = values
+    return (_lookup(keys, weights, pair_keys(genome.conn_src, genome.conn_dst)),
+            _lookup(node_ids, biases, genome.node_id))
+
+
 class SparseNetwork(nn.Module):
     """The torch form of one genome; outputs are logits in output-id order."""
 
@@ -224,10 +239,8 @@ class SparseNetwork(nn.Module):
             dst.append(self.level_ids[k + 1][r])
         return np.concatenate(src), np.concatenate(dst)
 
-    def weights_for(self, genome: Genome) -> tuple[np.ndarray, np.ndarray]:
-        """Current weight of each of `genome`'s connections and bias of each of its nodes,
-        matched by node ids (NaN where this network has none): what Lamarckian evolution
-        writes back, also into a genome whose connections changed during training."""
+    def trained_values(self) -> Values:
+        """The network's current weights and biases, keyed by identity (`Values`)."""
         keys, values, node_ids, biases = [], [], [], []
         with torch.no_grad():
             for k, lv in enumerate(self.levels):
@@ -238,11 +251,13 @@ class SparseNetwork(nn.Module):
                 if lv.bias is not None:
                     node_ids.append(self.level_ids[k + 1])
                     biases.append(lv.bias.detach().cpu().numpy())
-        conn = _lookup(np.concatenate(keys), np.concatenate(values),
-                       pair_keys(genome.conn_src, genome.conn_dst))
-        bias = (_lookup(np.concatenate(node_ids), np.concatenate(biases), genome.node_id)
-                if node_ids else np.full(len(genome.node_id), np.nan, dtype=np.float32))
-        return conn, bias
+        return (np.concatenate(keys), np.concatenate(values),
+                np.concatenate(node_ids) if node_ids else np.zeros(0, dtype=np.int64),
+                np.concatenate(biases) if biases else np.zeros(0, dtype=np.float32))
+
+    def weights_for(self, genome: Genome) -> tuple[np.ndarray, np.ndarray]:
+        """`values_for(genome, self.trained_values())`."""
+        return values_for(genome, self.trained_values())
 
     def removed_connections(self) -> np.ndarray:
         """Rows of the genome's compiled connections whose mask is now 0 (pruned in training)."""
@@ -526,9 +541,8 @@ class BatchedNetworks(nn.Module):
     Padding every genome to the widest level of the deepest one wastes most of the
     work on a mixed population (a one-level network padded to three levels), so
     genomes of equal depth share one `_PaddedGroup` and the groups run side by side.
-    `forward(x, rows)` runs genome i on the samples x[rows[i]] (each genome sees its
-    own minibatch) and returns logits [genomes, outputs, samples], class-major as
-    `F.cross_entropy` takes them, in the order of `genomes`.
+    `losses(x, y, rows)` runs genome i on the samples x[rows[i]] (each genome sees its
+    own minibatch) and returns its mean cross-entropy, in the order of `genomes`.
     """
 
     def __init__(self, genomes: list[Genome], bias: bool, generators: list[torch.Generator],
@@ -564,12 +578,20 @@ class BatchedNetworks(nn.Module):
         sums = torch.cat([g.connection_sums(grads) for g in self.groups])
         return sums.index_select(0, self._inverse.cpu())
 
-    def forward(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        def run(g: nn.Module, r: torch.Tensor) -> torch.Tensor:
-            return g(x.index_select(0, r.flatten()).view(*r.shape, x.shape[1]))
-
+    def _per_group(self, rows: torch.Tensor) -> list[tuple[nn.Module, torch.Tensor]]:
+        """Each group with its members' rows of `rows` [genomes, ...]."""
         if len(self.groups) == 1:
-            return run(self.groups[0], rows)
-        outs = [run(g, rows.index_select(0, getattr(self, f"members{k}")))
+            return [(self.groups[0], rows)]
+        return [(g, rows.index_select(0, getattr(self, f"members{k}")))
                 for k, g in enumerate(self.groups)]
-        return torch.cat(outs).index_select(0, self._inverse)
+
+    def _in_order(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        """Per-group results, concatenated back into the order of `genomes`."""
+        return parts[0] if len(parts) == 1 else torch.cat(parts).index_select(0, self._inverse)
+
+    def losses(self, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy [genomes] of each genome on its samples x[rows[i]], y[rows[i]]:
+        computed group by group, so only the losses, not the logits, are put in order."""
+        return self._in_order([F.cross_entropy(
+            g(x.index_select(0, r.flatten()).view(*r.shape, x.shape[1])), y[r],
+            reduction="none").mean(dim=1) for g, r in self._per_group(rows)])

@@ -353,7 +353,7 @@ class Search:
             r.generation_start(generation, len(genomes))
         genomes, results = self._evaluate(genomes, generation)
         if self.lamarckian:
-            genomes = [written_back(g, r.model) if r.ok and r.model else g
+            genomes = [written_back(g, r.values) if r.ok and r.values is not None else g
                        for g, r in zip(genomes, results, strict=True)]
         pool = s.population + [Member(g, r) for g, r in zip(genomes, results, strict=True)]
         keep = self._survivors(pool, generation)

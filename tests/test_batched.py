@@ -57,11 +57,34 @@ def with_ail(genomes: list) -> list:
     return out
 
 
-@pytest.mark.parametrize("ail", [False, True], ids=["one-input", "with-ail"])
-def test_batch_of_8_follows_one_by_one_loss_curves_for_50_steps(ail: bool) -> None:
-    genomes = with_ail(heterogeneous(8)) if ail else heterogeneous(8)
-    if ail:
+EXPRESSIONS = ("relu(x) * tanh(x)", "max(x, sin(x)) + 0.5")
+
+
+def with_expressions(genomes: list) -> list:
+    """The genomes with evolved expressions on every third hidden node of every other
+    genome (their gradients are taken by running them again under autograd)."""
+    out = []
+    for g in genomes:
+        act = g.node_act.copy()
+        hidden = np.flatnonzero(g.node_kind == HIDDEN)[::3]
+        if g.genome_id % 2 == 1 and hidden.size:
+            act[hidden] = np.resize(np.array(EXPRESSIONS, dtype=act.dtype), hidden.size)
+        out.append(Genome.build(g.genome_id, (g.node_id, g.node_kind, g.node_pos, act),
+                                g.conns))
+    return out
+
+
+MIXES = {"one-input": heterogeneous, "with-ail": lambda n: with_ail(heterogeneous(n)),
+         "with-expressions": lambda n: with_expressions(heterogeneous(n))}
+
+
+@pytest.mark.parametrize("mix", sorted(MIXES))
+def test_batch_of_8_follows_one_by_one_loss_curves_for_50_steps(mix: str) -> None:
+    genomes = MIXES[mix](8)
+    if mix == "with-ail":
         assert sum(any(a in AIL for a in g.node_act) for g in genomes) >= 3
+    if mix == "with-expressions":
+        assert sum(any(a in EXPRESSIONS for a in g.node_act) for g in genomes) >= 3
     assert len({len(SparseNetwork(g, True, torch.Generator()).levels) for g in genomes}) > 1
     seeds = [evaluation_seed(1, g.genome_id) for g in genomes]
     singles = [SparseNetwork(g, True, torch.Generator().manual_seed(s))
@@ -81,7 +104,7 @@ def test_batch_of_8_follows_one_by_one_loss_curves_for_50_steps(ail: bool) -> No
             loss.backward()
             opt.step()
             single_losses.append(loss.item())
-        losses = F.cross_entropy(batched(x, idx), y[idx], reduction="none").mean(dim=1)
+        losses = batched.losses(x, y, idx)
         bopt.zero_grad()
         losses.sum().backward()
         bopt.step()
@@ -93,9 +116,9 @@ def test_batch_of_8_follows_one_by_one_loss_curves_for_50_steps(ail: bool) -> No
             assert torch.all(w[mask == 0] == 0), "absent and padded weights stay exactly zero"
 
 
-@pytest.mark.parametrize("ail", [False, True], ids=["one-input", "with-ail"])
-def test_batched_and_one_by_one_evaluations_agree(ail: bool) -> None:
-    genomes = with_ail(heterogeneous(8)) if ail else heterogeneous(8)
+@pytest.mark.parametrize("mix", sorted(MIXES))
+def test_batched_and_one_by_one_evaluations_agree(mix: str) -> None:
+    genomes = MIXES[mix](8)
     cfg = FitnessConfig(task=DIGITS, training=TrainingSpec(epochs=2), bias=True, run_seed=3)
     alone = evaluate_batch(genomes, replace(cfg, batched=False))
     together = evaluate_batch(genomes, cfg)
@@ -136,3 +159,31 @@ def test_batches_are_split_in_order_under_the_size_and_memory_caps() -> None:
         assert all(len(b) == 1 or estimate_batch_bytes(b, cfg) <= cap_mb * 2**20 for b in batches)
     tiny = plan_batches(genomes, cfg, 16, 1e-6)
     assert [len(b) for b in tiny] == [1] * 8, "a genome over the cap still gets evaluated"
+
+
+def test_padding_rows_join_their_genomes_last_function_unless_it_could_be_nan() -> None:
+    reg = InnovationRegistry(4, 2)
+    wide, narrow = dense_mlp_genome(0, reg, [6], "relu"), dense_mlp_genome(1, reg, [3], "relu")
+    nets = [SparseNetwork(g, True, torch.Generator().manual_seed(0)) for g in (wide, narrow)]
+    group = BatchedNetworks([wide, narrow], True,
+                            [torch.Generator().manual_seed(0) for _ in range(2)]).groups[0]
+    assert len(group._groups[0]) == 1, "one function on the level: no gather"
+    x = torch.randn(2, 5, 4)
+    torch.testing.assert_close(group(x)[1], nets[1](x[1]).T)
+    act = narrow.node_act.copy()
+    act[narrow.node_kind == HIDDEN] = "1.0 / x"  # infinite at 0: its padding runs the identity
+    odd = Genome.build(1, (narrow.node_id, narrow.node_kind, narrow.node_pos, act), narrow.conns)
+    group = BatchedNetworks([wide, odd], True, [torch.Generator() for _ in range(2)]).groups[0]
+    assert torch.isfinite(group(x)).all(), "padding (pre-activation 0) never yields inf x 0"
+
+
+def test_tanh_matches_torch_values_and_gradients() -> None:
+    from evosparse.activations import torch_activation
+
+    x = torch.cat([torch.linspace(-50, 50, 2001), torch.tensor([0.0, 1e-8, -1e-6])])
+    ours, ref = x.clone().requires_grad_(), x.clone().requires_grad_()
+    torch_activation("tanh")(ours).sum().backward()
+    torch.tanh(ref).sum().backward()
+    torch.testing.assert_close(ours, ref)
+    torch.testing.assert_close(torch_activation("tanh")(x), torch.tanh(x), atol=3e-7, rtol=0)
+    torch.testing.assert_close(ours.grad, ref.grad, atol=1e-6, rtol=0)

@@ -22,7 +22,8 @@ def _trained(g: Genome) -> tuple[Genome, SparseNetwork]:
     result = evaluate_genome(g, FitnessConfig(task=DIGITS, training=TRAIN, bias=True, run_seed=0))
     assert result.ok and result.model is not None
     net, _ = network_from_model(g, result.model, "test")
-    return written_back(g, result.model), net
+    assert result.values is not None
+    return written_back(g, result.values), net
 
 
 def _parent(seed: int, reg: InnovationRegistry) -> Genome:

@@ -103,7 +103,8 @@ def _grow_links(
     else:
         linked = g.conn_dst[(g.conn_src == nid) & g.conn_enabled]
         free = (g.node_pos > g.node_pos[row]) & (g.node_kind != INPUT)
-    candidates = np.flatnonzero(free & ~np.isin(g.node_id, linked))
+    free[g.index_of(linked)] = False
+    candidates = np.flatnonzero(free)
     if candidates.size == 0:
         return g
     others = g.node_id[rng.choice(candidates, size=min(count, candidates.size), replace=False)]
