@@ -201,7 +201,10 @@ class Genome:
 def _json_floats(a: np.ndarray) -> list[float | None]:
     """float32 values as JSON numbers (exact: a float32 is a float64 that prints round-trip),
     NaN as null."""
-    return [None if np.isnan(v) else v for v in a.astype(np.float64).tolist()]
+    out: list[float | None] = a.astype(np.float64).tolist()
+    for i in np.flatnonzero(np.isnan(a)).tolist():
+        out[i] = None
+    return out
 
 
 def _floats_from_json(values: list[float | None]) -> np.ndarray:

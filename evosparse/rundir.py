@@ -10,6 +10,8 @@ Layout:
     .lock                      held (flock) by the process working on the run
 
 Every file is written atomically (temp file, fsync, rename); no pickle anywhere.
+`RunDirRecorder` hands the writes to a background thread (`writer.py`) that keeps
+their order; `Search.run` returns only when they are done.
 The history is appended per batch; a checkpoint records how many history lines
 belong to it, and resuming truncates the lines a killed process wrote after
 its last checkpoint, so a resumed run's files equal an uninterrupted run's.
@@ -35,6 +37,7 @@ from evosparse.genome import HIDDEN, Genome
 from evosparse.graph import analyse
 from evosparse.search import GenerationRecord, Member, Reporter, SearchState
 from evosparse.space import SearchSpace, load_space
+from evosparse.writer import OrderedWriter
 
 FORMAT = 1
 
@@ -173,7 +176,9 @@ class RunDir:
         """Checkpoint files, newest first."""
         return sorted(self.checkpoint_dir.glob("gen-*.json"), reverse=True)
 
-    def write_checkpoint(self, state: SearchState, space: SearchSpace) -> None:
+    def checkpoint_file(self, state: SearchState, space: SearchSpace) -> tuple[Path, bytes]:
+        """The checkpoint of `state` as its path and bytes (encoded now: the search goes
+        on changing `state`)."""
         body = {
             "format": FORMAT,
             "space": space.model_dump(mode="json", exclude={"generations"}),
@@ -182,9 +187,13 @@ class RunDir:
         }
         canonical = _canonical(body)  # encoded once: hashed and written as it is
         digest = hashlib.sha256(canonical).hexdigest()
-        path = self.checkpoint_dir / f"gen-{state.generation:06d}.json"
-        atomic_write(path, b'{"sha256":"' + digest.encode() + b'","body":' + canonical + b"}")
-        for old in self.checkpoints()[space.keep_checkpoints :]:
+        return (self.checkpoint_dir / f"gen-{state.generation:06d}.json",
+                b'{"sha256":"' + digest.encode() + b'","body":' + canonical + b"}")
+
+    def write_checkpoint(self, path: Path, data: bytes, keep: int) -> None:
+        """Write a `checkpoint_file` atomically; delete all but the newest `keep`."""
+        atomic_write(path, data)
+        for old in self.checkpoints()[keep:]:
             old.unlink()
 
     def read_checkpoint(self, path: Path) -> dict[str, Any] | None:
@@ -298,17 +307,22 @@ class RunDirRecorder(Reporter):
         self.run_dir = run_dir
         self.space = space
         self._recent = run_dir.recent_populations(state.generation) if state else []
+        self._writer = OrderedWriter()  # the disk work runs while the search goes on
 
     def evaluated(self, results: list[EvalResult]) -> None:
-        self.run_dir.append_history(results)
-        self.run_dir.write_models(results)
+        self._writer.submit(self.run_dir.append_history, results)
+        self._writer.submit(self.run_dir.write_models, results)
 
     def generation_end(self, record: GenerationRecord, state: SearchState) -> None:
-        self.run_dir.write_generation(record)
-        self.run_dir.write_checkpoint(state, self.space)
+        self._writer.submit(self.run_dir.write_generation, record)
+        path, data = self.run_dir.checkpoint_file(state, self.space)
+        self._writer.submit(self.run_dir.write_checkpoint, path, data, self.space.keep_checkpoints)
         ids = {m.genome.genome_id for m in state.population}
         self._recent = [*self._recent, ids][-self.space.keep_checkpoints :]
-        self.run_dir.prune_models(set().union(*self._recent))
+        self._writer.submit(self.run_dir.prune_models, set().union(*self._recent))
+
+    def flush(self) -> None:
+        self._writer.flush()
 
 
 def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:

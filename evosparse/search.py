@@ -148,6 +148,9 @@ class Reporter:
     def generation_end(self, record: GenerationRecord, state: SearchState) -> None:
         """A generation is complete and `state` is what a checkpoint must hold."""
 
+    def flush(self) -> None:
+        """The search stopped (done, asked to stop, or failed): finish pending work."""
+
 
 def front_of(population: list[Member]) -> list[Member]:
     """The non-dominated members, sorted by error then FLOPs."""
@@ -379,7 +382,12 @@ class Search:
         return record
 
     def run(self) -> SearchState:
-        """Run generations until done, or until `stop_requested` is set between two."""
-        while not self.done() and not self.stop_requested:
-            self.step()
+        """Run generations until done, or until `stop_requested` is set between two; the
+        reporters have finished their work (the run directory is written) when it returns."""
+        try:
+            while not self.done() and not self.stop_requested:
+                self.step()
+        finally:
+            for r in self.reporters:
+                r.flush()
         return self.state
