@@ -9,6 +9,7 @@ level becomes one masked dense block in `network.py`. Pure numpy, no torch.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,8 +38,23 @@ class Topology:
         return max(self.n_levels - 1, 0)
 
 
+_KNOWN: weakref.WeakKeyDictionary[Genome, Topology] = weakref.WeakKeyDictionary()
+
+
 def analyse(genome: Genome) -> Topology:
-    """Active nodes and connections, and each node's depth level."""
+    """Active nodes and connections, and each node's depth level.
+
+    Genomes are immutable, so the answer is kept while the genome lives: one
+    evaluation asks three times (batch planning, compiling, FLOPs counting). Its
+    arrays are read-only.
+    """
+    known = _KNOWN.get(genome)
+    if known is None:
+        known = _KNOWN[genome] = _analyse(genome)
+    return known
+
+
+def _analyse(genome: Genome) -> Topology:
     src_row = genome.index_of(genome.conn_src)
     dst_row = genome.index_of(genome.conn_dst)
     en = genome.conn_enabled
@@ -65,4 +81,6 @@ def analyse(genome: Genome) -> Topology:
     # Every output on the last level: it then holds exactly the outputs, in id order, so a
     # compiled network's last level is its logits (no gather). Hidden depths are unchanged.
     depth[genome.node_kind == OUTPUT] = depth.max()
+    for a in (node_active, conn_active, src_row, dst_row, depth):
+        a.flags.writeable = False
     return Topology(node_active, conn_active, src_row, dst_row, depth)
