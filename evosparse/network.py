@@ -507,6 +507,12 @@ class _PaddedGroup(nn.Module):
         return _SortedActivation.apply(pre, pre2, getattr(self, f"order{k}"),
                                        getattr(self, f"inverse{k}"), runs)
 
+    def losses(self, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy [members] of member i on the samples x[rows[i]], y[rows[i]]
+        (class-major logits: the loss reads them as they come out)."""
+        logits = self(x.index_select(0, rows.flatten()).view(*rows.shape, x.shape[1]))
+        return F.cross_entropy(logits, y[rows], reduction="none").mean(dim=1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits [members, outputs, samples] of x [members, samples, features]."""
         hs = [x.transpose(1, 2)]  # node-major: [genomes, nodes, samples] per level
@@ -578,20 +584,11 @@ class BatchedNetworks(nn.Module):
         sums = torch.cat([g.connection_sums(grads) for g in self.groups])
         return sums.index_select(0, self._inverse.cpu())
 
-    def _per_group(self, rows: torch.Tensor) -> list[tuple[nn.Module, torch.Tensor]]:
-        """Each group with its members' rows of `rows` [genomes, ...]."""
-        if len(self.groups) == 1:
-            return [(self.groups[0], rows)]
-        return [(g, rows.index_select(0, getattr(self, f"members{k}")))
-                for k, g in enumerate(self.groups)]
-
-    def _in_order(self, parts: list[torch.Tensor]) -> torch.Tensor:
-        """Per-group results, concatenated back into the order of `genomes`."""
-        return parts[0] if len(parts) == 1 else torch.cat(parts).index_select(0, self._inverse)
-
     def losses(self, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy [genomes] of each genome on its samples x[rows[i]], y[rows[i]]:
         computed group by group, so only the losses, not the logits, are put in order."""
-        return self._in_order([F.cross_entropy(
-            g(x.index_select(0, r.flatten()).view(*r.shape, x.shape[1])), y[r],
-            reduction="none").mean(dim=1) for g, r in self._per_group(rows)])
+        if len(self.groups) == 1:
+            return self.groups[0].losses(x, y, rows)
+        parts = [g.losses(x, y, rows.index_select(0, getattr(self, f"members{k}")))
+                 for k, g in enumerate(self.groups)]
+        return torch.cat(parts).index_select(0, self._inverse)

@@ -23,12 +23,14 @@ from typing import Any
 class OrderedWriter:
     """Runs submitted jobs one at a time, in order, on a daemon thread started on first use.
 
-    `flush()` waits until every submitted job has run; it is also called at
-    interpreter exit, so a caller that never flushes loses nothing.
+    `flush()` waits until every submitted job has run and lets the thread end (the
+    next `submit` starts another); it is also called at interpreter exit, so a caller
+    that never flushes loses nothing.
     """
 
     def __init__(self) -> None:
-        self._jobs: queue.Queue[tuple[Callable[..., Any], tuple[Any, ...]]] = queue.Queue()
+        self._jobs: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...]] | None] = \
+            queue.SimpleQueue()
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
 
@@ -44,7 +46,11 @@ class OrderedWriter:
 
     def flush(self) -> None:
         """Wait for every submitted job; raise the first error one of them raised."""
-        self._jobs.join()
+        if self._thread is not None:
+            self._jobs.put(None)  # the thread ends after the jobs before it
+            self._thread.join()
+            self._thread = None
+            atexit.unregister(self.flush)
         self._raise()
 
     def _raise(self) -> None:
@@ -53,12 +59,10 @@ class OrderedWriter:
             raise error
 
     def _loop(self) -> None:
-        while True:
-            job, args = self._jobs.get()
+        while (item := self._jobs.get()) is not None:
+            job, args = item
             try:
                 if self._error is None:  # after a failure, later jobs (which may rely on
                     job(*args)           # the failed one) are dropped, not run
             except BaseException as exc:  # noqa: BLE001 - handed to the caller
                 self._error = exc
-            finally:
-                self._jobs.task_done()
