@@ -43,39 +43,31 @@ def heterogeneous(n: int) -> list:
 AIL = ("and_ail", "or_ail", "xnor_ail", "and_ail_norm", "or_ail_norm", "xnor_ail_norm")
 
 
-def with_ail(genomes: list) -> list:
-    """The genomes with two-input AIL units on every other hidden node of every other
-    genome (so a batch mixes levels with and without them)."""
+def with_functions(genomes: list, names: tuple[str, ...], step: int, parity: int) -> list:
+    """The genomes with `names` (cycled) on every `step`-th hidden node of the genomes
+    whose id has the given parity (so a batch mixes levels with and without them)."""
     out = []
     for g in genomes:
         act = g.node_act.copy()
-        hidden = np.flatnonzero(g.node_kind == HIDDEN)[::2]
-        if g.genome_id % 2 == 0 and hidden.size:
-            act[hidden] = np.resize(np.array(AIL, dtype=act.dtype), hidden.size)
+        hidden = np.flatnonzero(g.node_kind == HIDDEN)[::step]
+        if g.genome_id % 2 == parity and hidden.size:
+            act[hidden] = np.resize(np.array(names, dtype=act.dtype), hidden.size)
         out.append(Genome.build(g.genome_id, (g.node_id, g.node_kind, g.node_pos, act),
                                 g.conns))
     return out
+
+
+def with_ail(genomes: list) -> list:
+    """Two-input AIL units on every other hidden node of every other genome."""
+    return with_functions(genomes, AIL, 2, 0)
 
 
 EXPRESSIONS = ("relu(x) * tanh(x)", "max(x, sin(x)) + 0.5")
-
-
-def with_expressions(genomes: list) -> list:
-    """The genomes with evolved expressions on every third hidden node of every other
-    genome (their gradients are taken by running them again under autograd)."""
-    out = []
-    for g in genomes:
-        act = g.node_act.copy()
-        hidden = np.flatnonzero(g.node_kind == HIDDEN)[::3]
-        if g.genome_id % 2 == 1 and hidden.size:
-            act[hidden] = np.resize(np.array(EXPRESSIONS, dtype=act.dtype), hidden.size)
-        out.append(Genome.build(g.genome_id, (g.node_id, g.node_kind, g.node_pos, act),
-                                g.conns))
-    return out
+"""Evolved expressions: their gradients are taken by running them again under autograd."""
 
 
 MIXES = {"one-input": heterogeneous, "with-ail": lambda n: with_ail(heterogeneous(n)),
-         "with-expressions": lambda n: with_expressions(heterogeneous(n))}
+         "with-expressions": lambda n: with_functions(heterogeneous(n), EXPRESSIONS, 3, 1)}
 
 
 @pytest.mark.parametrize("mix", sorted(MIXES))
