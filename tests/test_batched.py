@@ -172,10 +172,11 @@ def test_padding_rows_join_their_genomes_last_function_unless_it_could_be_nan() 
 def test_tanh_matches_torch_values_and_gradients() -> None:
     from evosparse.activations import torch_activation
 
-    x = torch.cat([torch.linspace(-50, 50, 2001), torch.tensor([0.0, 1e-8, -1e-6])])
-    ours, ref = x.clone().requires_grad_(), x.clone().requires_grad_()
-    torch_activation("tanh")(ours).sum().backward()
-    torch.tanh(ref).sum().backward()
-    torch.testing.assert_close(ours, ref)
-    torch.testing.assert_close(torch_activation("tanh")(x), torch.tanh(x), atol=3e-7, rtol=0)
-    torch.testing.assert_close(ours.grad, ref.grad, atol=1e-6, rtol=0)
+    for n in (101, 20001):  # below and above FAST_TANH_FROM elements
+        x = torch.cat([torch.linspace(-50, 50, n), torch.tensor([0.0, 1e-8, -1e-6])])
+        ours, ref = x.clone().requires_grad_(), x.clone().requires_grad_()
+        torch_activation("tanh")(ours).sum().backward()
+        torch.tanh(ref).sum().backward()
+        torch.testing.assert_close(torch_activation("tanh")(x), torch.tanh(x), atol=3e-7,
+                                   rtol=0)
+        torch.testing.assert_close(ours.grad, ref.grad, atol=1e-6, rtol=0)
