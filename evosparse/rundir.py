@@ -98,6 +98,13 @@ class RunDir:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock: IO[str] | None = None
+        self.writer = OrderedWriter()
+        """Runs the search's writes in the background, in order (`RunDirRecorder`)."""
+
+    def flush(self) -> None:
+        """Wait until the writes handed to `writer` are on disk: before reading the
+        folder while a search runs (a Ray Tune checkpoint copies it)."""
+        self.writer.flush()
 
     @property
     def space_file(self) -> Path:
@@ -307,7 +314,7 @@ class RunDirRecorder(Reporter):
         self.run_dir = run_dir
         self.space = space
         self._recent = run_dir.recent_populations(state.generation) if state else []
-        self._writer = OrderedWriter()  # the disk work runs while the search goes on
+        self._writer = run_dir.writer  # the disk work runs while the search goes on
 
     def evaluated(self, results: list[EvalResult]) -> None:
         self._writer.submit(self.run_dir.append_history, results)
@@ -322,7 +329,7 @@ class RunDirRecorder(Reporter):
         self._writer.submit(self.run_dir.prune_models, set().union(*self._recent))
 
     def flush(self) -> None:
-        self._writer.flush()
+        self.run_dir.flush()
 
 
 def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:

@@ -39,6 +39,7 @@ class _TuneReport(Reporter):
         from ray import tune
         from ray.tune import Checkpoint
 
+        self.run_dir.flush()  # the run directory's checkpoint of this generation is written
         with tempfile.TemporaryDirectory() as tmp:
             shutil.copytree(self.run_dir.path, Path(tmp) / "run", ignore=shutil.ignore_patterns(
                 ".lock", ".*.tmp"))
