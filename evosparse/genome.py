@@ -24,6 +24,16 @@ ACT_DTYPE = np.dtype("<U64")
 """Activation names are fixed-width strings, so assigning a longer name never truncates."""
 
 
+def locate(keys: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each of `wanted` sits in `keys` (unsorted, distinct), by binary search:
+    (rows into `keys`, meaningful where found; found)."""
+    if not len(keys):
+        return np.zeros(len(wanted), dtype=np.int64), np.zeros(len(wanted), dtype=bool)
+    order = np.argsort(keys)
+    at = order[np.searchsorted(keys, wanted, sorter=order).clip(max=len(keys) - 1)]
+    return at, keys[at] == wanted
+
+
 def pair_keys(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """One int64 key per connection (source id, destination id)."""
     return np.asarray(dst, dtype=np.int64) * (1 << 31) + np.asarray(src, dtype=np.int64)
@@ -124,13 +134,10 @@ class Genome:
             return self
         src, dst = np.array(pairs, dtype=np.int64).reshape(-1, 2).T
         have, wanted = pair_keys(self.conn_src, self.conn_dst), pair_keys(src, dst)
+        at, found = locate(have, wanted)  # a pair has at most one gene
         en = self.conn_enabled.copy()
-        new = np.ones(len(wanted), dtype=bool)
-        if len(have):  # a pair has at most one gene: find it by binary search
-            order = np.argsort(have)
-            at = order[np.searchsorted(have, wanted, sorter=order).clip(max=len(have) - 1)]
-            new = have[at] != wanted
-            en[at[~new]] = True
+        en[at[found]] = True
+        new = ~found
         weights = None
         if self.conn_weight is not None and self.node_bias is not None:
             weights = (np.append(self.conn_weight, np.full(int(new.sum()), np.nan)),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from evosparse.genome import Genome
+from evosparse.genome import Genome, locate
 from evosparse.network import Values, values_for
 
 
@@ -27,11 +27,10 @@ def _take(keys: np.ndarray, parents: list[tuple[np.ndarray, np.ndarray | None]])
     """Per key, the value of the first parent that has a finite value for it (NaN if none)."""
     out = np.full(len(keys), np.nan, dtype=np.float32)
     for parent_keys, values in parents:
-        if values is None or len(parent_keys) == 0:
+        if values is None:
             continue
-        order = np.argsort(parent_keys)
-        rows = order[np.searchsorted(parent_keys, keys, sorter=order).clip(max=len(order) - 1)]
-        fill = np.isnan(out) & (parent_keys[rows] == keys)
+        rows, found = locate(parent_keys, keys)
+        fill = np.isnan(out) & found
         out[fill] = values[rows[fill]]
     return out
 

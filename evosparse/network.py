@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from evosparse.activations import ACTIVATIONS, arity, output_gradients, torch_activation
-from evosparse.genome import INPUT, OUTPUT, Genome, pair_keys
+from evosparse.genome import INPUT, OUTPUT, Genome, locate, pair_keys
 from evosparse.graph import analyse
 
 Signal = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -123,11 +123,8 @@ def _masked_sums(w: torch.Tensor, mask: torch.Tensor, grad: torch.Tensor | None)
 def _lookup(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     """values[keys == w] for each w of `wanted` (float32), NaN where a key is absent."""
     out = np.full(len(wanted), np.nan, dtype=np.float32)
-    if len(keys):
-        order = np.argsort(keys)
-        at = order[np.searchsorted(keys, wanted, sorter=order).clip(max=len(keys) - 1)]
-        found = keys[at] == wanted
-        out[found] = values[at[found]]
+    at, found = locate(keys, wanted)
+    out[found] = values[at[found]]
     return out
 
 
@@ -393,6 +390,7 @@ class _PaddedGroup(nn.Module):
         self.biases2 = nn.ParameterDict()
         self._blocks: list[tuple[int, int]] = []  # (level k, source level j) of each weight
         self._groups: list[list[tuple[int, int]]] = []  # per level: (function index, rows)
+        self._runs: list[list[Run]] = []  # per level: the same, as `_SortedActivation` takes it
         self._layouts: list[Layout] = []  # per weight block, when `growable`
         for k in range(n_levels):
             second = any(net.levels[k].weight2 is not None for net in nets)
@@ -444,6 +442,9 @@ class _PaddedGroup(nn.Module):
             self.register_buffer(f"inverse{k}", torch.argsort(order))
             used, counts = torch.unique_consecutive(flat[order], return_counts=True)
             self._groups.append(list(zip(used.tolist(), counts.tolist(), strict=True)))
+            self._runs.append([(n, None, 1, output_gradients()["identity"]) if code < 0 else
+                               (n, self._fns[code], self._arity[code], self._out_grads[code])
+                               for code, n in self._groups[-1]])
         self._spans = spans
         self._capture = False
         self._captured: list[Signal] = []
@@ -501,11 +502,8 @@ class _PaddedGroup(nn.Module):
         if len(groups) == 1 and pre2 is None:
             code = groups[0][0]
             return pre if code < 0 else self._fns[code](pre)
-        runs = [(n, None, 1, output_gradients()["identity"]) if code < 0 else
-                (n, self._fns[code], self._arity[code], self._out_grads[code])
-                for code, n in groups]
         return _SortedActivation.apply(pre, pre2, getattr(self, f"order{k}"),
-                                       getattr(self, f"inverse{k}"), runs)
+                                       getattr(self, f"inverse{k}"), self._runs[k])
 
     def losses(self, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy [members] of member i on the samples x[rows[i]], y[rows[i]]

@@ -314,19 +314,19 @@ class RunDirRecorder(Reporter):
         self.run_dir = run_dir
         self.space = space
         self._recent = run_dir.recent_populations(state.generation) if state else []
-        self._writer = run_dir.writer  # the disk work runs while the search goes on
 
     def evaluated(self, results: list[EvalResult]) -> None:
-        self._writer.submit(self.run_dir.append_history, results)
-        self._writer.submit(self.run_dir.write_models, results)
+        self.run_dir.writer.submit(self.run_dir.append_history, results)
+        self.run_dir.writer.submit(self.run_dir.write_models, results)
 
     def generation_end(self, record: GenerationRecord, state: SearchState) -> None:
-        self._writer.submit(self.run_dir.write_generation, record)
+        self.run_dir.writer.submit(self.run_dir.write_generation, record)
         path, data = self.run_dir.checkpoint_file(state, self.space)
-        self._writer.submit(self.run_dir.write_checkpoint, path, data, self.space.keep_checkpoints)
+        self.run_dir.writer.submit(self.run_dir.write_checkpoint, path, data,
+                                   self.space.keep_checkpoints)
         ids = {m.genome.genome_id for m in state.population}
         self._recent = [*self._recent, ids][-self.space.keep_checkpoints :]
-        self._writer.submit(self.run_dir.prune_models, set().union(*self._recent))
+        self.run_dir.writer.submit(self.run_dir.prune_models, set().union(*self._recent))
 
     def flush(self) -> None:
         self.run_dir.flush()
