@@ -155,17 +155,30 @@ def _tanh() -> Callable[[Any], Any]:
     return tanh
 
 
+InPlace = tuple[Callable[[Any], Any], Callable[[Any, Any], Any]]
+"""A function applied in place (x -> x, overwritten) and its input gradient from its
+output, written into the incoming gradient ((grad, y) -> grad, overwritten)."""
+
+
 @functools.cache
-def output_gradients() -> dict[str, Callable[[Any, Any], Any]]:
-    """For functions whose derivative is a function of their output y: (grad, y) -> the
-    gradient of the input. A batched program keeps y, not the input, for these."""
+def in_place() -> dict[str, InPlace]:
+    """The functions whose derivative is a function of their output, in place: a batched
+    program keeps only their output and allocates nothing for them, forward or backward."""
     import torch
 
     aten = torch.ops.aten
-    return {"identity": lambda g, y: g,
-            "relu": lambda g, y: aten.threshold_backward(g, y, 0),
-            "sigmoid": aten.sigmoid_backward,
-            "tanh": aten.tanh_backward}
+
+    def tanh_(x: torch.Tensor) -> torch.Tensor:  # `_tanh`'s formula where it is faster
+        if x.is_cuda or x.numel() < FAST_TANH_FROM:
+            return x.tanh_()
+        return x.mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)
+
+    return {"identity": (lambda x: x, lambda g, y: g),
+            "relu": (torch.relu_,
+                     lambda g, y: aten.threshold_backward.grad_input(g, y, 0, grad_input=g)),
+            "sigmoid": (torch.sigmoid_,
+                        lambda g, y: aten.sigmoid_backward.grad_input(g, y, grad_input=g)),
+            "tanh": (tanh_, lambda g, y: aten.tanh_backward.grad_input(g, y, grad_input=g))}
 
 
 AIL_UNITS = ("and_ail", "or_ail", "xnor_ail")

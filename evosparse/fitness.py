@@ -271,20 +271,25 @@ def _train_batch(
     pruners = _pruners(cfg, [(g, [genomes[i].genome_id for i in ids])
                              for g, ids in zip(net.groups, net.members, strict=True)], per_epoch)
     for epoch in range(cfg.training.epochs):
-        perm = torch.stack([torch.randperm(len(x), generator=g) for g in gens]).to(device)
+        perms = net.group_rows(torch.stack([torch.randperm(len(x), generator=g)
+                                            for g in gens]).to(device))
         for step, i in enumerate(range(0, len(x), bs)):
             for p in pruners:
                 p.before_forward(epoch * per_epoch + step)
-            idx = perm[:, i : i + bs]
-            loss = net.losses(x, y, idx)
-            finite = torch.isfinite(loss)
-            if not bool(finite.all()):  # a diverged genome drops out; the others go on
+            parts = net.sample_losses(x, y, [p[:, i : i + bs] for p in perms])
+            total = parts[0].sum()  # each genome's mean loss, summed
+            for part in parts[1:]:
+                total = total + part.sum()
+            total = total / parts[0].shape[1]
+            if not bool(torch.isfinite(total)):  # a diverged genome drops out; others go on
+                loss = net.in_order([p.mean(dim=1) for p in parts])
+                finite = torch.isfinite(loss)
                 for b in torch.nonzero(~finite).flatten().tolist():
                     failed.setdefault(b, f"loss became {loss[b].item()} at epoch {epoch}, "
                                          f"step {step}")
-                loss = loss.masked_fill(~finite, 0.0)
+                total = loss.masked_fill(~finite, 0.0).sum()
             opt.zero_grad(set_to_none=True)
-            loss.sum().backward()
+            total.backward()
             _accumulate(grads, weights)
             _step(opt, pruners, epoch * per_epoch + step)
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from evosparse.activations import ACTIVATIONS, arity, output_gradients, torch_activation
+from evosparse.activations import ACTIVATIONS, InPlace, arity, in_place, torch_activation
 from evosparse.genome import INPUT, OUTPUT, Genome, locate, pair_keys
 from evosparse.graph import analyse
 
@@ -276,9 +276,10 @@ class SparseNetwork(nn.Module):
         return self.levels[-1](h)  # the last level holds exactly the outputs, in order
 
 
-Run = tuple[int, Callable[..., torch.Tensor] | None, int, Callable[..., torch.Tensor] | None]
-"""Rows of one activation function in a level's sorted rows: (count, function (None: the
-identity), arity, gradient from the output (None: run the function again under autograd))."""
+Run = tuple[int, Callable[..., torch.Tensor], int, InPlace | None]
+"""Rows of one activation function in a level's sorted rows: (count, function, arity, the
+function in place with its gradient from the output (`activations.in_place`; None: run the
+function again under autograd in the backward))."""
 
 
 class _SortedActivation(torch.autograd.Function):
@@ -286,9 +287,10 @@ class _SortedActivation(torch.autograd.Function):
     autograd node: the rows are gathered by function (`order`), each function runs
     once on its contiguous rows, and the rows are put back (`inverse`, the inverse
     permutation). The backward gathers the same way (two gathers instead of autograd's
-    zero-filled scatters) and takes each function's derivative from its output where it
-    can (`activations.output_gradients`), else by running the function again on its
-    rows under autograd (expressions, two-input units)."""
+    zero-filled scatters). Functions with a gradient from their output
+    (`activations.in_place`) run in place on the gathered rows, forward and backward, so
+    a level allocates two gathers each way and nothing else; other functions (evolved
+    expressions, two-input units) are run again on their rows under autograd."""
 
     @staticmethod
     def forward(ctx: Any, pre: torch.Tensor, pre2: torch.Tensor | None, order: torch.Tensor,
@@ -296,11 +298,15 @@ class _SortedActivation(torch.autograd.Function):
         flat = pre.reshape(-1, pre.shape[2]).index_select(0, order)
         flat2 = None if pre2 is None else pre2.reshape(-1, pre.shape[2]).index_select(0, order)
         widths = [n for n, *_ in runs]
-        parts = flat.split(widths)
-        seconds = parts if flat2 is None else flat2.split(widths)
-        done = torch.cat([p if fn is None else fn(p) if ar == 1 else fn(p, q)
-                          for (_, fn, ar, _), p, q in zip(runs, parts, seconds, strict=True)])
-        again = any(grad is None for *_, grad in runs)
+        again = any(inplace is None for *_, inplace in runs)
+        done = torch.empty_like(flat) if again else flat  # else: overwritten run by run
+        seconds = flat.split(widths) if flat2 is None else flat2.split(widths)
+        for (_, fn, ar, inplace), x, q, d in zip(runs, flat.split(widths), seconds,
+                                                 done.split(widths), strict=True):
+            if again:
+                d.copy_(fn(x) if ar == 1 else fn(x, q))
+            else:
+                inplace[0](d)  # type: ignore[index]
         ctx.save_for_backward(done, flat if again else None, flat2 if again else None,
                               order, inverse)
         ctx.runs, ctx.shape, ctx.two = runs, pre.shape, pre2 is not None
@@ -310,29 +316,32 @@ class _SortedActivation(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         done, flat, flat2, order, inverse = ctx.saved_tensors
         widths = [n for n, *_ in ctx.runs]
-        g = grad.reshape(-1, ctx.shape[2]).index_select(0, order).split(widths)
+        g = grad.reshape(-1, ctx.shape[2]).index_select(0, order)  # overwritten run by run
+        second = torch.zeros_like(g) if ctx.two else None  # zero for one-input rows
         ys = done.split(widths)
         xs = flat.split(widths) if flat is not None else ys
         xs2 = flat2.split(widths) if flat2 is not None else xs
-        first, second = [], []
-        for (_, fn, ar, from_out), gp, y, x, x2 in zip(ctx.runs, g, ys, xs, xs2, strict=True):
-            if from_out is not None:
-                grads: tuple[torch.Tensor | None, ...] = (from_out(gp, y), None)
+        seconds = second.split(widths) if second is not None else xs
+        for (_, fn, ar, inplace), gp, y, x, x2, s2 in zip(ctx.runs, g.split(widths), ys, xs,
+                                                           xs2, seconds, strict=True):
+            if inplace is not None:
+                inplace[1](gp, y)
+                continue
+            with torch.enable_grad():
+                inputs = [x.detach().requires_grad_()] + ([x2.detach().requires_grad_()]
+                                                          if ar == 2 else [])
+                grads = torch.autograd.grad(fn(*inputs), inputs, gp, allow_unused=True)
+            if second is not None and len(grads) == 2 and grads[1] is not None:
+                s2.copy_(grads[1])
+            if grads[0] is None:
+                gp.zero_()
             else:
-                assert fn is not None
-                with torch.enable_grad():
-                    inputs = [x.detach().requires_grad_()] + ([x2.detach().requires_grad_()]
-                                                              if ar == 2 else [])
-                    grads = (*torch.autograd.grad(fn(*inputs), inputs, gp, allow_unused=True),
-                             None)
-            first.append(grads[0] if grads[0] is not None else torch.zeros_like(gp))
-            if ctx.two:  # the second pre-activation's gradient: zero for one-input rows
-                second.append(grads[1] if grads[1] is not None else torch.zeros_like(gp))
+                gp.copy_(grads[0])
 
-        def back(parts: list[torch.Tensor]) -> torch.Tensor:
-            return torch.cat(parts).index_select(0, inverse).view(ctx.shape)
+        def back(rows: torch.Tensor) -> torch.Tensor:
+            return rows.index_select(0, inverse).view(ctx.shape)
 
-        return back(first), back(second) if ctx.two else None, None, None, None
+        return back(g), back(second) if second is not None else None, None, None, None
 
 
 def _pads_safely(name: str) -> bool:
@@ -380,7 +389,7 @@ class _PaddedGroup(nn.Module):
                                       for k in range(n_levels)]
         names = sorted({a for n in nets for lv in n.levels for a in lv.act_names})
         self._fns = [torch_activation(a) for a in names]
-        self._out_grads = [output_gradients().get(a) for a in names]
+        self._in_place = [in_place().get(a) for a in names]
         self._arity = [arity(a) for a in names]
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
@@ -442,8 +451,9 @@ class _PaddedGroup(nn.Module):
             self.register_buffer(f"inverse{k}", torch.argsort(order))
             used, counts = torch.unique_consecutive(flat[order], return_counts=True)
             self._groups.append(list(zip(used.tolist(), counts.tolist(), strict=True)))
-            self._runs.append([(n, None, 1, output_gradients()["identity"]) if code < 0 else
-                               (n, self._fns[code], self._arity[code], self._out_grads[code])
+            self._runs.append([(n, torch_activation("identity"), 1, in_place()["identity"])
+                               if code < 0 else
+                               (n, self._fns[code], self._arity[code], self._in_place[code])
                                for code, n in self._groups[-1]])
         self._spans = spans
         self._capture = False
@@ -505,11 +515,14 @@ class _PaddedGroup(nn.Module):
         return _SortedActivation.apply(pre, pre2, getattr(self, f"order{k}"),
                                        getattr(self, f"inverse{k}"), self._runs[k])
 
-    def losses(self, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy [members] of member i on the samples x[rows[i]], y[rows[i]]
+    def sample_losses(self, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor
+                      ) -> torch.Tensor:
+        """Cross-entropy [members, samples] of member i on the samples x[rows[i]], y[rows[i]]
         (class-major logits: the loss reads them as they come out)."""
-        logits = self(x.index_select(0, rows.flatten()).view(*rows.shape, x.shape[1]))
-        return F.cross_entropy(logits, y[rows], reduction="none").mean(dim=1)
+        flat = rows.flatten()
+        logits = self(x.index_select(0, flat).view(*rows.shape, x.shape[1]))
+        return F.cross_entropy(logits, y.index_select(0, flat).view(rows.shape),
+                               reduction="none")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits [members, outputs, samples] of x [members, samples, features]."""
@@ -546,7 +559,8 @@ class BatchedNetworks(nn.Module):
     work on a mixed population (a one-level network padded to three levels), so
     genomes of equal depth share one `_PaddedGroup` and the groups run side by side.
     `losses(x, y, rows)` runs genome i on the samples x[rows[i]] (each genome sees its
-    own minibatch) and returns its mean cross-entropy, in the order of `genomes`.
+    own minibatch) and returns its mean cross-entropy, in the order of `genomes`;
+    `sample_losses` gives the same per group, unordered, for a training step.
     """
 
     def __init__(self, genomes: list[Genome], bias: bool, generators: list[torch.Generator],
@@ -582,11 +596,25 @@ class BatchedNetworks(nn.Module):
         sums = torch.cat([g.connection_sums(grads) for g in self.groups])
         return sums.index_select(0, self._inverse.cpu())
 
-    def losses(self, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy [genomes] of each genome on its samples x[rows[i]], y[rows[i]]:
-        computed group by group, so only the losses, not the logits, are put in order."""
+    def group_rows(self, rows: torch.Tensor) -> list[torch.Tensor]:
+        """Per group, the rows [members, ...] of its members in `rows` [genomes, ...]."""
         if len(self.groups) == 1:
-            return self.groups[0].losses(x, y, rows)
-        parts = [g.losses(x, y, rows.index_select(0, getattr(self, f"members{k}")))
-                 for k, g in enumerate(self.groups)]
-        return torch.cat(parts).index_select(0, self._inverse)
+            return [rows]
+        return [rows.index_select(0, getattr(self, f"members{k}"))
+                for k in range(len(self.groups))]
+
+    def sample_losses(self, x: torch.Tensor, y: torch.Tensor, rows: list[torch.Tensor]
+                      ) -> list[torch.Tensor]:
+        """Per group, the cross-entropy [members, samples] of member i on x[rows[i]],
+        y[rows[i]] (`rows`: per group, as `group_rows` gives them). A training step needs
+        only their sum, so nothing is put in genome order."""
+        return [g.sample_losses(x, y, r) for g, r in zip(self.groups, rows, strict=True)]
+
+    def in_order(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        """Per-group values [members, ...] as one tensor [genomes, ...] in genome order."""
+        return parts[0] if len(parts) == 1 else torch.cat(parts).index_select(0, self._inverse)
+
+    def losses(self, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy [genomes] of each genome on its samples x[rows[i]], y[rows[i]]."""
+        parts = self.sample_losses(x, y, self.group_rows(rows))
+        return self.in_order([p.mean(dim=1) for p in parts])
