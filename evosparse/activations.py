@@ -155,9 +155,9 @@ def _tanh() -> Callable[[Any], Any]:
     return tanh
 
 
-InPlace = tuple[Callable[[Any], Any], Callable[[Any, Any], Any]]
+InPlace = tuple[Callable[[Any], Any], Callable[[Any, Any, Any], Any]]
 """A function applied in place (x -> x, overwritten) and its input gradient from its
-output, written into the incoming gradient ((grad, y) -> grad, overwritten)."""
+output, written into a given tensor ((grad, y, out) -> out; out may be grad itself)."""
 
 
 @functools.cache
@@ -173,12 +173,13 @@ def in_place() -> dict[str, InPlace]:
             return x.tanh_()
         return x.mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)
 
-    return {"identity": (lambda x: x, lambda g, y: g),
-            "relu": (torch.relu_,
-                     lambda g, y: aten.threshold_backward.grad_input(g, y, 0, grad_input=g)),
-            "sigmoid": (torch.sigmoid_,
-                        lambda g, y: aten.sigmoid_backward.grad_input(g, y, grad_input=g)),
-            "tanh": (tanh_, lambda g, y: aten.tanh_backward.grad_input(g, y, grad_input=g))}
+    return {"identity": (lambda x: x, lambda g, y, out: out if out is g else out.copy_(g)),
+            "relu": (torch.relu_, lambda g, y, out: aten.threshold_backward.grad_input(
+                g, y, 0, grad_input=out)),
+            "sigmoid": (torch.sigmoid_, lambda g, y, out: aten.sigmoid_backward.grad_input(
+                g, y, grad_input=out)),
+            "tanh": (tanh_, lambda g, y, out: aten.tanh_backward.grad_input(
+                g, y, grad_input=out))}
 
 
 AIL_UNITS = ("and_ail", "or_ail", "xnor_ail")

@@ -281,67 +281,169 @@ Run = tuple[int, Callable[..., torch.Tensor], int, InPlace | None]
 function in place with its gradient from the output (`activations.in_place`; None: run the
 function again under autograd in the backward))."""
 
+Saved = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]
+"""What an activation's backward needs: its output rows, and its input rows (first and
+second pre-activation) when a function must run again (in `order`'s row order)."""
+
+
+def _activation_forward(pre: torch.Tensor, pre2: torch.Tensor | None,
+                        order: torch.Tensor | None, inverse: torch.Tensor | None,
+                        runs: list[Run]) -> tuple[torch.Tensor, Saved]:
+    """Each node's activation on node-major rows [genomes, nodes, samples], without
+    autograd. The rows are gathered by function (`order`; None: `runs` is one function
+    over all rows, and `pre` is overwritten), each function runs once on its contiguous
+    rows (in place where `activations.in_place` has it) and the rows are put back
+    (`inverse`)."""
+    rows = pre.reshape(-1, pre.shape[2])
+    flat = rows if order is None else rows.index_select(0, order)
+    flat2 = None if pre2 is None else pre2.reshape(-1, pre.shape[2])
+    if flat2 is not None and order is not None:
+        flat2 = flat2.index_select(0, order)
+    widths = [n for n, *_ in runs]
+    again = any(inplace is None for *_, inplace in runs)
+    done = torch.empty_like(flat) if again else flat  # else: overwritten run by run
+    seconds = flat.split(widths) if flat2 is None else flat2.split(widths)
+    for (_, fn, ar, inplace), x, q, d in zip(runs, flat.split(widths), seconds,
+                                             done.split(widths), strict=True):
+        if again:
+            d.copy_(fn(x) if ar == 1 else fn(x, q))
+        else:
+            inplace[0](d)  # type: ignore[index]
+    out = done if inverse is None else done.index_select(0, inverse)
+    return out.view(pre.shape), (done, flat if again else None, flat2 if again else None)
+
+
+def _activation_backward(grad: torch.Tensor, saved: Saved, order: torch.Tensor | None,
+                         inverse: torch.Tensor | None, runs: list[Run], two: bool,
+                         owned: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The gradients of the pre-activations (and of the second ones, for two-input units:
+    zero for one-input rows) from the gradient of `_activation_forward`'s output. `grad`
+    is overwritten when `owned` (nobody else reads it)."""
+    done, flat, flat2 = saved
+    widths = [n for n, *_ in runs]
+    rows = grad.reshape(-1, grad.shape[2])
+    if order is not None:
+        g = rows.index_select(0, order)
+    else:
+        g = rows if owned else torch.empty_like(rows)
+    second = torch.zeros_like(g) if two else None
+    ys = done.split(widths)
+    xs = flat.split(widths) if flat is not None else ys
+    xs2 = flat2.split(widths) if flat2 is not None else xs
+    seconds = second.split(widths) if second is not None else xs
+    sources = g.split(widths) if order is not None else rows.split(widths)
+    for (_, fn, ar, inplace), src, gp, y, x, x2, s2 in zip(
+            runs, sources, g.split(widths), ys, xs, xs2, seconds, strict=True):
+        if inplace is not None:
+            inplace[1](src, y, gp)
+            continue
+        with torch.enable_grad():
+            inputs = [x.detach().requires_grad_()] + ([x2.detach().requires_grad_()]
+                                                      if ar == 2 else [])
+            grads = torch.autograd.grad(fn(*inputs), inputs, src, allow_unused=True)
+        if second is not None and len(grads) == 2 and grads[1] is not None:
+            s2.copy_(grads[1])
+        if grads[0] is None:
+            gp.zero_()
+        else:
+            gp.copy_(grads[0])
+
+    def back(r: torch.Tensor) -> torch.Tensor:
+        return (r if inverse is None else r.index_select(0, inverse)).view(grad.shape)
+
+    return back(g), back(second) if second is not None else None
+
 
 class _SortedActivation(torch.autograd.Function):
-    """Each node's activation on node-major rows [genomes, nodes, samples], as one
-    autograd node: the rows are gathered by function (`order`), each function runs
-    once on its contiguous rows, and the rows are put back (`inverse`, the inverse
-    permutation). The backward gathers the same way (two gathers instead of autograd's
-    zero-filled scatters). Functions with a gradient from their output
-    (`activations.in_place`) run in place on the gathered rows, forward and backward, so
-    a level allocates two gathers each way and nothing else; other functions (evolved
-    expressions, two-input units) are run again on their rows under autograd."""
+    """A mixed level's activation (`_activation_forward`) as one autograd node: two
+    gathers each way instead of autograd's zero-filled scatters, functions in place on
+    the gathered rows. Used where a level cannot run inside `_GroupProgram`."""
 
     @staticmethod
     def forward(ctx: Any, pre: torch.Tensor, pre2: torch.Tensor | None, order: torch.Tensor,
                 inverse: torch.Tensor, runs: list[Run]) -> torch.Tensor:
-        flat = pre.reshape(-1, pre.shape[2]).index_select(0, order)
-        flat2 = None if pre2 is None else pre2.reshape(-1, pre.shape[2]).index_select(0, order)
-        widths = [n for n, *_ in runs]
-        again = any(inplace is None for *_, inplace in runs)
-        done = torch.empty_like(flat) if again else flat  # else: overwritten run by run
-        seconds = flat.split(widths) if flat2 is None else flat2.split(widths)
-        for (_, fn, ar, inplace), x, q, d in zip(runs, flat.split(widths), seconds,
-                                                 done.split(widths), strict=True):
-            if again:
-                d.copy_(fn(x) if ar == 1 else fn(x, q))
-            else:
-                inplace[0](d)  # type: ignore[index]
-        ctx.save_for_backward(done, flat if again else None, flat2 if again else None,
-                              order, inverse)
-        ctx.runs, ctx.shape, ctx.two = runs, pre.shape, pre2 is not None
-        return done.index_select(0, inverse).view(pre.shape)
+        out, saved = _activation_forward(pre, pre2, order, inverse, runs)
+        ctx.save_for_backward(*saved, order, inverse)
+        ctx.runs, ctx.two = runs, pre2 is not None
+        return out
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         done, flat, flat2, order, inverse = ctx.saved_tensors
-        widths = [n for n, *_ in ctx.runs]
-        g = grad.reshape(-1, ctx.shape[2]).index_select(0, order)  # overwritten run by run
-        second = torch.zeros_like(g) if ctx.two else None  # zero for one-input rows
-        ys = done.split(widths)
-        xs = flat.split(widths) if flat is not None else ys
-        xs2 = flat2.split(widths) if flat2 is not None else xs
-        seconds = second.split(widths) if second is not None else xs
-        for (_, fn, ar, inplace), gp, y, x, x2, s2 in zip(ctx.runs, g.split(widths), ys, xs,
-                                                           xs2, seconds, strict=True):
-            if inplace is not None:
-                inplace[1](gp, y)
-                continue
-            with torch.enable_grad():
-                inputs = [x.detach().requires_grad_()] + ([x2.detach().requires_grad_()]
-                                                          if ar == 2 else [])
-                grads = torch.autograd.grad(fn(*inputs), inputs, gp, allow_unused=True)
-            if second is not None and len(grads) == 2 and grads[1] is not None:
-                s2.copy_(grads[1])
-            if grads[0] is None:
-                gp.zero_()
+        g, g2 = _activation_backward(grad, (done, flat, flat2), order, inverse, ctx.runs,
+                                     ctx.two, owned=False)
+        return g, g2, None, None, None
+
+
+class _GroupProgram(torch.autograd.Function):
+    """A padded group's whole forward pass as one autograd node, with its own backward.
+
+    Autograd would record about ten nodes per level (bias expansion, W * M, each block's
+    product, the activation) and allocate a tensor for each; here the masked weights are
+    used as they are (their masked entries are zero: initialised so, their gradient is
+    masked, and pruning zeroes what it masks), a level's blocks accumulate into one
+    pre-activation in place, the activation runs in place, and the backward accumulates
+    each level's gradient in place and masks each weight gradient in place. Levels with
+    two-input units and passes whose signals are captured run through autograd instead
+    (`_PaddedGroup.forward`)."""
+
+    @staticmethod
+    def forward(ctx: Any, group: _PaddedGroup, x: torch.Tensor, *params: torch.Tensor
+                ) -> torch.Tensor:
+        n_levels = len(group.biases)
+        biases, weights = params[:n_levels], params[n_levels:]
+        hs, saved = [x], []
+        n = 0
+        for k, b in enumerate(biases):
+            pre = b.unsqueeze(2).expand(-1, -1, x.shape[2])
+            fresh = False  # whether `pre` is this level's own tensor yet
+            while n < len(weights) and group._blocks[n][0] == k:
+                j = group._blocks[n][1]
+                pre = pre.baddbmm_(weights[n], hs[j]) if fresh else \
+                    torch.baddbmm(pre, weights[n], hs[j])
+                fresh, n = True, n + 1
+            if not fresh:  # a level without blocks: its biases only
+                pre = pre.contiguous()
+            order, inverse, runs = group._plan(k)
+            if runs:
+                pre, keep = _activation_forward(pre, None, order, inverse, runs)
+                saved.append(keep)
             else:
-                gp.copy_(grads[0])
+                saved.append(None)
+            hs.append(pre)
+        ctx.group, ctx.hs, ctx.saved = group, hs, saved
+        ctx.save_for_backward(*weights)
+        return hs[-1]
 
-        def back(rows: torch.Tensor) -> torch.Tensor:
-            return rows.index_select(0, inverse).view(ctx.shape)
-
-        return back(g), back(second) if second is not None else None, None, None, None
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        group, hs, saved = ctx.group, ctx.hs, ctx.saved
+        weights, masks = ctx.saved_tensors, group.masks()
+        n_levels = len(saved)
+        need_bias = ctx.needs_input_grad[2 : 2 + n_levels]
+        grad_h: list[torch.Tensor | None] = [None] * len(hs)
+        grad_h[-1] = grad
+        grad_b: list[torch.Tensor | None] = [None] * n_levels
+        grad_w: list[torch.Tensor | None] = [None] * len(weights)
+        for k in reversed(range(n_levels)):
+            g = grad_h[k + 1]
+            assert g is not None
+            order, inverse, runs = group._plan(k)
+            if runs:
+                g, _ = _activation_backward(g, saved[k], order, inverse, runs, False,
+                                            owned=k + 1 < n_levels)
+            if need_bias[k]:
+                grad_b[k] = g.sum(2)
+            for n, (level, j) in enumerate(group._blocks):
+                if level != k:
+                    continue
+                grad_w[n] = torch.bmm(g, hs[j].transpose(1, 2)).mul_(masks[n])
+                if j > 0:  # the inputs need no gradient
+                    w_t = weights[n].transpose(1, 2)
+                    grad_h[j] = torch.bmm(w_t, g) if grad_h[j] is None else \
+                        grad_h[j].baddbmm_(w_t, g)
+        ctx.hs = ctx.saved = None
+        return (None, None, *grad_b, *grad_w)
 
 
 def _pads_safely(name: str) -> bool:
@@ -388,6 +490,7 @@ class _PaddedGroup(nn.Module):
         sizes = [nets[0].n_inputs] + [max(n.levels[k].weight.shape[0] for n in nets)
                                       for k in range(n_levels)]
         names = sorted({a for n in nets for lv in n.levels for a in lv.act_names})
+        self._names = names
         self._fns = [torch_activation(a) for a in names]
         self._in_place = [in_place().get(a) for a in names]
         self._arity = [arity(a) for a in names]
@@ -413,6 +516,7 @@ class _PaddedGroup(nn.Module):
                     if lv.weight2 is not None:
                         w2[i, : lv.weight.shape[0], : stop - start] = \
                             lv.weight2.detach()[:, start:stop]
+                w.mul_(m)  # masked entries are exactly zero: `_GroupProgram` relies on it
                 layout = _block_layout(nets, k, j, sizes) if growable else None
                 if m.any() or (layout is not None and bool(layout[0].any())):
                     if second:
@@ -515,6 +619,17 @@ class _PaddedGroup(nn.Module):
         return _SortedActivation.apply(pre, pre2, getattr(self, f"order{k}"),
                                        getattr(self, f"inverse{k}"), self._runs[k])
 
+    def _plan(self, k: int) -> tuple[torch.Tensor | None, torch.Tensor | None, list[Run]]:
+        """Level k's activation as `_activation_forward` takes it: (order, inverse, runs);
+        no order for a one-function level, no runs for an identity level."""
+        groups = self._groups[k]
+        if len(groups) == 1:
+            code = groups[0][0]
+            if code < 0 or self._names[code] == "identity":
+                return None, None, []
+            return None, None, self._runs[k]
+        return getattr(self, f"order{k}"), getattr(self, f"inverse{k}"), self._runs[k]
+
     def sample_losses(self, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor
                       ) -> torch.Tensor:
         """Cross-entropy [members, samples] of member i on the samples x[rows[i]], y[rows[i]]
@@ -525,7 +640,11 @@ class _PaddedGroup(nn.Module):
                                reduction="none")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits [members, outputs, samples] of x [members, samples, features]."""
+        """Logits [members, outputs, samples] of x [members, samples, features]: one
+        `_GroupProgram` node, or, with two-input units or while signals are captured,
+        autograd's nodes level by level."""
+        if not (self._capture or len(self.weights2)):
+            return _GroupProgram.apply(self, x.transpose(1, 2), *self.biases, *self.weights)
         hs = [x.transpose(1, 2)]  # node-major: [genomes, nodes, samples] per level
         blocks = iter(enumerate(self._blocks))
         pending = next(blocks, None)

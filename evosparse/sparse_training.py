@@ -159,7 +159,12 @@ class Pruner:
             self.source.capture(False)
 
     def after_step(self, step: int, optimizer: torch.optim.Optimizer) -> None:
-        """After the optimiser step `step`."""
+        """After the optimiser step `step`. Weights whose mask is 0 are set back to 0:
+        their optimiser state (from before they were pruned) may have moved them, and a
+        padded group's forward (`network._GroupProgram`) uses the weights unmasked."""
+        with torch.no_grad():
+            for w, m in self.blocks:
+                w.mul_(m)
         s, done = self.spec, step + 1
         if self._update_at(done):
             self._prune_and_grow(done, optimizer)
