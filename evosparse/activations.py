@@ -102,6 +102,8 @@ def torch_activation(name: str) -> Callable[[Any], Any]:
     """The elementwise torch function for `name` (imports torch on first use)."""
     if name not in ACTIVATIONS:
         return expressions.torch_function(name)
+    if name.split("_norm")[0] in AIL_UNITS:  # their moments take a second to integrate:
+        return _ail_functions()[name]  # only where a network uses one
     import torch
     import torch.nn.functional as F
 
@@ -119,7 +121,6 @@ def torch_activation(name: str) -> Callable[[Any], Any]:
         "silu": F.silu,
         "sin": torch.sin,
         "gaussian": lambda x: torch.exp(-torch.square(x)),
-        **_ail_functions(),
     }
     return table[name]
 
