@@ -12,7 +12,7 @@ This module imports no torch: genomes are cheap to make, copy and ship.
 
 from __future__ import annotations
 
-import itertools
+import functools
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -83,14 +83,14 @@ class Genome:
             node_bias = np.asarray(weights[1], dtype=np.float32)[n_order]
         return Genome(
             genome_id=int(genome_id),
-            node_id=nid[n_order].astype(np.int64),
-            node_kind=kind[n_order].astype(np.int8),
-            node_pos=pos[n_order].astype(np.float64),
-            node_act=act[n_order].astype(ACT_DTYPE),
-            conn_innov=innov[c_order].astype(np.int64),
-            conn_src=src[c_order].astype(np.int64),
-            conn_dst=dst[c_order].astype(np.int64),
-            conn_enabled=en[c_order].astype(bool),
+            node_id=nid[n_order].astype(np.int64, copy=False),
+            node_kind=kind[n_order].astype(np.int8, copy=False),
+            node_pos=pos[n_order].astype(np.float64, copy=False),
+            node_act=act[n_order].astype(ACT_DTYPE, copy=False),
+            conn_innov=innov[c_order].astype(np.int64, copy=False),
+            conn_src=src[c_order].astype(np.int64, copy=False),
+            conn_dst=dst[c_order].astype(np.int64, copy=False),
+            conn_enabled=en[c_order].astype(bool, copy=False),
             parents=tuple(int(p) for p in parents),
             generation=int(generation),
             conn_weight=conn_weight,
@@ -154,9 +154,14 @@ class Genome:
         return replace(self, conn_weight=np.asarray(conn_weight, dtype=np.float32),
                        node_bias=np.asarray(node_bias, dtype=np.float32))
 
+    @functools.cached_property
+    def _id_order(self) -> np.ndarray:
+        """argsort of `node_id`, kept: operators look nodes up by id many times."""
+        return np.argsort(self.node_id)
+
     def index_of(self, node_ids: np.ndarray) -> np.ndarray:
         """Row indices of the given node ids (all must exist)."""
-        order = np.argsort(self.node_id)
+        order = self._id_order
         return order[np.searchsorted(self.node_id, node_ids, sorter=order)]
 
     def same_as(self, other: Genome) -> bool:
@@ -232,6 +237,9 @@ class InnovationRegistry:
         self.next_node = n_inputs + n_outputs
         self.next_innovation = 0
         self._conn: dict[tuple[int, int], int] = {}
+        # the same table as columns (src, dst, innovation), appended to as it grows, so a
+        # checkpoint copies three lists instead of walking the dict
+        self._columns: tuple[list[int], list[int], list[int]] = ([], [], [])
         self._split: dict[int, list[int]] = {}
 
     @property
@@ -244,11 +252,23 @@ class InnovationRegistry:
 
     def connection(self, src: int, dst: int) -> int:
         """The innovation id of src->dst, created on first request."""
-        key = (int(src), int(dst))
-        if key not in self._conn:
-            self._conn[key] = self.next_innovation
-            self.next_innovation += 1
-        return self._conn[key]
+        return self.connections([(src, dst)])[0]
+
+    def connections(self, pairs: list[tuple[int, int]]) -> list[int]:
+        """`connection(src, dst)` of each pair, in order (ids created in that order)."""
+        known, out = self._conn, []
+        srcs, dsts, innovations = self._columns
+        for src, dst in pairs:
+            key = (int(src), int(dst))
+            innov = known.get(key)
+            if innov is None:
+                innov = known[key] = self.next_innovation
+                self.next_innovation += 1
+                srcs.append(key[0])
+                dsts.append(key[1])
+                innovations.append(innov)
+            out.append(innov)
+        return out
 
     def new_node(self) -> int:
         """A node id never handed out before."""
@@ -265,8 +285,7 @@ class InnovationRegistry:
         return nodes[-1]
 
     def to_dict(self) -> dict[str, Any]:
-        n = len(self._conn)
-        pairs = np.fromiter(itertools.chain.from_iterable(self._conn), np.int64, 2 * n)
+        src, dst, innovation = self._columns
         return {
             "n_inputs": self.n_inputs,
             "n_outputs": self.n_outputs,
@@ -274,11 +293,7 @@ class InnovationRegistry:
             "next_innovation": self.next_innovation,
             # columns, not one [src, dst, id] triple per connection: the table grows with
             # every link ever tried and is written with every checkpoint
-            "connections": {
-                "src": pairs[0::2].tolist(),
-                "dst": pairs[1::2].tolist(),
-                "innovation": np.fromiter(self._conn.values(), np.int64, n).tolist(),
-            },
+            "connections": {"src": list(src), "dst": list(dst), "innovation": list(innovation)},
             "splits": [[i, nodes] for i, nodes in self._split.items()],
         }
 
@@ -289,5 +304,6 @@ class InnovationRegistry:
         reg.next_innovation = d["next_innovation"]
         c = d["connections"]
         reg._conn = dict(zip(zip(c["src"], c["dst"], strict=True), c["innovation"], strict=True))
+        reg._columns = (list(c["src"]), list(c["dst"]), list(c["innovation"]))
         reg._split = {i: list(nodes) for i, nodes in d["splits"]}
         return reg

@@ -39,7 +39,7 @@ def _split_positions(pa: np.ndarray, pb: np.ndarray, net: NetworkSpec) -> np.nda
 
 def _with_connections(g: Genome, reg: InnovationRegistry, pairs: list[tuple[int, int]]) -> Genome:
     """`g` with the given (src, dst) node ids connected: existing genes re-enabled, others new."""
-    return g.with_added(pairs, [reg.connection(s, d) for s, d in pairs])
+    return g.with_added(pairs, reg.connections(pairs))
 
 
 def _add_one_node(
