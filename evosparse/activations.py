@@ -129,6 +129,16 @@ FAST_TANH_FROM = 8192
 """Elements from which `_tanh` pays off; below, the extra autograd node costs more."""
 
 
+def _by_sigmoid(x: Any) -> bool:
+    """Whether tanh of `x` runs as 2 sigmoid(2x) - 1 (`_tanh`, `in_place`)."""
+    return not x.is_cuda and x.numel() >= FAST_TANH_FROM
+
+
+def _tanh_of_half_(t: Any) -> Any:
+    """tanh(t / 2) = 2 sigmoid(t) - 1, written into `t` (which holds 2x for tanh(x))."""
+    return t.sigmoid_().mul_(2.0).sub_(1.0)
+
+
 @functools.cache
 def _tanh() -> Callable[[Any], Any]:
     """tanh; on the CPU, for tensors of `FAST_TANH_FROM` elements or more, as
@@ -140,8 +150,7 @@ def _tanh() -> Callable[[Any], Any]:
     class Tanh(torch.autograd.Function):
         @staticmethod
         def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-            y = torch.sigmoid(x * 2.0)
-            y.mul_(2.0).sub_(1.0)
+            y = _tanh_of_half_(x * 2.0)
             ctx.save_for_backward(y)
             return y
 
@@ -151,7 +160,7 @@ def _tanh() -> Callable[[Any], Any]:
             return torch.ops.aten.tanh_backward(grad, y)
 
     def tanh(x: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(x) if x.is_cuda or x.numel() < FAST_TANH_FROM else Tanh.apply(x)
+        return Tanh.apply(x) if _by_sigmoid(x) else torch.tanh(x)
 
     return tanh
 
@@ -169,10 +178,8 @@ def in_place() -> dict[str, InPlace]:
 
     aten = torch.ops.aten
 
-    def tanh_(x: torch.Tensor) -> torch.Tensor:  # `_tanh`'s formula where it is faster
-        if x.is_cuda or x.numel() < FAST_TANH_FROM:
-            return x.tanh_()
-        return x.mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)
+    def tanh_(x: torch.Tensor) -> torch.Tensor:  # as `_tanh` computes it
+        return _tanh_of_half_(x.mul_(2.0)) if _by_sigmoid(x) else x.tanh_()
 
     return {"identity": (lambda x: x, lambda g, y, out: out if out is g else out.copy_(g)),
             "relu": (torch.relu_, lambda g, y, out: aten.threshold_backward.grad_input(

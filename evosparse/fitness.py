@@ -332,7 +332,8 @@ def estimate_batch_bytes(genomes: list[Genome], cfg: FitnessConfig) -> int:
     """An upper estimate of the memory one batched training of `genomes` takes.
 
     Padded weight blocks are held six times (weights, gradients, masks, two
-    optimiser states, the masked product); activations are held for the largest
+    optimiser states, and the masked product of autograd's path, which the group
+    program does without); activations are held for the largest
     pass (a minibatch, or the whole val / test split when scoring) a few times over
     (input, pre-activation, output, one temporary per activation function).
     """

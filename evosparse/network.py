@@ -611,11 +611,11 @@ class _PaddedGroup(nn.Module):
 
     def _activate(self, k: int, pre: torch.Tensor, pre2: torch.Tensor | None) -> torch.Tensor:
         """Apply each node's activation to pre [genomes, nodes, samples] of level k (and, for
-        two-input units, to the second pre-activation pre2 of the same shape)."""
-        groups = self._groups[k]
-        if len(groups) == 1 and pre2 is None:
-            code = groups[0][0]
-            return pre if code < 0 else self._fns[code](pre)
+        two-input units, to the second pre-activation pre2 of the same shape), through
+        autograd: one function, or one `_SortedActivation` node."""
+        order, _, runs = self._plan(k)
+        if order is None and pre2 is None:
+            return runs[0][1](pre) if runs else pre
         return _SortedActivation.apply(pre, pre2, getattr(self, f"order{k}"),
                                        getattr(self, f"inverse{k}"), self._runs[k])
 
