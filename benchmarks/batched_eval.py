@@ -6,13 +6,15 @@
 Genomes: about 100 hidden nodes each (one layer of 100, or two of 50), densities
 5-50%, each hidden node's activation drawn uniformly from the space's hidden set
 (a worst case for the batched program, which groups a level's rows by function).
-For each thread count (`--threads`, default 1 and 2: this CPU's cores), prints
-evaluations per second both ways, the speed-up at that count, and the batched
+On the CPU, for each thread count (`--threads`, default 1 and 2: this CPU's cores),
+prints evaluations per second both ways, the speed-up at that count, and the batched
 trainer's dense-equivalent GFLOP/s (padded blocks, forward and backward counted as
 3 x forward) as a fraction of a plain torch.matmul's GFLOP/s measured at that count
-in the same run. Each cell is the fastest of `--repeats` runs, the two ways
-alternating, because this machine is shared and noisy. The last line is
-`speedup=<fastest one by one / fastest batched>`, each at its best thread count.
+in the same run. On a CUDA GPU (`--device cuda`, or `auto` where one is present) the
+same, once, with the matmul measured on the GPU (float32, as the trainer runs). Each
+cell is the fastest of `--repeats` runs, the two ways alternating, because machines
+are noisy. The last line is `speedup=<fastest one by one / fastest batched>`, each at
+its best thread count.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,7 +30,14 @@ import numpy as np
 import torch
 
 from evosparse.data import load_task
-from evosparse.fitness import FitnessConfig, evaluate_batch, evaluation_seed, warm_up
+from evosparse.fitness import (
+    BatchFallback,
+    FitnessConfig,
+    evaluate_batch,
+    evaluation_seed,
+    resolve_device,
+    warm_up,
+)
 from evosparse.genome import Genome, InnovationRegistry
 from evosparse.network import BatchedNetworks
 from evosparse.operators import dense_mlp_genome
@@ -52,13 +62,23 @@ def population(
     return out
 
 
-def matmul_gflops(k: int = 1024, repeats: int = 20) -> float:
-    a, b = torch.randn(k, k), torch.randn(k, k)
+def matmul_gflops(device: torch.device, repeats: int = 20) -> tuple[int, float]:
+    """(k, GFLOP/s) of a float32 k x k x k torch.matmul on `device` (k = 1024 on the CPU,
+    8192 on a GPU, which a small product cannot fill)."""
+    k = 1024 if device.type == "cpu" else 8192
+    a, b = torch.randn(k, k, device=device), torch.randn(k, k, device=device)
     torch.matmul(a, b)
+    _sync(device)
     start = time.perf_counter()
     for _ in range(repeats):
         torch.matmul(a, b)
-    return 2 * k**3 * repeats / (time.perf_counter() - start) / 1e9
+    _sync(device)
+    return k, 2 * k**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def dense_equivalent_flops(genomes: list[Genome], cfg: FitnessConfig) -> float:
@@ -82,10 +102,15 @@ def main() -> None:
     p.add_argument("--genomes", type=int, default=64)
     p.add_argument("--quick", action="store_true", help="16 genomes, 1 epoch")
     p.add_argument("--threads", default="1,2",
-                   help="torch thread counts to measure both ways at, comma-separated")
+                   help="torch thread counts to measure both ways at, comma-separated "
+                        "(on a GPU: the first only)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="where both ways train (auto: a CUDA GPU if present)")
     p.add_argument("--repeats", type=int, default=3,
                    help="runs of each way per thread count, alternating; the fastest counts")
     args = p.parse_args()
+    device = resolve_device(args.device)
+    warnings.simplefilter("error", BatchFallback)  # a batch run one by one would mislead
     space = load_space(args.space)
     training = space.training.model_copy(update={"epochs": 1}) if args.quick else space.training
     n = 16 if args.quick else args.genomes
@@ -93,16 +118,17 @@ def main() -> None:
     genomes = population(n, task.n_features, task.n_classes, list(space.activations.hidden),
                          np.random.default_rng(0))
     print(f"{n} genomes, {training.epochs} epoch(s) on {len(task.x_train)} samples; "
-          f"best of {args.repeats} alternating runs per cell")
-    print("threads | matmul 1024^3 | one by one       | batched          | speed-up | "
+          f"best of {args.repeats} alternating runs per cell, on {_describe(device)}")
+    print("threads | float32 matmul  | one by one       | batched          | speed-up | "
           "batched dense-equivalent")
-    warm_up()  # torch's first-call costs, paid before any timing
+    warm_up(device.type)  # first-call costs, paid before any timing
     best_alone = best_batch = math.inf
-    for threads in (int(t) for t in args.threads.split(",")):
+    counts = [int(t) for t in args.threads.split(",")]
+    for threads in counts if device.type == "cpu" else counts[:1]:
         cfg = FitnessConfig(task=task, training=training, bias=space.network.bias, run_seed=0,
-                            threads=threads)
+                            threads=threads, device=device.type)
         torch.set_num_threads(threads)
-        peak = matmul_gflops()
+        k, peak = matmul_gflops(device)
         t_alone = t_batch = math.inf
         for _ in range(args.repeats):
             seconds, alone = timed(genomes, replace(cfg, batched=False))
@@ -112,7 +138,7 @@ def main() -> None:
         gap = max(abs(a.val_accuracy - b.val_accuracy) for a, b in zip(alone, together,
                                                                        strict=True))
         achieved = dense_equivalent_flops(genomes, cfg) / t_batch / 1e9
-        print(f"{threads:7d} | {peak:7.1f} GFLOP/s | {t_alone:5.2f}s {n / t_alone:6.1f}/s | "
+        print(f"{threads:7d} | {k}^3 {peak:7.0f} GFLOP/s | {t_alone:5.2f}s {n / t_alone:6.1f}/s | "
               f"{t_batch:5.2f}s {n / t_batch:6.1f}/s | {t_alone / t_batch:7.1f}x | "
               f"{achieved:.1f} GFLOP/s = {achieved / peak:.1%} of matmul "
               f"(val accuracy within {100 * gap:.2f} points of one by one)")
@@ -120,6 +146,12 @@ def main() -> None:
     print(f"fastest one by one {best_alone:.2f}s, fastest batched {best_batch:.2f}s "
           "(each at its best thread count)")
     print(f"speedup={best_alone / best_batch:.1f}")
+
+
+def _describe(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (torch {torch.__version__})"
+    return f"the CPU (torch {torch.__version__})"
 
 
 if __name__ == "__main__":

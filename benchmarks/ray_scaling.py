@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from functools import partial
 
 from evosparse.data import load_task
 from evosparse.evaluators import BaseEvaluator, LocalEvaluator
@@ -75,7 +76,8 @@ def main() -> None:
             cluster.wait_for_nodes()
             ray.init(address=cluster.address, logging_level="WARNING", log_to_driver=False)
             start = time.perf_counter()
-            evaluator = RayEvaluator(cpus=ev.threads, device=ev.device, prepare=warm_up)
+            evaluator = RayEvaluator(cpus=ev.threads, device=ev.device,
+                                     prepare=partial(warm_up, ev.device))
             startup = time.perf_counter() - start
             warm, out = timed(evaluator, batches, cfg)
             same = comparable(out) == comparable(reference)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import signal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,8 @@ def evaluator(space: SearchSpace, ray_address: str | None, workers: int | None) 
 
     ev = space.evaluation
     return RayEvaluator(address=ray_address, workers=workers, cpus=ev.threads, device=ev.device,
-                        timeout_s=ev.timeout_s, max_retries=ev.max_retries, prepare=warm_up)
+                        timeout_s=ev.timeout_s, max_retries=ev.max_retries,
+                        prepare=partial(warm_up, ev.device))
 
 
 def run(space: SearchSpace, runs_dir: Path, console: Console, ray_address: str | None = None,

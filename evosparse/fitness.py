@@ -13,7 +13,8 @@ import itertools
 import math
 import time
 import traceback
-from dataclasses import dataclass, field, fields
+import warnings
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal, TypeVar
 
 import numpy as np
@@ -27,6 +28,7 @@ from evosparse.graph import analyse
 from evosparse.network import BatchedNetworks, SparseNetwork, Values
 from evosparse.space import SparseTrainingSpec, TrainingSpec
 from evosparse.sparse_training import REGROWTH, Pruner, Source
+from evosparse.step_graph import Rewind, capture
 from evosparse.weights import TEST_PREDICTIONS, genome_digest, model_bytes
 
 Status = Literal["ok", "nan", "failed"]
@@ -114,18 +116,26 @@ class Diverged(Exception):
     """Training produced a non-finite loss or output."""
 
 
+class BatchFallback(RuntimeWarning):
+    """A batched program raised, so its genomes were evaluated one by one instead."""
+
+
 def evaluation_seed(run_seed: int, genome_id: int) -> int:
     """The seed of one evaluation, derived from the run seed and the genome id only."""
     return int(np.random.SeedSequence([run_seed, genome_id]).generate_state(1)[0])
 
 
-def _optimizer(params: list[torch.nn.Parameter], spec: TrainingSpec) -> torch.optim.Optimizer:
-    """The space's optimiser; fused kernels (one pass per step), alone and batched alike."""
+def make_optimizer(params: list[torch.nn.Parameter], spec: TrainingSpec,
+                   capturable: bool = False) -> torch.optim.Optimizer:
+    """The space's optimiser; fused kernels (one pass per step), alone and batched alike.
+    `capturable`: its step may be captured in a CUDA graph (Adam keeps its step count on
+    the device)."""
     if spec.optimizer == "sgd":
         return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum,
                                weight_decay=spec.weight_decay, fused=True)
     cls = torch.optim.AdamW if spec.optimizer == "adamw" else torch.optim.Adam
-    return cls(params, lr=spec.lr, weight_decay=spec.weight_decay, fused=True)
+    return cls(params, lr=spec.lr, weight_decay=spec.weight_decay, fused=True,
+               capturable=capturable)
 
 
 M = TypeVar("M", bound=torch.nn.Module)
@@ -138,10 +148,10 @@ def _on(module: M, device: torch.device) -> M:
     return module if first.device == device else module.to(device)
 
 
-def _logits(net: torch.nn.Module, x: np.ndarray, device: torch.device) -> torch.Tensor:
+def _logits(net: torch.nn.Module, x: np.ndarray) -> torch.Tensor:
     """Logits for a whole split in one pass; non-finite outputs raise `Diverged`."""
     with torch.no_grad():
-        logits = net(torch.from_numpy(x).to(device))
+        logits = net(torch.from_numpy(x))
     if not torch.isfinite(logits).all():
         raise Diverged("network output is not finite on evaluation data")
     return logits
@@ -161,15 +171,15 @@ def trained_genome(genome: Genome, disabled: tuple[int, ...],
                                                                     range(len(added))])
 
 
-def _score(
-    genome: Genome, net: SparseNetwork, t: Task, device: torch.device, sums: torch.Tensor
-) -> Trained:
+def _score(genome: Genome, net: SparseNetwork, t: Task, sums: torch.Tensor) -> Trained:
     """Score a trained network on val and test and pack it for the run directory.
 
-    Batched and one-by-one training both end here, with the genome's own
-    `SparseNetwork`: the exported model, run through the same code, predicts exactly
-    what was recorded. `sums` are the genome's `connection_sums` row.
+    Batched and one-by-one training, on any device, both end here, with the genome's
+    own `SparseNetwork` on the CPU: the exported model, run through the same code on
+    the same device, predicts exactly what was recorded (a GPU's rounding could flip a
+    near tie). `sums` are the genome's `connection_sums` row.
     """
+    net = _on(net, torch.device("cpu")).eval()
     gone = net.removed_connections()
     src, dst = net.added_connections()
     disabled = tuple(genome.conn_innov[gone].tolist())
@@ -178,15 +188,13 @@ def _score(
         genome = trained_genome(genome, disabled, added)
         net = SparseNetwork(genome.with_weights(*net.weights_for(genome)),
                             any(lv.bias is not None for lv in net.levels),
-                            torch.Generator().manual_seed(0))
-    net = _on(net, device).eval()
-    val_logits = _logits(net, t.x_val, device)
-    test = _logits(net, t.x_test, device).argmax(dim=1).cpu()
-    val = val_logits.argmax(dim=1).cpu()
-    val_loss = float(F.cross_entropy(val_logits, torch.from_numpy(t.y_val).to(device)))
+                            torch.Generator().manual_seed(0)).eval()
+    val_logits = _logits(net, t.x_val)
+    test = _logits(net, t.x_test).argmax(dim=1)
+    val = val_logits.argmax(dim=1)
+    val_loss = float(F.cross_entropy(val_logits, torch.from_numpy(t.y_val)))
     accuracy = (float((val.numpy() == t.y_val).mean()), float((test.numpy() == t.y_test).mean()))
-    model = model_bytes(_on(net, torch.device("cpu")), {TEST_PREDICTIONS: test},
-                        genome_digest(genome))
+    model = model_bytes(net, {TEST_PREDICTIONS: test}, genome_digest(genome))
     return Trained(accuracy, model, (val_loss, *_connection_stats(sums)), net.trained_values(),
                    disabled, added)
 
@@ -221,7 +229,7 @@ def _step(opt: torch.optim.Optimizer, pruners: list[Pruner], step: int) -> None:
 def _train_and_score(genome: Genome, cfg: FitnessConfig, device: torch.device) -> Trained:
     gen = torch.Generator().manual_seed(evaluation_seed(cfg.run_seed, genome.genome_id))
     net = _on(SparseNetwork(genome, cfg.bias, gen), device)
-    opt = _optimizer(list(net.parameters()), cfg.training)
+    opt = make_optimizer(list(net.parameters()), cfg.training)
     t = cfg.task
     x = torch.from_numpy(t.x_train).to(device)
     y = torch.from_numpy(t.y_train).to(device)
@@ -243,7 +251,7 @@ def _train_and_score(genome: Genome, cfg: FitnessConfig, device: torch.device) -
             loss.backward()
             _accumulate(grads, weights)
             _step(opt, pruners, epoch * per_epoch + step)
-    return _score(genome, net, t, device, net.connection_sums(grads)[0])
+    return _score(genome, net, t, net.connection_sums(grads)[0])
 
 
 def _train_batch(
@@ -253,46 +261,76 @@ def _train_batch(
 
     Each genome keeps its own generator (initial weights, minibatch order), its own
     loss and, since Adam and SGD act elementwise, its own optimiser state: it follows
-    the trajectory it follows when trained alone, up to float rounding.
+    the trajectory it follows when trained alone, up to float rounding. A genome whose
+    loss stops being finite fails with the step where it did; its NaNs stay in its own
+    rows of every tensor, so the others train on unaffected. Each step's losses are
+    recorded on the device and checked once per epoch, so a step never waits for the
+    device: on a GPU, the full-size steps replay one captured CUDA graph
+    (`step_graph`) unless pruning (host-side logic) runs inside training.
     """
     gens = [torch.Generator().manual_seed(evaluation_seed(cfg.run_seed, g.genome_id))
             for g in genomes]
     net = _on(BatchedNetworks(genomes, cfg.bias, gens,
                               growable=cfg.sparse.method in REGROWTH), device)
-    opt = _optimizer([p for p in net.parameters() if p.requires_grad], cfg.training)
     t = cfg.task
     x = torch.from_numpy(t.x_train).to(device)
     y = torch.from_numpy(t.y_train).to(device)
     bs = cfg.training.batch_size
-    failed: dict[int, str] = {}
-    grads: dict[torch.nn.Parameter, torch.Tensor] = {}
-    weights = [w for g in net.groups for w in g.weights] if cfg.track_gradients else []
     per_epoch = math.ceil(len(x) / bs)
     pruners = _pruners(cfg, [(g, [genomes[i].genome_id for i in ids])
                              for g, ids in zip(net.groups, net.members, strict=True)], per_epoch)
+    graphed = device.type == "cuda" and not pruners and len(x) >= bs
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt = make_optimizer(params, cfg.training, capturable=graphed)
+    grads: dict[torch.nn.Parameter, torch.Tensor] = {}
+    weights = [w for g in net.groups for w in g.weights] if cfg.track_gradients else []
+    # per group: each member's summed loss at each step of the epoch, and the step's row
+    record = [torch.zeros(per_epoch, len(ids), device=device) for ids in net.members]
+    at_row = torch.zeros(1, dtype=torch.long, device=device)
+
+    def step(rows: list[torch.Tensor], at: int) -> None:
+        for p in pruners:
+            p.before_forward(at)
+        sums = [part.sum(dim=1) for part in net.sample_losses(x, y, rows)]
+        total = sums[0].sum()
+        for r, s in zip(record, sums, strict=True):
+            r.index_copy_(0, at_row, s.detach()[None])
+        for s in sums[1:]:
+            total = total + s.sum()
+        at_row.add_(1)
+        opt.zero_grad(set_to_none=True)
+        (total / rows[0].shape[1]).backward()  # each genome's mean loss, summed
+        _accumulate(grads, weights)
+        _step(opt, pruners, at)
+
+    fixed = [torch.empty(len(ids), bs, dtype=torch.long, device=device) for ids in net.members]
+    replay: torch.cuda.CUDAGraph | None = None
+    failed: dict[int, str] = {}
     for epoch in range(cfg.training.epochs):
         perms = net.group_rows(torch.stack([torch.randperm(len(x), generator=g)
                                             for g in gens]).to(device))
-        for step, i in enumerate(range(0, len(x), bs)):
-            for p in pruners:
-                p.before_forward(epoch * per_epoch + step)
-            parts = net.sample_losses(x, y, [p[:, i : i + bs] for p in perms])
-            total = parts[0].sum()  # each genome's mean loss, summed
-            for part in parts[1:]:
-                total = total + part.sum()
-            total = total / parts[0].shape[1]
-            if not bool(torch.isfinite(total)):  # a diverged genome drops out; others go on
-                loss = net.in_order([p.mean(dim=1) for p in parts])
-                finite = torch.isfinite(loss)
-                for b in torch.nonzero(~finite).flatten().tolist():
-                    failed.setdefault(b, f"loss became {loss[b].item()} at epoch {epoch}, "
-                                         f"step {step}")
-                total = loss.masked_fill(~finite, 0.0).sum()
-            opt.zero_grad(set_to_none=True)
-            total.backward()
-            _accumulate(grads, weights)
-            _step(opt, pruners, epoch * per_epoch + step)
+        for s, i in enumerate(range(0, len(x), bs)):
+            rows = [p[:, i : i + bs] for p in perms]
+            if not graphed or rows[0].shape[1] < bs:
+                step(rows, epoch * per_epoch + s)
+                continue
+            for f, r in zip(fixed, rows, strict=True):
+                f.copy_(r)
+            if replay is None:
+                replay = capture(lambda: step(fixed, 0), Rewind(
+                    params, opt, lambda: [*grads.values(), *record, at_row]), device)
+                graphed = replay is not None
+                if not graphed:
+                    step(rows, epoch * per_epoch + s)
+                    continue
+            replay.replay()
+        for gi, r in enumerate(record):
+            for pos, at, value in _non_finite(r):
+                failed.setdefault(net.members[gi][pos], f"loss became {value} at epoch "
+                                                         f"{epoch}, step {at}")
+        at_row.zero_()
 
+    net = _on(net, torch.device("cpu"))  # one copy back; scoring runs on the CPU
     sums = net.connection_sums(grads)
     out: list[Trained | str] = []
     for b in range(len(genomes)):
@@ -300,10 +338,19 @@ def _train_batch(
             out.append(failed[b])
             continue
         try:
-            out.append(_score(genomes[b], net.unbatch(b), t, device, sums[b]))
+            out.append(_score(genomes[b], net.unbatch(b), t, sums[b]))
         except Diverged as exc:
             out.append(str(exc))
     return out
+
+
+def _non_finite(record: torch.Tensor) -> list[tuple[int, int, float]]:
+    """(member, step, loss) of each member's first non-finite loss in an epoch's record
+    [steps, members]; one transfer from the device."""
+    bad = (~torch.isfinite(record)).cpu().numpy()
+    values = record.cpu().numpy()
+    return [(int(m), int(bad[:, m].argmax()), float(values[bad[:, m].argmax(), m]))
+            for m in np.flatnonzero(bad.any(axis=0))]
 
 
 def _level_widths(genome: Genome) -> np.ndarray:
@@ -370,10 +417,11 @@ def plan_batches(genomes: list[Genome], cfg: FitnessConfig, size: int, cap_mb: f
     return batches
 
 
-def _device(cfg: FitnessConfig) -> torch.device:
-    if cfg.device == "auto":
+def resolve_device(name: str) -> torch.device:
+    """The torch device of a space's or the CLI's `device` ("auto": a CUDA GPU if present)."""
+    if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(cfg.device)
+    return torch.device(name)
 
 
 def _peak_mb(genomes: list[Genome], cfg: FitnessConfig, device: torch.device) -> float:
@@ -430,7 +478,7 @@ def failed_results(genomes: list[Genome], cfg: FitnessConfig, reason: str) -> li
 def evaluate_genome(genome: Genome, cfg: FitnessConfig) -> EvalResult:
     """Train and score one genome alone; a diverged or raising training is recorded, not raised."""
     start = time.perf_counter()
-    device = _device(cfg)
+    device = resolve_device(cfg.device)
     _reset_peak(device)
     outcome: Outcome
     try:
@@ -456,11 +504,13 @@ def evaluate_batch(genomes: list[Genome], cfg: FitnessConfig) -> list[EvalResult
     try:
         if cfg.batched and len(genomes) > 1:
             start = time.perf_counter()
-            device = _device(cfg)
+            device = resolve_device(cfg.device)
             _reset_peak(device)
             try:
                 raw = _train_batch(genomes, cfg, device)
-            except Exception:  # noqa: BLE001 - fall back to isolate the failing genome
+            except Exception as exc:  # noqa: BLE001 - fall back to isolate the failing genome
+                warnings.warn(f"batched training of {len(genomes)} genomes raised {exc!r}; "
+                              "evaluating them one by one", BatchFallback, stacklevel=2)
                 return [evaluate_genome(g, cfg) for g in genomes]
             each = (time.perf_counter() - start) / len(genomes)
             memory = _peak_mb(genomes, cfg, device)
@@ -471,11 +521,12 @@ def evaluate_batch(genomes: list[Genome], cfg: FitnessConfig) -> list[EvalResult
         torch.set_num_threads(previous)
 
 
-def warm_up() -> None:
-    """Train two tiny genomes once on random data.
+def warm_up(device: str = "cpu") -> None:
+    """Train two tiny genomes once on random data, batched and alone, on `device`.
 
-    A fresh process pays torch's first-call costs (about 2 s on this CPU) in its first
-    training; a worker pool calls this when it starts, so no generation pays them.
+    A fresh process pays torch's first-call costs (about 2 s on this CPU; CUDA's context
+    and library handles on a GPU) in its first training; a worker pool calls this when it
+    starts, so no generation pays them.
     """
     from evosparse.operators import minimal_genome
 
@@ -485,5 +536,7 @@ def warm_up() -> None:
     task = Task("warm-up", x, y, x[:8], y[:8], x[:8], y[:8], n_classes=2)
     registry = InnovationRegistry(8, 2)
     genomes = [minimal_genome(i, registry, 0.5, rng) for i in range(2)]
-    evaluate_batch(genomes, FitnessConfig(task=task, training=TrainingSpec(epochs=1),
-                                          bias=True, run_seed=0))
+    cfg = FitnessConfig(task=task, training=TrainingSpec(epochs=1), bias=True, run_seed=0,
+                        device=device)
+    evaluate_batch(genomes, cfg)
+    evaluate_batch(genomes, replace(cfg, batched=False))

@@ -15,12 +15,14 @@ from evosparse.fitness import (
     estimate_batch_bytes,
     evaluate_batch,
     evaluation_seed,
+    make_optimizer,
     plan_batches,
 )
 from evosparse.genome import HIDDEN, Genome, InnovationRegistry
 from evosparse.network import BatchedNetworks, SparseNetwork
 from evosparse.operators import add_connections, add_nodes, dense_mlp_genome, minimal_genome
 from evosparse.space import ActivationSpec, NetworkSpec, TrainingSpec
+from evosparse.step_graph import Rewind
 from tests.test_fitness import DIGITS
 
 
@@ -66,12 +68,18 @@ EXPRESSIONS = ("relu(x) * tanh(x)", "max(x, sin(x)) + 0.5")
 """Evolved expressions: their gradients are taken by running them again under autograd."""
 
 
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device on this machine"))]
+"""The same programs run on a CUDA GPU where one is present."""
+
+
 MIXES = {"one-input": heterogeneous, "with-ail": lambda n: with_ail(heterogeneous(n)),
          "with-expressions": lambda n: with_functions(heterogeneous(n), EXPRESSIONS, 3, 1)}
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("mix", sorted(MIXES))
-def test_batch_of_8_follows_one_by_one_loss_curves_for_50_steps(mix: str) -> None:
+def test_batch_of_8_follows_one_by_one_loss_curves_for_50_steps(mix: str, device: str) -> None:
     genomes = MIXES[mix](8)
     if mix == "with-ail":
         assert sum(any(a in AIL for a in g.node_act) for g in genomes) >= 3
@@ -79,16 +87,18 @@ def test_batch_of_8_follows_one_by_one_loss_curves_for_50_steps(mix: str) -> Non
         assert sum(any(a in EXPRESSIONS for a in g.node_act) for g in genomes) >= 3
     assert len({len(SparseNetwork(g, True, torch.Generator()).levels) for g in genomes}) > 1
     seeds = [evaluation_seed(1, g.genome_id) for g in genomes]
-    singles = [SparseNetwork(g, True, torch.Generator().manual_seed(s))
+    singles = [SparseNetwork(g, True, torch.Generator().manual_seed(s)).to(device)
                for g, s in zip(genomes, seeds, strict=True)]
-    batched = BatchedNetworks(genomes, True, [torch.Generator().manual_seed(s) for s in seeds])
+    batched = BatchedNetworks(genomes, True, [torch.Generator().manual_seed(s)
+                                              for s in seeds]).to(device)
     opts = [torch.optim.Adam(n.parameters(), lr=0.01) for n in singles]
     bopt = torch.optim.Adam(batched.parameters(), lr=0.01)
-    x = torch.from_numpy(DIGITS.x_train)
-    y = torch.from_numpy(DIGITS.y_train)
+    x = torch.from_numpy(DIGITS.x_train).to(device)
+    y = torch.from_numpy(DIGITS.y_train).to(device)
     rng = torch.Generator().manual_seed(0)
     for _ in range(50):
-        idx = torch.stack([torch.randperm(len(x), generator=rng)[:32] for _ in genomes])
+        idx = torch.stack([torch.randperm(len(x), generator=rng)[:32]
+                           for _ in genomes]).to(device)
         single_losses = []
         for net, opt, rows in zip(singles, opts, idx, strict=True):
             loss = F.cross_entropy(net(x[rows]), y[rows])
@@ -100,7 +110,7 @@ def test_batch_of_8_follows_one_by_one_loss_curves_for_50_steps(mix: str) -> Non
         bopt.zero_grad()
         losses.sum().backward()
         bopt.step()
-        np.testing.assert_allclose(losses.detach().numpy(), single_losses, rtol=1e-4)
+        np.testing.assert_allclose(losses.detach().cpu().numpy(), single_losses, rtol=1e-4)
     assert len(batched.groups) > 1, "genomes of different depths train in separate groups"
     for group in batched.groups:
         for k, w in enumerate(group.weights):
@@ -108,16 +118,18 @@ def test_batch_of_8_follows_one_by_one_loss_curves_for_50_steps(mix: str) -> Non
             assert torch.all(w[mask == 0] == 0), "absent and padded weights stay exactly zero"
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("mix", sorted(MIXES))
-def test_a_groups_own_backward_matches_autograd(mix: str) -> None:
+def test_a_groups_own_backward_matches_autograd(mix: str, device: str) -> None:
     """`_GroupProgram`'s hand-written backward (in place, masks applied to the gradients)
     gives the gradients autograd gives on the same padded group."""
     genomes = MIXES[mix](8)
     gens = [torch.Generator().manual_seed(i) for i in range(8)]
-    batched = BatchedNetworks(genomes, True, gens)
+    batched = BatchedNetworks(genomes, True, gens).to(device)
     rows = torch.stack([torch.randperm(len(DIGITS.x_train), generator=torch.Generator()
-                                       .manual_seed(i))[:32] for i in range(8)])
-    x, y = torch.from_numpy(DIGITS.x_train), torch.from_numpy(DIGITS.y_train)
+                                       .manual_seed(i))[:32] for i in range(8)]).to(device)
+    x = torch.from_numpy(DIGITS.x_train).to(device)
+    y = torch.from_numpy(DIGITS.y_train).to(device)
     grads = []
     for captured in (False, True):  # a captured pass runs through autograd
         for group in batched.groups:
@@ -137,10 +149,12 @@ def test_a_groups_own_backward_matches_autograd(mix: str) -> None:
             assert not bool((w.grad * (1 - m)).any()), "no gradient where the mask is 0"
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("mix", sorted(MIXES))
-def test_batched_and_one_by_one_evaluations_agree(mix: str) -> None:
+def test_batched_and_one_by_one_evaluations_agree(mix: str, device: str) -> None:
     genomes = MIXES[mix](8)
-    cfg = FitnessConfig(task=DIGITS, training=TrainingSpec(epochs=2), bias=True, run_seed=3)
+    cfg = FitnessConfig(task=DIGITS, training=TrainingSpec(epochs=2), bias=True, run_seed=3,
+                        device=device)
     alone = evaluate_batch(genomes, replace(cfg, batched=False))
     together = evaluate_batch(genomes, cfg)
     for a, b in zip(alone, together, strict=True):
@@ -151,7 +165,23 @@ def test_batched_and_one_by_one_evaluations_agree(mix: str) -> None:
         assert b.memory_mb == together[0].memory_mb > 0, "the batch's peak, shared out"
 
 
-def test_a_diverging_genome_does_not_spoil_its_batch() -> None:
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_captured_cuda_steps_train_as_one_by_one_with_each_optimizer(optimizer: str) -> None:
+    """On a GPU the batched steps replay a CUDA graph (a failed capture warns, and warnings
+    fail the tests): the results still agree with one-by-one training."""
+    genomes = heterogeneous(8)
+    cfg = FitnessConfig(task=DIGITS, training=TrainingSpec(epochs=2, optimizer=optimizer),
+                        bias=True, run_seed=3, device="cuda")
+    alone = evaluate_batch(genomes, replace(cfg, batched=False))
+    together = evaluate_batch(genomes, cfg)
+    for a, b in zip(alone, together, strict=True):
+        assert a.ok and b.ok
+        assert abs(a.val_accuracy - b.val_accuracy) <= 0.01
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_diverging_genome_does_not_spoil_its_batch(device: str) -> None:
     rng = np.random.default_rng(0)
     x = (rng.normal(size=(64, 4)) * 1e12).astype(np.float32)
     y = (x[:, 0] > 0).astype(np.int64)
@@ -160,12 +190,41 @@ def test_a_diverging_genome_does_not_spoil_its_batch() -> None:
     linear = [minimal_genome(i, reg, 1.0, rng) for i in range(2)]
     squares = dense_mlp_genome(2, reg, [2, 2], "square")  # (1e12)^4 overflows float32
     cfg = FitnessConfig(task=task, training=TrainingSpec(epochs=2, batch_size=16), bias=True,
-                        run_seed=0)
+                        run_seed=0, device=device)
     together = evaluate_batch([linear[0], squares, linear[1]], cfg)
     alone = evaluate_batch(linear, replace(cfg, batched=False))
     assert [r.status for r in together] == ["ok", "nan", "ok"]
     assert "epoch 0, step 0" in together[1].error
     assert [r.val_accuracy for r in (together[0], together[2])] == [r.val_accuracy for r in alone]
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+def test_rewinding_warm_up_steps_leaves_the_trajectory_of_a_fresh_start(optimizer: str) -> None:
+    """A CUDA graph's warm-up steps train; `Rewind` puts parameters and optimiser state
+    back so that what follows is exactly the fresh run (checked on the CPU, bit for bit)."""
+    genomes = heterogeneous(4)
+    spec = TrainingSpec(optimizer=optimizer, momentum=0.9, weight_decay=1e-3)
+    x, y = torch.from_numpy(DIGITS.x_train), torch.from_numpy(DIGITS.y_train)
+    rows = torch.randint(0, len(x), (4, 32), generator=torch.Generator().manual_seed(0))
+    runs = []
+    for warm_up in (0, 3):
+        net = BatchedNetworks(genomes, True, [torch.Generator().manual_seed(i) for i in range(4)])
+        params = [p for p in net.parameters() if p.requires_grad]
+        opt = make_optimizer(params, spec)
+        counter = torch.zeros(1)
+        rewind = Rewind(params, opt, lambda c=counter: [c])
+        for n in range(warm_up + 5):
+            if n == warm_up and warm_up:
+                rewind()
+                assert counter.item() == 0
+            opt.zero_grad(set_to_none=True)
+            shift = n - warm_up if n >= warm_up else n + 7  # warm-up steps see other rows
+            net.losses(x, y, rows.roll(shift, dims=1)).sum().backward()
+            opt.step()
+            counter += 1
+        runs.append([p.detach().clone() for p in params])
+    for fresh, rewound in zip(*runs, strict=True):
+        assert torch.equal(fresh, rewound)
 
 
 def test_batches_are_split_in_order_under_the_size_and_memory_caps() -> None:
