@@ -75,7 +75,7 @@ class Genome:
         """
         nid, kind, pos, act = (np.asarray(a) for a in nodes)
         innov, src, dst, en = (np.asarray(a) for a in conns)
-        n_order = np.lexsort((nid, kind == OUTPUT, kind != INPUT))
+        n_order = Genome.node_order(nid, kind)
         c_order = np.argsort(innov, kind="stable")
         conn_weight = node_bias = None
         if weights is not None:
@@ -96,6 +96,11 @@ class Genome:
             conn_weight=conn_weight,
             node_bias=node_bias,
         )
+
+    @staticmethod
+    def node_order(node_id: np.ndarray, node_kind: np.ndarray) -> np.ndarray:
+        """The canonical order of node rows: inputs, hidden nodes, outputs, each by id."""
+        return np.lexsort((node_id, node_kind == OUTPUT, node_kind != INPUT))
 
     @property
     def nodes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -42,6 +42,15 @@ def _with_connections(g: Genome, reg: InnovationRegistry, pairs: list[tuple[int,
     return g.with_added(pairs, reg.connections(pairs))
 
 
+def _link_candidates(pos: np.ndarray, kind: np.ndarray, row: int, linked: np.ndarray,
+                     inward: bool) -> np.ndarray:
+    """Rows a new link into (`inward`) or out of the node at `row` may come from or go to:
+    earlier non-output nodes, or later non-input nodes, not among the `linked` rows."""
+    free = (pos < pos[row]) & (kind != OUTPUT) if inward else (pos > pos[row]) & (kind != INPUT)
+    free[linked] = False
+    return np.flatnonzero(free)
+
+
 def _add_one_node(
     g: Genome,
     rng: np.random.Generator,
@@ -64,19 +73,17 @@ def _add_one_node(
         c, pos = candidates[pick], float(split[pick])
         src, dst = g.conn_src[c], g.conn_dst[c]
         nid = reg.split_node(g.conn_innov[c], taken)
+        nodes = (np.append(g.node_id, nid), np.append(g.node_kind, HIDDEN),
+                 np.append(g.node_pos, pos), np.append(g.node_act, rng.choice(acts.hidden)))
         en = g.conn_enabled.copy()
         en[c] = False
-        new = Genome.build(
-            g.genome_id,
-            (np.append(g.node_id, nid), np.append(g.node_kind, HIDDEN),
-             np.append(g.node_pos, pos), np.append(g.node_act, rng.choice(acts.hidden))),
-            (np.append(g.conn_innov, [reg.connection(src, nid), reg.connection(nid, dst)]),
-             np.append(g.conn_src, [src, nid]), np.append(g.conn_dst, [nid, dst]),
-             np.append(en, [True, True])),
-            g.parents,
-            g.generation,
-        )
-        if net.topology == "layered" or _within_depth(new, net):
+        conns = (np.append(g.conn_innov, [reg.connection(src, nid), reg.connection(nid, dst)]),
+                 np.append(g.conn_src, [src, nid]), np.append(g.conn_dst, [nid, dst]),
+                 np.append(en, [True, True]))
+        if net.topology == "layered":  # no depth to check: the links join in one build
+            return _with_node_links(g, nodes, conns, (src, dst), rng, reg, fan_in, fan_out)
+        new = Genome.build(g.genome_id, nodes, conns, g.parents, g.generation)
+        if _within_depth(new, net):
             row = int(np.flatnonzero(new.node_id == nid)[0])
             if fan_in:
                 new = _grow_links(new, row, rng, reg, net, fan_in, inward=True)
@@ -84,6 +91,46 @@ def _add_one_node(
                 new = _grow_links(new, row, rng, reg, net, fan_out, inward=False)
             return new
     return g
+
+
+def _with_node_links(
+    g: Genome,
+    nodes: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    conns: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    ends: tuple[int, int],
+    rng: np.random.Generator,
+    reg: InnovationRegistry,
+    fan_in: int,
+    fan_out: int,
+) -> Genome:
+    """The genome of `nodes` and `conns` (`g` with a new node, its last row, between `ends`)
+    with up to `fan_in` in-links and `fan_out` out-links grown at the new node, built once.
+
+    Draws and registry ids are those of building the node and growing each side with
+    `_grow_links` (the same candidate rows, in the same canonical order): the new node
+    has no links but the two of its split, so every grown link is a new gene.
+    """
+    node_id, kind, pos = nodes[0], nodes[1], nodes[2]
+    order = Genome.node_order(node_id, kind)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)  # canonical row of each row of `nodes`
+    row, nid = int(rank[-1]), int(node_id[-1])
+    ids, pos, kind = node_id[order], pos[order], kind[order]
+    pairs: list[tuple[int, int]] = []
+    innovations: list[int] = []
+    for count, end, inward in ((fan_in, ends[0], True), (fan_out, ends[1], False)):
+        linked = rank[g.index_of(np.array([end]))]
+        free = _link_candidates(pos, kind, row, linked, inward) if count else linked[:0]
+        if free.size:
+            others = ids[rng.choice(free, size=min(count, free.size), replace=False)]
+            side = [(int(o), nid) if inward else (nid, int(o)) for o in others]
+            innovations += reg.connections(side)
+            pairs += side
+    if pairs:
+        src, dst = np.array(pairs, dtype=np.int64).T
+        conns = (np.append(conns[0], innovations), np.append(conns[1], src),
+                 np.append(conns[2], dst), np.append(conns[3], np.ones(len(pairs), bool)))
+    return Genome.build(g.genome_id, nodes, conns, g.parents, g.generation)
 
 
 def _grow_links(
@@ -97,14 +144,10 @@ def _grow_links(
     none fit.
     """
     nid = g.node_id[row]
-    if inward:
-        linked = g.conn_src[(g.conn_dst == nid) & g.conn_enabled]
-        free = (g.node_pos < g.node_pos[row]) & (g.node_kind != OUTPUT)
-    else:
-        linked = g.conn_dst[(g.conn_src == nid) & g.conn_enabled]
-        free = (g.node_pos > g.node_pos[row]) & (g.node_kind != INPUT)
-    free[g.index_of(linked)] = False
-    candidates = np.flatnonzero(free)
+    ends = g.conn_src if inward else g.conn_dst
+    starts = g.conn_dst if inward else g.conn_src
+    linked = g.index_of(ends[(starts == nid) & g.conn_enabled])
+    candidates = _link_candidates(g.node_pos, g.node_kind, row, linked, inward)
     if candidates.size == 0:
         return g
     others = g.node_id[rng.choice(candidates, size=min(count, candidates.size), replace=False)]
