@@ -31,6 +31,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from evosparse.checkpoint_json import CheckpointEncoder, canonical
 from evosparse.errors import UserError
 from evosparse.fitness import EvalResult
 from evosparse.genome import HIDDEN, Genome
@@ -40,10 +41,6 @@ from evosparse.space import SearchSpace, load_space
 from evosparse.writer import OrderedWriter
 
 FORMAT = 1
-
-
-def _canonical(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -100,6 +97,7 @@ class RunDir:
         self._lock: IO[str] | None = None
         self.writer = OrderedWriter()
         """Runs the search's writes in the background, in order (`RunDirRecorder`)."""
+        self._encoder = CheckpointEncoder()
 
     def flush(self) -> None:
         """Wait until the writes handed to `writer` are on disk: before reading the
@@ -186,16 +184,12 @@ class RunDir:
     def checkpoint_file(self, state: SearchState, space: SearchSpace) -> tuple[Path, bytes]:
         """The checkpoint of `state` as its path and bytes (encoded now: the search goes
         on changing `state`)."""
-        body = {
-            "format": FORMAT,
-            "space": space.model_dump(mode="json", exclude={"generations"}),
-            "fingerprint": space.fingerprint(),
-            "state": state.to_dict(),
-        }
-        canonical = _canonical(body)  # encoded once: hashed and written as it is
-        digest = hashlib.sha256(canonical).hexdigest()
+        head = {"format": FORMAT, "fingerprint": space.fingerprint()}
+        text = self._encoder.encode(head, space.model_dump(mode="json", exclude={"generations"}),
+                                    state)  # encoded once: hashed and written as it is
+        digest = hashlib.sha256(text).hexdigest()
         return (self.checkpoint_dir / f"gen-{state.generation:06d}.json",
-                b'{"sha256":"' + digest.encode() + b'","body":' + canonical + b"}")
+                b'{"sha256":"' + digest.encode() + b'","body":' + text + b"}")
 
     def write_checkpoint(self, path: Path, data: bytes, keep: int) -> None:
         """Write a `checkpoint_file` atomically; delete all but the newest `keep`."""
@@ -208,7 +202,7 @@ class RunDir:
         try:
             doc = json.loads(path.read_bytes())
             body = doc["body"]
-            if hashlib.sha256(_canonical(body)).hexdigest() != doc["sha256"]:
+            if hashlib.sha256(canonical(body)).hexdigest() != doc["sha256"]:
                 raise ValueError("checksum mismatch")
             if body.get("format") != FORMAT:
                 raise ValueError(f"unknown format {body.get('format')!r}")

@@ -88,7 +88,9 @@ class SearchState:
     functions: tuple[FunctionPopulation, ...] = ()
     """With co-evolution: the populations of activation functions."""
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, members: bool = True) -> dict[str, Any]:
+        """The checkpoint's state; `members=False` leaves the population out (the checkpoint
+        encoder encodes members apart, once each)."""
         return {
             **({} if self.speciation is None else {"speciation": self.speciation.to_dict(),
                                                    "species": self.species}),
@@ -98,10 +100,8 @@ class SearchState:
             "next_genome_id": self.next_genome_id,
             "rng": self.rng.bit_generator.state,
             "registry": self.registry.to_dict(),
-            "population": [
-                {"genome": m.genome.to_dict(), "result": m.result.to_dict()}
-                for m in self.population
-            ],
+            **({"population": [{"genome": m.genome.to_dict(), "result": m.result.to_dict()}
+                               for m in self.population]} if members else {}),
         }
 
     @staticmethod
