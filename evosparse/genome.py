@@ -160,13 +160,23 @@ class Genome:
                        node_bias=np.asarray(node_bias, dtype=np.float32))
 
     @functools.cached_property
-    def _id_order(self) -> np.ndarray:
-        """argsort of `node_id`, kept: operators look nodes up by id many times."""
-        return np.argsort(self.node_id)
+    def _rows_by_id(self) -> np.ndarray | None:
+        """The row of each node id, as a table over the ids 0..max (node ids are handed out
+        from 0 up, so it is small), kept: operators look nodes up by id many times. None
+        where the ids are too sparse for a table (then `index_of` searches)."""
+        top = int(self.node_id.max()) + 1 if self.node_id.size else 0
+        if top > 16 * self.node_id.size + 4096:
+            return None
+        table = np.full(top, -1, dtype=np.int64)
+        table[self.node_id] = np.arange(self.node_id.size)
+        return table
 
     def index_of(self, node_ids: np.ndarray) -> np.ndarray:
         """Row indices of the given node ids (all must exist)."""
-        order = self._id_order
+        table = self._rows_by_id
+        if table is not None:
+            return table[node_ids]
+        order = np.argsort(self.node_id)
         return order[np.searchsorted(self.node_id, node_ids, sorter=order)]
 
     def same_as(self, other: Genome) -> bool:
