@@ -16,8 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 from evosparse.evaluators import LocalEvaluator
-from evosparse.fitness import warm_up
+from evosparse.fitness import resolve_device, warm_up
 from evosparse.rundir import RunDir
 from evosparse.runner import start_run
 from evosparse.search import front_of
@@ -41,11 +43,13 @@ def main() -> None:
     p.add_argument("--generations", type=int)
     args = p.parse_args()
     space = load_space(args.space).with_overrides(generations=args.generations)
-    warm_up()  # torch's first-call costs, paid before either timing
+    warm_up(space.evaluation.device)  # first-call costs, paid before either timing
     alone, front_alone = timed_run(space.with_overrides(evaluation={"batched": False}))
     batched, front_batched = timed_run(space)
     evals = space.population * (space.generations + 1)
-    print(f"{space.name}: {evals} evaluations, {space.generations} generations")
+    device = resolve_device(space.evaluation.device)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "the CPU"
+    print(f"{space.name}: {evals} evaluations, {space.generations} generations, on {where}")
     print(f"one by one: {alone:.1f}s; batched (batch_size {space.evaluation.batch_size}): "
           f"{batched:.1f}s")
     print(f"same front: {front_alone == front_batched}")
