@@ -354,6 +354,31 @@ def _activation_backward(grad: torch.Tensor, saved: Saved, order: torch.Tensor |
     return back(g), back(second) if second is not None else None
 
 
+def _gathered_forward(pre: torch.Tensor, rows: torch.Tensor,
+                      runs: list[tuple[int, InPlace]]) -> torch.Tensor:
+    """Each function in place on its `rows` of pre [genomes, nodes, samples] (gathered,
+    then written back); the rest of `pre` (identity) is left as it is. Returns the gathered
+    outputs, which the backward needs."""
+    flat = pre.view(-1, pre.shape[2])
+    done = flat.index_select(0, rows)
+    for (_, inplace), part in zip(runs, done.split([n for n, _ in runs]), strict=True):
+        inplace[0](part)
+    flat.index_copy_(0, rows, done)
+    return done
+
+
+def _gathered_backward(grad: torch.Tensor, done: torch.Tensor, rows: torch.Tensor,
+                       runs: list[tuple[int, InPlace]]) -> None:
+    """`_gathered_forward`'s backward, in place on `grad`: its `rows` become the gradients
+    of the pre-activations (identity rows pass as they are)."""
+    flat = grad.view(-1, grad.shape[2])
+    g = flat.index_select(0, rows)
+    widths = [n for n, _ in runs]
+    for (_, inplace), gp, y in zip(runs, g.split(widths), done.split(widths), strict=True):
+        inplace[1](gp, y, gp)
+    flat.index_copy_(0, rows, g)
+
+
 class _SortedActivation(torch.autograd.Function):
     """A mixed level's activation (`_activation_forward`) as one autograd node: two
     gathers each way instead of autograd's zero-filled scatters, functions in place on
@@ -404,12 +429,16 @@ class _GroupProgram(torch.autograd.Function):
                 fresh, n = True, n + 1
             if not fresh:  # a level without blocks: its biases only
                 pre = pre.contiguous()
-            order, inverse, runs = group._plan(k)
-            if runs:
-                pre, keep = _activation_forward(pre, None, order, inverse, runs)
-                saved.append(keep)
+            gathered = group._gathered[k]
+            if gathered is not None:
+                saved.append(_gathered_forward(pre, getattr(group, f"gather{k}"), gathered))
             else:
-                saved.append(None)
+                order, inverse, runs = group._plan(k)
+                if runs:
+                    pre, keep = _activation_forward(pre, None, order, inverse, runs)
+                    saved.append(keep)
+                else:
+                    saved.append(None)
             hs.append(pre)
         ctx.group, ctx.hs, ctx.saved = group, hs, saved
         ctx.save_for_backward(*weights)
@@ -428,10 +457,14 @@ class _GroupProgram(torch.autograd.Function):
         for k in reversed(range(n_levels)):
             g = grad_h[k + 1]
             assert g is not None
-            order, inverse, runs = group._plan(k)
-            if runs:
-                g, _ = _activation_backward(g, saved[k], order, inverse, runs, False,
-                                            owned=k + 1 < n_levels)
+            gathered = group._gathered[k]
+            if gathered is not None:  # a hidden level: `g` is this backward's own tensor
+                _gathered_backward(g, saved[k], getattr(group, f"gather{k}"), gathered)
+            else:
+                order, inverse, runs = group._plan(k)
+                if runs:
+                    g, _ = _activation_backward(g, saved[k], order, inverse, runs, False,
+                                                owned=k + 1 < n_levels)
             if need_bias[k]:
                 grad_b[k] = g.sum(2)
             for n, (level, j) in enumerate(group._blocks):
@@ -503,6 +536,9 @@ class _PaddedGroup(nn.Module):
         self._blocks: list[tuple[int, int]] = []  # (level k, source level j) of each weight
         self._groups: list[list[tuple[int, int]]] = []  # per level: (function index, rows)
         self._runs: list[list[Run]] = []  # per level: the same, as `_SortedActivation` takes it
+        # per level: the in-place functions run on gathered rows by `_GroupProgram` (None: it
+        # follows `_plan`), their rows in buffer `gather{k}`
+        self._gathered: list[list[tuple[int, InPlace]] | None] = []
         self._layouts: list[Layout] = []  # per weight block, when `growable`
         for k in range(n_levels):
             second = any(net.levels[k].weight2 is not None for net in nets)
@@ -559,9 +595,31 @@ class _PaddedGroup(nn.Module):
                                if code < 0 else
                                (n, self._fns[code], self._arity[code], self._in_place[code])
                                for code, n in self._groups[-1]])
+            self._gathered.append(self._gathered_rows(k, flat, order, second, n_levels))
         self._spans = spans
         self._capture = False
         self._captured: list[Signal] = []
+
+    def _gathered_rows(self, k: int, codes: torch.Tensor, order: torch.Tensor, second: bool,
+                       n_levels: int) -> list[tuple[int, InPlace]] | None:
+        """For a mixed hidden level whose functions all run in place from their output: the
+        runs (rows, function) over its non-identity rows, gathered by function (their flat
+        row indices, sorted by function, go to buffer `gather{k}`); identity rows, often a
+        quarter of a mixed level, stay where they are. None for any other level."""
+        groups = self._groups[k]
+        names = [self._names[c] if c >= 0 else "identity" for c, _ in groups]
+        if (len(groups) == 1 or second or k == n_levels - 1
+                or any(self._in_place[c] is None for c, _ in groups if c >= 0)):
+            return None
+        work = [(c, n) for (c, n), a in zip(groups, names, strict=True) if a != "identity"]
+        if not work:
+            return None
+        keep = torch.ones_like(codes, dtype=torch.bool)
+        for (c, _), a in zip(groups, names, strict=True):
+            if a == "identity":
+                keep &= codes != c
+        self.register_buffer(f"gather{k}", order[keep[order]])
+        return [(n, self._in_place[c]) for c, n in work]  # type: ignore[misc]
 
     def growth_layout(self) -> list[Layout]:
         """Per weight block, where it may grow (built only for a growable group)."""
