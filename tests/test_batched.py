@@ -26,11 +26,12 @@ from evosparse.step_graph import Rewind
 from tests.test_fitness import DIGITS
 
 
-def heterogeneous(n: int) -> list:
+def heterogeneous(n: int, hidden: tuple[str, ...] = ("relu", "tanh", "sigmoid", "gelu",
+                                                    "identity")) -> list:
     """Genomes of different sizes, depths and activation mixes."""
     rng = np.random.default_rng(11)
     reg = InnovationRegistry(64, 10)
-    acts = ActivationSpec(hidden=("relu", "tanh", "sigmoid", "gelu", "identity"))
+    acts = ActivationSpec(hidden=hidden)
     out = []
     for i in range(n):
         net = NetworkSpec(max_hidden=40, max_levels=1 + i % 3)
@@ -73,7 +74,11 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
 """The same programs run on a CUDA GPU where one is present."""
 
 
-MIXES = {"one-input": heterogeneous, "with-ail": lambda n: with_ail(heterogeneous(n)),
+IN_PLACE = ("relu", "tanh", "sigmoid", "identity")
+"""Functions a batched program runs in place, on rows aligned across genomes where it can."""
+
+
+MIXES = {"one-input": heterogeneous, "in-place": lambda n: heterogeneous(n, IN_PLACE), "with-ail": lambda n: with_ail(heterogeneous(n)),
          "with-expressions": lambda n: with_functions(heterogeneous(n), EXPRESSIONS, 3, 1)}
 
 
