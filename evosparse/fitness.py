@@ -309,10 +309,10 @@ def _train_batch(
     for epoch in range(cfg.training.epochs):
         perms = net.group_rows(torch.stack([torch.randperm(len(x), generator=g)
                                             for g in gens]).to(device))
-        for s, i in enumerate(range(0, len(x), bs)):
+        for n_step, i in enumerate(range(0, len(x), bs)):
             rows = [p[:, i : i + bs] for p in perms]
             if not graphed or rows[0].shape[1] < bs:
-                step(rows, epoch * per_epoch + s)
+                step(rows, epoch * per_epoch + n_step)
                 continue
             for f, r in zip(fixed, rows, strict=True):
                 f.copy_(r)
@@ -321,7 +321,7 @@ def _train_batch(
                     params, opt, lambda: [*grads.values(), *record, at_row]), device)
                 graphed = replay is not None
                 if not graphed:
-                    step(rows, epoch * per_epoch + s)
+                    step(rows, epoch * per_epoch + n_step)
                     continue
             replay.replay()
         for gi, r in enumerate(record):
