@@ -78,7 +78,9 @@ IN_PLACE = ("relu", "tanh", "sigmoid", "identity")
 """Functions a batched program runs in place, on rows aligned across genomes where it can."""
 
 
-MIXES = {"one-input": heterogeneous, "in-place": lambda n: heterogeneous(n, IN_PLACE), "with-ail": lambda n: with_ail(heterogeneous(n)),
+MIXES = {"one-input": heterogeneous,
+         "in-place": lambda n: heterogeneous(n, IN_PLACE),
+         "with-ail": lambda n: with_ail(heterogeneous(n)),
          "with-expressions": lambda n: with_functions(heterogeneous(n), EXPRESSIONS, 3, 1)}
 
 
