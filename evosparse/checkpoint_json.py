@@ -2,8 +2,8 @@
 
 A checkpoint is written every generation and grows with the run (about 1.2 MB at
 generation 100 of the digits space: the innovation registry's table and the
-population with its Lamarckian weights); encoding it whole took about 20 ms a
-generation on the search's thread. Between two checkpoints most of it is unchanged:
+population with its Lamarckian weights); encoding it whole took about 20 ms at
+generation 100, on the search's thread. Between two checkpoints most of it is unchanged:
 a population member never changes (most survive a generation), the registry's
 connection table only grows at its end, and the space stays the same. The bytes are
 exactly `canonical(body)`: the big parts are encoded alone (as canonical JSON, so
