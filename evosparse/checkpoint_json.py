@@ -5,7 +5,7 @@ generation 100 of the digits space: the innovation registry's table and the
 population with its Lamarckian weights); encoding it whole took about 20 ms at
 generation 100, on the search's thread. Between two checkpoints most of it is unchanged:
 a population member never changes (most survive a generation), the registry's
-connection table only grows at its end, and the space stays the same. The bytes are
+connection table only grows at its end. The bytes are
 exactly `canonical(body)`: the big parts are encoded alone (as canonical JSON, so
 their text is what encoding them inside the body gives) and put in place of
 placeholders in the small rest.
@@ -28,11 +28,6 @@ def canonical(body: Any) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
 
 
-def member_dict(member: Member) -> dict[str, Any]:
-    """A population member as the checkpoint holds it."""
-    return {"genome": member.genome.to_dict(), "result": member.result.to_dict()}
-
-
 def _slot(name: str) -> str:
     return f"\x00{name}\x00"  # a NUL-delimited string: no JSON a search writes holds one
 
@@ -44,17 +39,16 @@ class CheckpointEncoder:
         self._members: dict[int, tuple[Member, bytes]] = {}  # id -> (member kept alive, JSON)
         self._registry: InnovationRegistry | None = None
         self._columns: dict[str, tuple[int, bytes]] = {}  # name -> (entries, text without "]")
-        self._space: tuple[dict[str, Any], bytes] | None = None
 
     def encode(self, head: dict[str, Any], space: dict[str, Any], state: SearchState) -> bytes:
         """`canonical` of `{**head, "space": space, "state": state.to_dict()}`."""
-        registry = state.registry.to_dict()
-        columns = registry.pop("connections")
-        state_dict = {**state.to_dict(members=False), "population": _slot("population"),
-                      "registry": {**registry, "connections": {c: _slot(c) for c in COLUMNS}}}
-        text = canonical({**head, "space": _slot("space"), "state": state_dict})
+        state_dict = state.to_dict(members=False)
+        registry = state_dict["registry"]
+        columns = registry["connections"]
+        state_dict["population"] = _slot("population")
+        registry["connections"] = {c: _slot(c) for c in COLUMNS}
+        text = canonical({**head, "space": space, "state": state_dict})
         parts = {"population": self._population(state.population),
-                 "space": self._space_json(space),
                  **self._column_json(state.registry, columns)}
         for name, part in parts.items():
             before, after = text.split(canonical(_slot(name)))
@@ -65,14 +59,9 @@ class CheckpointEncoder:
         kept = {}
         for m in population:
             known = self._members.get(id(m))
-            kept[id(m)] = known if known and known[0] is m else (m, canonical(member_dict(m)))
+            kept[id(m)] = known if known and known[0] is m else (m, canonical(m.to_dict()))
         self._members = kept
         return b"[" + b",".join(kept[id(m)][1] for m in population) + b"]"
-
-    def _space_json(self, space: dict[str, Any]) -> bytes:
-        if self._space is None or self._space[0] != space:
-            self._space = (space, canonical(space))
-        return self._space[1]
 
     def _column_json(self, registry: InnovationRegistry, columns: dict[str, list[int]]
                      ) -> dict[str, bytes]:

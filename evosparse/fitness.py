@@ -303,7 +303,8 @@ def _train_batch(
         _accumulate(grads, weights)
         _step(opt, pruners, at)
 
-    fixed = [torch.empty(len(ids), bs, dtype=torch.long, device=device) for ids in net.members]
+    fixed = [torch.empty(len(ids), bs, dtype=torch.long, device=device)  # a graph's input
+             for ids in net.members] if graphed else []
     replay: torch.cuda.CUDAGraph | None = None
     failed: dict[int, str] = {}
     for epoch in range(cfg.training.epochs):

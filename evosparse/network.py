@@ -607,17 +607,11 @@ class _PaddedGroup(nn.Module):
         row indices, sorted by function, go to buffer `gather{k}`); identity rows, often a
         quarter of a mixed level, stay where they are. None for any other level."""
         groups = self._groups[k]
-        names = [self._names[c] if c >= 0 else "identity" for c, _ in groups]
-        if (len(groups) == 1 or second or k == n_levels - 1
-                or any(self._in_place[c] is None for c, _ in groups if c >= 0)):
+        work = [(c, n) for c, n in groups if c >= 0 and self._names[c] != "identity"]
+        if (len(groups) == 1 or second or k == n_levels - 1 or not work
+                or any(self._in_place[c] is None for c, _ in work)):
             return None
-        work = [(c, n) for (c, n), a in zip(groups, names, strict=True) if a != "identity"]
-        if not work:
-            return None
-        keep = torch.ones_like(codes, dtype=torch.bool)
-        for (c, _), a in zip(groups, names, strict=True):
-            if a == "identity":
-                keep &= codes != c
+        keep = torch.isin(codes, torch.tensor([c for c, _ in work]))
         self.register_buffer(f"gather{k}", order[keep[order]])
         return [(n, self._in_place[c]) for c, n in work]  # type: ignore[misc]
 

@@ -71,6 +71,10 @@ class Member:
         r = self.result
         return (1.0 - r.val_accuracy, float(r.flops)) if r.ok else None
 
+    def to_dict(self) -> dict[str, Any]:
+        """The member as a checkpoint holds it."""
+        return {"genome": self.genome.to_dict(), "result": self.result.to_dict()}
+
 
 @dataclass
 class SearchState:
@@ -100,8 +104,7 @@ class SearchState:
             "next_genome_id": self.next_genome_id,
             "rng": self.rng.bit_generator.state,
             "registry": self.registry.to_dict(),
-            **({"population": [{"genome": m.genome.to_dict(), "result": m.result.to_dict()}
-                               for m in self.population]} if members else {}),
+            **({"population": [m.to_dict() for m in self.population]} if members else {}),
         }
 
     @staticmethod
