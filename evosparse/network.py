@@ -63,7 +63,8 @@ class _Level(nn.Module):
         names, counts = np.unique(acts, return_counts=True)
         if not np.array_equal(np.repeat(names, counts), acts):
             raise ValueError(f"a level's nodes must be sorted by activation, got {self.act_names}")
-        self._fns = [torch_activation(str(n)) for n in names]
+        self._names = [str(n) for n in names]
+        self._fns = [torch_activation(n) for n in self._names]
         self._arity = [arity(str(n)) for n in names]
         self._widths = counts.tolist()
         two = np.repeat(np.array(self._arity) == 2, counts)
@@ -108,6 +109,22 @@ class _Level(nn.Module):
             eff.retain_grad()
             self.captured = (eff, h.T[None], out.T[None])
         return out
+
+    def infer(self, h: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """`forward` without autograd, node-major: the level's activations [nodes, samples]
+        from the earlier levels' h [columns, samples], written into `out`; each function
+        runs in place on its contiguous rows (a column slice, as `forward` has it, runs
+        elementwise kernels several times slower). One-input levels only."""
+        eff = self.weight * self.mask
+        pre = torch.mm(eff, h, out=out) if self.bias is None else \
+            torch.addmm(self.bias[:, None], eff, h, out=out)
+        fast = in_place()
+        for name, fn, part in zip(self._names, self._fns, pre.split(self._widths), strict=True):
+            if name in fast:
+                fast[name][0](part)
+            else:
+                part.copy_(fn(part))
+        return pre
 
 
 def _masked_sums(w: torch.Tensor, mask: torch.Tensor, grad: torch.Tensor | None) -> torch.Tensor:
@@ -270,10 +287,25 @@ class SparseNetwork(nn.Module):
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.is_grad_enabled() and all(lv.weight2 is None for lv in self.levels):
+            return self._infer(x)
         h = x
         for level in self.levels[:-1]:
             h = torch.cat([h, level(h)], dim=1)
         return self.levels[-1](h)  # the last level holds exactly the outputs, in order
+
+    def _infer(self, x: torch.Tensor) -> torch.Tensor:
+        """`forward` without autograd (scoring, export): node-major, every level writes its
+        activations into its own rows of one buffer [columns, samples], whose leading rows
+        are the next level's input, so nothing is concatenated."""
+        widths = [lv.weight.shape[0] for lv in self.levels]
+        h = x.new_empty(x.shape[1] + sum(widths), x.shape[0])
+        h[: x.shape[1]] = x.T
+        start = x.shape[1]
+        for level, width in zip(self.levels, widths, strict=True):
+            level.infer(h[:start], h[start : start + width])
+            start += width
+        return h[start - widths[-1] :].T.contiguous()  # the outputs, in order
 
 
 Run = tuple[int, Callable[..., torch.Tensor], int, InPlace | None]

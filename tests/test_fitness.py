@@ -43,7 +43,29 @@ def test_network_matches_a_hand_computed_forward_pass() -> None:
     h3 = torch.tanh(cols @ (l2.weight * l2.mask).T + l2.bias)
     out = torch.cat([cols, h3], dim=1) @ (l3.weight * l3.mask).T + l3.bias
     torch.testing.assert_close(net(x), out)
+    with torch.no_grad():  # scoring's and export's node-major pass
+        torch.testing.assert_close(net(x), out)
     assert l3.mask.tolist() == [[1.0, 0.0, 0.0, 1.0]]
+
+
+def test_inference_pass_computes_what_the_training_pass_computes() -> None:
+    """Without autograd (scoring, export) a network runs node-major, functions in place;
+    the logits are those of the training pass, with and without biases, for mixed levels
+    and functions that have no in-place form (gelu, an expression)."""
+    acts = ActivationSpec(hidden=("relu", "tanh", "sigmoid", "gelu", "identity",
+                                  "x * sigmoid(x)"))
+    rng = np.random.default_rng(5)
+    reg = InnovationRegistry(64, 10)
+    x = torch.from_numpy(DIGITS.x_val)
+    for i in range(6):
+        g = minimal_genome(i, reg, 0.3, rng)
+        g = add_nodes(g, rng, reg, NetworkSpec(max_hidden=40), acts, 12, fan_in=8, fan_out=3)
+        net = SparseNetwork(g, bias=i % 2 == 0, generator=torch.Generator().manual_seed(i))
+        with torch.no_grad():
+            inferred = net(x)
+        trained = net(x)
+        assert trained.requires_grad and not inferred.requires_grad
+        torch.testing.assert_close(inferred, trained.detach(), rtol=1e-5, atol=1e-6)
 
 
 def test_absent_connections_stay_zero_and_get_no_gradient() -> None:
