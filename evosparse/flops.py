@@ -37,9 +37,11 @@ def count_cost(genome: Genome, bias: bool, topo: Topology | None = None) -> Cost
     """
     topo = topo or analyse(genome)
     computed = topo.node_active & (genome.node_kind != INPUT)
-    two = np.array([arity(str(a)) == 2 for a in genome.node_act], dtype=bool)
+    names, of_node = np.unique(genome.node_act, return_inverse=True)  # look each name up once
+    two = np.array([arity(str(a)) == 2 for a in names], dtype=bool)[of_node]
     n_conn = int(np.count_nonzero(topo.conn_active))
     weights = n_conn + int(np.count_nonzero(topo.conn_active & two[topo.dst_row]))
     n_bias = int(np.count_nonzero(computed) + np.count_nonzero(computed & two)) if bias else 0
-    act = sum(activation_cost(a) for a in genome.node_act[computed])
+    costs = np.array([activation_cost(str(a)) for a in names], dtype=np.int64)
+    act = int(costs[of_node[computed]].sum())
     return Cost(flops=2 * weights + n_bias + act, params=weights + n_bias, connections=n_conn)
