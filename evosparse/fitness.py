@@ -291,15 +291,16 @@ def _train_batch(
     def step(rows: list[torch.Tensor], at: int) -> None:
         for p in pruners:
             p.before_forward(at)
-        sums = [part.sum(dim=1) for part in net.sample_losses(x, y, rows)]
-        total = sums[0].sum()
+        opt.zero_grad(set_to_none=True)
+        scale = 1.0 / rows[0].shape[1]  # the gradient of each genome's mean loss, summed
+        if net.direct():  # no autograd graph: the group programs' own backward
+            sums = net.train_losses(x, y, rows, scale)
+        else:
+            sums = [part.sum(dim=1) for part in net.sample_losses(x, y, rows)]
+            (sum(s.sum() for s in sums) / rows[0].shape[1]).backward()
         for r, s in zip(record, sums, strict=True):
             r.index_copy_(0, at_row, s.detach()[None])
-        for s in sums[1:]:
-            total = total + s.sum()
         at_row.add_(1)
-        opt.zero_grad(set_to_none=True)
-        (total / rows[0].shape[1]).backward()  # each genome's mean loss, summed
         _accumulate(grads, weights)
         _step(opt, pruners, at)
 

@@ -129,7 +129,8 @@ def test_batch_of_8_follows_one_by_one_loss_curves_for_50_steps(mix: str, device
 @pytest.mark.parametrize("mix", sorted(MIXES))
 def test_a_groups_own_backward_matches_autograd(mix: str, device: str) -> None:
     """`_GroupProgram`'s hand-written backward (in place, masks applied to the gradients)
-    gives the gradients autograd gives on the same padded group."""
+    gives the gradients autograd gives on the same padded group, also when a training
+    step runs it without autograd (`train_losses`)."""
     genomes = MIXES[mix](8)
     gens = [torch.Generator().manual_seed(i) for i in range(8)]
     batched = BatchedNetworks(genomes, True, gens).to(device)
@@ -146,11 +147,19 @@ def test_a_groups_own_backward_matches_autograd(mix: str, device: str) -> None:
         losses.sum().backward()
         grads.append((losses.detach(), [p.grad.clone() for p in batched.parameters()
                                         if p.grad is not None]))
-    (ours, g_ours), (theirs, g_theirs) = grads
-    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
-    assert len(g_ours) == len(g_theirs) > 0
-    for a, b in zip(g_ours, g_theirs, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    for group in batched.groups:
+        group.capture(False)
+    if batched.direct():  # not with two-input units, which run through autograd
+        batched.zero_grad(set_to_none=True)
+        sums = batched.train_losses(x, y, batched.group_rows(rows), 1 / rows.shape[1])
+        grads.append((batched.in_order(sums) / rows.shape[1], [
+            p.grad.clone() for p in batched.parameters() if p.grad is not None]))
+    theirs, g_theirs = grads[1]
+    for ours, g_ours in grads[::2]:
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+        assert len(g_ours) == len(g_theirs) > 0
+        for a, b in zip(g_ours, g_theirs, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
     for group in batched.groups:
         for w, m in zip(group.weights, group.masks(), strict=True):
             assert not bool((w.grad * (1 - m)).any()), "no gradient where the mask is 0"
