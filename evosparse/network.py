@@ -65,7 +65,7 @@ class _Level(nn.Module):
             raise ValueError(f"a level's nodes must be sorted by activation, got {self.act_names}")
         self._names = [str(n) for n in names]
         self._fns = [torch_activation(n) for n in self._names]
-        self._arity = [arity(str(n)) for n in names]
+        self._arity = [arity(n) for n in self._names]
         self._widths = counts.tolist()
         two = np.repeat(np.array(self._arity) == 2, counts)
         # Two-input units: a second weight per connection and a second bias give the second
@@ -480,7 +480,7 @@ def _program_forward(group: _PaddedGroup, x: torch.Tensor, biases: list[torch.Te
 
 def _program_backward(group: _PaddedGroup, done: Pass, weights: list[torch.Tensor],
                       grad: torch.Tensor, need_bias: list[bool]
-                      ) -> tuple[list[torch.Tensor | None], list[torch.Tensor]]:
+                      ) -> tuple[list[torch.Tensor | None], list[torch.Tensor | None]]:
     """The gradients of the biases (None where `need_bias` is False) and of the weights of
     a group program's forward pass `done`, from the gradient of its logits."""
     hs, saved = done
@@ -489,7 +489,7 @@ def _program_backward(group: _PaddedGroup, done: Pass, weights: list[torch.Tenso
     grad_h: list[torch.Tensor | None] = [None] * len(hs)
     grad_h[-1] = grad
     grad_b: list[torch.Tensor | None] = [None] * n_levels
-    grad_w: list[torch.Tensor] = [grad] * len(weights)  # each replaced below
+    grad_w: list[torch.Tensor | None] = [None] * len(weights)
     for k in reversed(range(n_levels)):
         g = grad_h[k + 1]
         assert g is not None
@@ -833,7 +833,8 @@ class BatchedNetworks(nn.Module):
     genomes of equal depth share one `_PaddedGroup` and the groups run side by side.
     `losses(x, y, rows)` runs genome i on the samples x[rows[i]] (each genome sees its
     own minibatch) and returns its mean cross-entropy, in the order of `genomes`;
-    `sample_losses` gives the same per group, unordered, for a training step.
+    a training step takes them per group, unordered: `train_losses` (no autograd) where
+    the network is `direct`, else `sample_losses` and autograd.
     """
 
     def __init__(self, genomes: list[Genome], bias: bool, generators: list[torch.Generator],
