@@ -292,12 +292,12 @@ def _train_batch(
         for p in pruners:
             p.before_forward(at)
         opt.zero_grad(set_to_none=True)
-        scale = 1.0 / rows[0].shape[1]  # the gradient of each genome's mean loss, summed
+        samples = rows[0].shape[1]  # the gradient of each genome's mean loss, summed
         if net.direct():  # no autograd graph: the group programs' own backward
-            sums = net.train_losses(x, y, rows, scale)
+            sums = net.train_losses(x, y, rows, 1.0 / samples)
         else:
             sums = [part.sum(dim=1) for part in net.sample_losses(x, y, rows)]
-            (sum(s.sum() for s in sums) / rows[0].shape[1]).backward()
+            (sum(s.sum() for s in sums) / samples).backward()
         for r, s in zip(record, sums, strict=True):
             r.index_copy_(0, at_row, s.detach()[None])
         at_row.add_(1)
@@ -313,19 +313,18 @@ def _train_batch(
                                             for g in gens]).to(device))
         for n_step, i in enumerate(range(0, len(x), bs)):
             rows = [p[:, i : i + bs] for p in perms]
-            if not graphed or rows[0].shape[1] < bs:
+            full = graphed and rows[0].shape[1] == bs  # a full-size step replays the graph
+            if full:
+                for f, r in zip(fixed, rows, strict=True):
+                    f.copy_(r)
+                if replay is None:
+                    replay = capture(lambda: step(fixed, 0), Rewind(
+                        params, opt, lambda: [*grads.values(), *record, at_row]), device)
+                    full = graphed = replay is not None
+            if full and replay is not None:
+                replay.replay()
+            else:
                 step(rows, epoch * per_epoch + n_step)
-                continue
-            for f, r in zip(fixed, rows, strict=True):
-                f.copy_(r)
-            if replay is None:
-                replay = capture(lambda: step(fixed, 0), Rewind(
-                    params, opt, lambda: [*grads.values(), *record, at_row]), device)
-                graphed = replay is not None
-                if not graphed:
-                    step(rows, epoch * per_epoch + n_step)
-                    continue
-            replay.replay()
         for gi, r in enumerate(record):
             for pos, at, value in _non_finite(r):
                 failed.setdefault(net.members[gi][pos], f"loss became {value} at epoch "
