@@ -176,8 +176,13 @@ class Genome:
         table = self._rows_by_id
         if table is not None:
             return table[node_ids]
-        order = np.argsort(self.node_id)
+        order = self._id_order
         return order[np.searchsorted(self.node_id, node_ids, sorter=order)]
+
+    @functools.cached_property
+    def _id_order(self) -> np.ndarray:
+        """argsort of `node_id`, kept for `index_of` where ids are too sparse for a table."""
+        return np.argsort(self.node_id)
 
     def same_as(self, other: Genome) -> bool:
         """True when both genomes have the same identity and identical arrays."""
