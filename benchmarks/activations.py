@@ -32,8 +32,8 @@ from rich.table import Table
 from evosparse.activations import ACTIVATIONS
 from evosparse.data import load_task
 from evosparse.evaluators import LocalEvaluator
+from evosparse.evolution import Search, SearchState, front_of
 from evosparse.pareto import hypervolume
-from evosparse.search import Search, SearchState, front_of
 from evosparse.space import SearchSpace, load_space, validate_space
 
 ROWS: dict[str, dict[str, Any]] = {

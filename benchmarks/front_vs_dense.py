@@ -24,13 +24,13 @@ from rich.console import Console
 
 from evosparse.data import load_task
 from evosparse.evaluators import LocalEvaluator
+from evosparse.evolution import front_of
 from evosparse.fitness import FitnessConfig, evaluate_batch
 from evosparse.genome import InnovationRegistry
 from evosparse.operators import dense_mlp_genome
 from evosparse.progress import ProgressDisplay, front_table
 from evosparse.rundir import RunDir, member_summary
 from evosparse.runner import start_run
-from evosparse.search import front_of
 from evosparse.space import load_space
 
 

@@ -30,12 +30,12 @@ from rich.table import Table
 
 from evosparse.data import load_task
 from evosparse.evaluators import LocalEvaluator
+from evosparse.evolution import front_of
 from evosparse.fitness import FitnessConfig, evaluate_batch
 from evosparse.genome import InnovationRegistry
 from evosparse.operators import dense_mlp_genome, kstarts
 from evosparse.rundir import RunDir
 from evosparse.runner import start_run
-from evosparse.search import front_of
 from evosparse.space import SearchSpace, load_space
 
 KSTARTS = {"k": 4, "density": 0.1, "hidden": [100], "epochs": 1, "criterion": "magnitude"}

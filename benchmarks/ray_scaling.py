@@ -22,8 +22,8 @@ from functools import partial
 
 from evosparse.data import load_task
 from evosparse.evaluators import BaseEvaluator, LocalEvaluator
+from evosparse.evolution import Search
 from evosparse.fitness import evaluate_batch, plan_batches, warm_up
-from evosparse.search import Search
 from evosparse.space import load_space
 
 REPEATS = 3

@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 
 from evosparse.evaluators import LocalEvaluator
+from evosparse.evolution import front_of
 from evosparse.fitness import resolve_device, warm_up
 from evosparse.rundir import RunDir
 from evosparse.runner import start_run
-from evosparse.search import front_of
 from evosparse.space import SearchSpace, load_space
 
 

@@ -1,7 +1,7 @@
 """evosparse: evolutionary search for sparse neural networks that are accurate and cheap.
 
 The top-level names are the torch-free ones, plus `load` (an exported network),
-which imports torch on first use; import `evosparse.search`, `evosparse.fitness`
+which imports torch on first use; import `evosparse.evolution`, `evosparse.fitness`
 or `evosparse.runner` for the training side.
 """
 

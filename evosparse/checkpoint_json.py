@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from evosparse.evolution import Member, SearchState
 from evosparse.genome import InnovationRegistry
-from evosparse.search import Member, SearchState
 
 COLUMNS = ("dst", "innovation", "src")
 """The registry's connection columns, as `InnovationRegistry.to_dict` names them."""

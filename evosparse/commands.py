@@ -16,11 +16,11 @@ from rich.console import Console
 
 from evosparse.errors import EvaluationError, UserError
 from evosparse.evaluators import BaseEvaluator, LocalEvaluator
+from evosparse.evolution import Search, SearchState, front_of
 from evosparse.pareto import hypervolume
 from evosparse.progress import ProgressDisplay, front_table
 from evosparse.rundir import RunDir, member_summary
 from evosparse.runner import resume_run, start_run
-from evosparse.search import Search, SearchState, front_of
 from evosparse.space import SearchSpace
 
 

@@ -29,12 +29,12 @@ from torch import nn
 from evosparse.activations import activation_cost
 from evosparse.data import Task, load_raw_test, load_task
 from evosparse.errors import UserError
+from evosparse.evolution import Member, SearchState, front_of
 from evosparse.genome import HIDDEN, INPUT, OUTPUT, Genome
 from evosparse.graph import analyse
 from evosparse.network import SparseNetwork
 from evosparse.onnx_export import to_onnx
 from evosparse.rundir import RunDir, atomic_write
-from evosparse.search import Member, SearchState, front_of
 from evosparse.space import SearchSpace
 from evosparse.sparse_inference import SparseInference, time_call
 from evosparse.weights import (

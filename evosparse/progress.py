@@ -9,8 +9,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from evosparse.evolution import GenerationRecord, Reporter, SearchState
 from evosparse.fitness import EvalResult
-from evosparse.search import GenerationRecord, Reporter, SearchState
 
 
 class ProgressDisplay(Reporter):

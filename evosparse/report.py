@@ -26,10 +26,10 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from evosparse.errors import UserError
+from evosparse.evolution import Member, SearchState, front_of
 from evosparse.genome import HIDDEN, INPUT, OUTPUT, Genome
 from evosparse.graph import analyse
 from evosparse.rundir import RunDir, atomic_write, member_summary
-from evosparse.search import Member, SearchState, front_of
 
 MAX_DRAWN = 8
 """Front members drawn in topologies.png (spread evenly over the front's FLOPs range)."""

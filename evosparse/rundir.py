@@ -33,10 +33,10 @@ import numpy as np
 
 from evosparse.checkpoint_json import CheckpointEncoder, canonical
 from evosparse.errors import UserError
+from evosparse.evolution import GenerationRecord, Member, Reporter, SearchState
 from evosparse.fitness import EvalResult
 from evosparse.genome import HIDDEN, Genome
 from evosparse.graph import analyse
-from evosparse.search import GenerationRecord, Member, Reporter, SearchState
 from evosparse.space import SearchSpace, load_space
 from evosparse.writer import OrderedWriter
 

@@ -13,8 +13,8 @@ from pydantic import ValidationError
 from evosparse.data import load_task
 from evosparse.errors import UserError
 from evosparse.evaluators.base import BaseEvaluator
+from evosparse.evolution import Reporter, Search, SearchState
 from evosparse.rundir import RunDir, RunDirRecorder, changed_keys
-from evosparse.search import Reporter, Search, SearchState
 from evosparse.space import SearchSpace
 
 

@@ -31,9 +31,9 @@ from rich.table import Table
 
 from evosparse.errors import UserError
 from evosparse.evaluators import LocalEvaluator
+from evosparse.evolution import GenerationRecord, Reporter, SearchState
 from evosparse.rundir import RunDir, atomic_write
 from evosparse.runner import start_run
-from evosparse.search import GenerationRecord, Reporter, SearchState
 from evosparse.space import ParamSpec, SearchSpace, TuneSpec, validate_space
 
 HEARTBEAT_S, GRACE_S = 2, 10

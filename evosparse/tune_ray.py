@@ -22,9 +22,9 @@ import optuna
 
 from evosparse.errors import UserError
 from evosparse.evaluators import LocalEvaluator
+from evosparse.evolution import GenerationRecord, Reporter, SearchState
 from evosparse.rundir import RunDir
 from evosparse.runner import resume_run, start_run
-from evosparse.search import GenerationRecord, Reporter, SearchState
 from evosparse.space import SearchSpace, TuneSpec
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from evosparse.checkpoint_json import CheckpointEncoder, canonical
 from evosparse.evaluators import LocalEvaluator
+from evosparse.evolution import Member, SearchState
 from evosparse.rundir import RunDir
 from evosparse.runner import start_run
-from evosparse.search import Member, SearchState
 from evosparse.space import load_space
 
 

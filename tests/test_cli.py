@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from evosparse.activations import ACTIVATIONS
+from evosparse.evolution import Member
 from evosparse.fitness import EvalResult
 from evosparse.rundir import RunDir, member_summary
-from evosparse.search import Member
 from tests.conftest import evosparse
 from tests.test_flops import hand_genome
 

@@ -7,6 +7,7 @@ import yaml
 
 from evosparse.data import load_task
 from evosparse.evaluators import LocalEvaluator
+from evosparse.evolution import Search
 from evosparse.genome import HIDDEN, Genome, InnovationRegistry
 from evosparse.graph import analyse
 from evosparse.operators import minimal_genome
@@ -19,7 +20,6 @@ from evosparse.operators.coevolution import (
     sides,
 )
 from evosparse.operators.mutation import add_nodes
-from evosparse.search import Search
 from evosparse.space import ActivationSpec, CoevolutionSpec, NetworkSpec, load_space
 from tests.conftest import TINY, deep_update
 

@@ -22,6 +22,7 @@ from evosparse.activations import ACTIVATIONS, activation_cost
 from evosparse.data import load_raw_test
 from evosparse.errors import UserError
 from evosparse.evaluators import LocalEvaluator
+from evosparse.evolution import SearchState, front_of
 from evosparse.export import export_run, select
 from evosparse.genome import ACT_DTYPE, HIDDEN, InnovationRegistry
 from evosparse.graph import analyse
@@ -31,7 +32,6 @@ from evosparse.operators import add_nodes, minimal_genome
 from evosparse.report import write_report
 from evosparse.rundir import RunDir
 from evosparse.runner import start_run
-from evosparse.search import SearchState, front_of
 from evosparse.space import ActivationSpec, NetworkSpec, load_space
 from evosparse.sparse_inference import SparseInference
 from tests.conftest import TINY, deep_update

@@ -16,6 +16,7 @@ from evosparse.activations import (
 from evosparse.data import load_task
 from evosparse.errors import UserError
 from evosparse.evaluators import LocalEvaluator
+from evosparse.evolution import Search, front_of
 from evosparse.expressions import (
     canonical,
     depth,
@@ -26,7 +27,6 @@ from evosparse.expressions import (
 )
 from evosparse.fitness import FitnessConfig, evaluate_batch
 from evosparse.genome import HIDDEN, Genome
-from evosparse.search import Search, front_of
 from evosparse.space import TrainingSpec, load_space
 from tests.conftest import TINY, deep_update
 from tests.test_batched import heterogeneous

@@ -11,11 +11,11 @@ import yaml
 from evosparse.data import load_task
 from evosparse.errors import UserError
 from evosparse.evaluators import LocalEvaluator
+from evosparse.evolution import Search
 from evosparse.fitness import FitnessConfig, evaluate_batch
 from evosparse.genome import HIDDEN, InnovationRegistry
 from evosparse.graph import analyse
 from evosparse.operators import add_connections, dense_mlp_genome, kstarts
-from evosparse.search import Search
 from evosparse.space import NetworkSpec, load_space
 from tests.conftest import TINY, deep_update
 from tests.test_fitness import DIGITS, TRAIN

@@ -13,10 +13,10 @@ import yaml
 from evosparse.data import load_task
 from evosparse.errors import UserError
 from evosparse.evaluators import LocalEvaluator
+from evosparse.evolution import Search
 from evosparse.fitness import FitnessConfig, evaluate_batch, trained_genome
 from evosparse.flops import count_cost
 from evosparse.graph import analyse
-from evosparse.search import Search
 from evosparse.space import SparseTrainingSpec, TrainingSpec, load_space
 from evosparse.weights import TEST_PREDICTIONS, network_from_model
 from tests.conftest import TINY, deep_update

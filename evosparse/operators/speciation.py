@@ -13,7 +13,7 @@ representative is the closest genome to the old one, then each other genome join
 the closest species within the threshold or founds a new one. The threshold moves
 each generation toward `target_species`.
 
-With NSGA-II (`search.py`): the Pareto front still drives selection; species only
+With NSGA-II (`evolution.py`): the Pareto front still drives selection; species only
 protect new structure and steer mating. Survivors are chosen by NSGA-II from the
 pool of parents and children after (1) the best `elitism` members of every live
 species are kept first, so a new topology that is not yet competitive survives
