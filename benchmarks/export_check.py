@@ -23,6 +23,7 @@ from safetensors.numpy import load_file
 
 import evosparse
 from evosparse.activations import activation_cost
+from evosparse.api import open_run
 from evosparse.data import load_raw_test
 from evosparse.export import export_run
 from evosparse.rundir import RunDir
@@ -45,7 +46,7 @@ def main() -> None:
     front = {m["genome_id"]: m for m in json.loads(run.front_file.read_text())["front"]}
     x, y = load_raw_test(run.load_space().dataset)
     with tempfile.TemporaryDirectory() as out:
-        folders = export_run(run, "front", Path(out))
+        folders = export_run(open_run(run.path), "front", Path(out))
         print(f"{'genome':>7} {'front.json':>10} {'load':>7} {'onnx':>7} {'FLOPs':>6} "
               f"{'recount':>7} {'max|diff|':>9}")
         ok = True

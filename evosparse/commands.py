@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
+import threading
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -17,8 +19,8 @@ from rich.console import Console
 from evosparse.errors import EvaluationError, UserError
 from evosparse.evaluators import BaseEvaluator, LocalEvaluator
 from evosparse.evolution import Search, SearchState, front_of
-from evosparse.pareto import hypervolume
 from evosparse.progress import ProgressDisplay, front_table
+from evosparse.results import Run
 from evosparse.rundir import RunDir, member_summary
 from evosparse.runner import resume_run, start_run
 from evosparse.space import SearchSpace
@@ -42,7 +44,7 @@ def run(space: SearchSpace, runs_dir: Path, console: Console, ray_address: str |
     """`evosparse run`: start a new run directory and search."""
     run_dir = RunDir(runs_dir / space.name)
     search = start_run(run_dir, space, evaluator(space, ray_address, workers), [])
-    return _execute(search, run_dir, console)
+    return _finish(search, run_dir, console)
 
 
 def resume(path: Path, generations: int | None, console: Console,
@@ -51,40 +53,55 @@ def resume(path: Path, generations: int | None, console: Console,
     run_dir = RunDir(path)
     space = run_dir.load_space()
     search = resume_run(run_dir, evaluator(space, ray_address, workers), [], generations)
-    return _execute(search, run_dir, console)
+    return _finish(search, run_dir, console)
 
 
-def _execute(search: Search, run_dir: RunDir, console: Console) -> int:
-    """Run the search with a progress display; handle Ctrl-C; print the final front."""
-    display = ProgressDisplay(console, search.space.generations)
-    search.reporters.append(display)
+def execute(search: Search, run_dir: RunDir, console: Console | None) -> SearchState:
+    """Run the search with a progress display on `console` (None: silently).
+
+    A first Ctrl-C stops after the current generation's checkpoint; a second raises
+    KeyboardInterrupt at once (the previous checkpoint stays valid). Workers that keep
+    dying end in a `UserError` that says how to continue.
+    """
+    display = None if console is None else ProgressDisplay(console, search.space.generations)
+    if display is not None:
+        search.reporters.append(display)
 
     def on_sigint(signum: int, frame: Any) -> None:
         if search.stop_requested:
             raise KeyboardInterrupt
         search.stop_requested = True
-        display.progress.console.print(
-            "[yellow]Ctrl-C: stopping after this generation's checkpoint "
-            "(press again to abort now)[/]"
-        )
+        message = "Ctrl-C: stopping after this generation's checkpoint (press again to abort now)"
+        if display is not None:
+            display.progress.console.print(f"[yellow]{message}[/]")
+        else:
+            print(message, file=sys.stderr)
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_sigint) if in_main else None
     try:
-        state = search.run()
+        return search.run()
     except EvaluationError as exc:
         raise UserError(f"{exc}; the newest checkpoint in {run_dir.path} is intact: continue "
                         f"with `evosparse resume {run_dir.path}` once the workers are healthy"
                         ) from None
+    finally:
+        if in_main:
+            signal.signal(signal.SIGINT, previous)
+        if display is not None:
+            display.close()
+        search.evaluator.close()
+        run_dir.unlock()
+
+
+def _finish(search: Search, run_dir: RunDir, console: Console) -> int:
+    """`execute` for the CLI: exit code 130 on an abort, the final front printed."""
+    try:
+        state = execute(search, run_dir, console)
     except KeyboardInterrupt:
-        display.close()
         console.print(f"aborted; the newest checkpoint in {run_dir.path} is intact; "
                       f"continue with `evosparse resume {run_dir.path}`")
         return 130
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        display.close()
-        search.evaluator.close()
-        run_dir.unlock()
     front = [member_summary(m) for m in front_of(state.population)]
     console.print(front_table(front, f"Pareto front after generation {state.generation}"))
     if search.stop_requested and not search.done():
@@ -96,22 +113,7 @@ def _execute(search: Search, run_dir: RunDir, console: Console) -> int:
 
 def status(path: Path, as_json: bool, console: Console) -> int:
     """`evosparse status`: print a run's progress and front."""
-    run_dir = RunDir(path)
-    space = run_dir.load_space()
-    body = run_dir.latest_checkpoint()
-    if body is None:
-        raise UserError(f"{run_dir.path} has no finished generation yet")
-    state = SearchState.from_dict(body["state"])
-    front = front_of(state.population)
-    doc = {
-        "run": str(run_dir.path),
-        "generation": state.generation,
-        "generations": space.generations,
-        "evaluations": state.evaluations,
-        "hypervolume": hypervolume([m.objectives for m in state.population],
-                                   space.objectives.reference),
-        "front": [member_summary(m) for m in front],
-    }
+    doc = Run(path).status()
     if as_json:
         print(json.dumps(doc, indent=2))
         return 0
@@ -128,7 +130,7 @@ def export(path: Path, how: str, out: Path | None, console: Console) -> int:
     """`evosparse export`: write the chosen front members as deployable files."""
     from evosparse.export import export_run
 
-    folders = export_run(RunDir(path), how, out)
+    folders = export_run(Run(path), how, out)
     for folder in folders:
         m = json.loads((folder / "metrics.json").read_text())
         console.print(f"{folder}: test accuracy {m['test_accuracy']:.4f}, {m['flops']} FLOPs, "
@@ -142,6 +144,6 @@ def report(path: Path, console: Console) -> int:
     """`evosparse report`: plots and report.html in the run directory."""
     from evosparse.report import write_report
 
-    page = write_report(RunDir(path))
+    page = write_report(Run(path))
     console.print(f"report: {page}")
     return 0

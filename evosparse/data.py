@@ -2,7 +2,8 @@
 
 Embedded data needs no download: scikit-learn's digits, MNIST-1D generated
 locally with `mnist1d.data.make_dataset` (cached as .npz), XOR and n-bit parity.
-A user's own data comes from a `.npz` (arrays `x`, `y`) or `.csv` file. Splits
+A user's own data comes from a `.npz` (arrays `x`, `y`) or `.csv` file (`tables.py`);
+its labels (integers or strings) become class indices in sorted order. Splits
 are stratified and seeded by `dataset.split_seed`; standardisation is fitted on
 the training split only.
 """
@@ -15,11 +16,13 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from evosparse.errors import UserError
 from evosparse.space import DatasetSpec
+from evosparse.tables import Label, check_features, encode_labels, read_csv, read_npz
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,14 @@ class Task:
     """Per-feature mean and standard deviation (float64) of the training split that
     standardised x; None when the space turns standardisation off."""
     std: np.ndarray | None = None
+    classes: tuple[Label, ...] = ()
+    """The labels as the user's data holds them, in logit order (class i is classes[i]);
+    empty means 0..n_classes-1."""
+
+    @property
+    def labels(self) -> list[Label]:
+        """The class labels in logit order."""
+        return list(self.classes) or list(range(self.n_classes))
 
     @property
     def n_features(self) -> int:
@@ -85,42 +96,25 @@ def _parity(bits: int) -> tuple[np.ndarray, np.ndarray]:
     return (2.0 * rows - 1.0).astype(np.float32), rows.sum(axis=1) % 2
 
 
-def _read_file(path: Path, label_column: int) -> tuple[np.ndarray, np.ndarray]:
+def _read_file(spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Features and raw labels of a user's `.npz` or `.csv` file."""
+    path = spec.path
+    assert path is not None
     if not path.is_file():
         raise UserError(f"dataset file not found: {path}")
-    try:
-        if path.suffix == ".npz":
-            with np.load(path, allow_pickle=False) as f:
-                missing = {"x", "y"} - set(f.files)
-                if missing:
-                    raise UserError(f"{path}: missing array(s) {sorted(missing)}; need 'x' and 'y'")
-                x, y = f["x"], f["y"]
-        elif path.suffix == ".csv":
-            table = np.genfromtxt(path, delimiter=",", dtype=np.float64)
-            if table.ndim != 2:
-                raise UserError(f"{path}: expected a table with a header-free row per sample")
-            y = table[:, label_column]
-            x = np.delete(table, label_column % table.shape[1], axis=1)
-        else:
-            raise UserError(f"{path}: unsupported dataset format {path.suffix!r}; use .npz or .csv")
-    except (ValueError, OSError) as exc:
-        raise UserError(f"{path}: cannot read dataset: {exc}") from None
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim != 2:
-        raise UserError(f"{path}: x must be 2-D (samples, features), got shape {x.shape}")
-    bad = ~np.isfinite(x)
-    if bad.any():
-        rows, cols = np.nonzero(bad)
-        raise UserError(
-            f"{path}: {bad.sum()} NaN/inf value(s) in the features, first at row {rows[0]}, "
-            f"column {cols[0]}"
-        )
-    y = np.asarray(y, dtype=np.float64)
-    if y.shape != (x.shape[0],) or not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
-        raise UserError(f"{path}: labels must be one integer per sample (shape {x.shape[0]})")
-    if y.min() < 0:
-        raise UserError(f"{path}: labels must be 0..n_classes-1, found {int(y.min())}")
-    return x.astype(np.float32), y.astype(np.int64)
+    if path.suffix == ".npz":
+        return read_npz(path)
+    if path.suffix == ".csv":
+        return read_csv(path, spec.label_column, spec.header)
+    raise UserError(f"{path}: unsupported dataset format {path.suffix!r}; use .npz or .csv")
+
+
+def checked(x: Any, y: Any, source: str) -> tuple[np.ndarray, np.ndarray, tuple[Label, ...]]:
+    """Features (float32), class indices and classes of raw data; `UserError` naming
+    `source` when the data cannot train a classifier."""
+    features = check_features(x, source)
+    index, classes = encode_labels(y, features.shape[0], source)
+    return features, index, classes
 
 
 def _split(
@@ -139,14 +133,15 @@ def _split(
     return tuple(np.sort(np.concatenate(p)) for p in parts)  # type: ignore[return-value]
 
 
-def _raw(spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
-    """Features and labels of a named or file dataset, before splitting."""
+def _raw(spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray, tuple[Label, ...]]:
+    """Features, class indices and classes of a named or file dataset, before splitting."""
     if spec.name == "digits":
-        return _digits()
-    if spec.name == "mnist1d":
-        return _mnist1d(spec.mnist1d_samples)
-    assert spec.path is not None
-    return _read_file(spec.path, spec.label_column)
+        x, y = _digits()
+    elif spec.name == "mnist1d":
+        x, y = _mnist1d(spec.mnist1d_samples)
+    else:
+        return checked(*_read_file(spec), str(spec.path))
+    return x, y, tuple(range(int(y.max()) + 1))
 
 
 def load_task(spec: DatasetSpec) -> Task:
@@ -154,20 +149,20 @@ def load_task(spec: DatasetSpec) -> Task:
     if spec.name in ("xor", "parity"):
         # Boolean functions: every input is a test case, so all three splits are the full table.
         x, y = _parity(2 if spec.name == "xor" else spec.parity_bits)
-        return Task(spec.name, x, y, x, y, x, y, n_classes=2)
-    x, y = _raw(spec)
+        return Task(spec.name, x, y, x, y, x, y, n_classes=2, classes=(0, 1))
+    x, y, classes = _raw(spec)
     train, val, test = _split(y, spec.val_fraction, spec.test_fraction, spec.split_seed)
     if min(len(train), len(val), len(test)) == 0:
-        raise UserError(f"dataset {spec.name!r}: too few samples ({len(y)}) for the split")
+        source = spec.path if spec.name == "file" else repr(spec.name)
+        raise UserError(f"dataset {source}: too few samples ({len(y)}) for the split")
     mean = std = None
     if spec.standardize:
         mean = x[train].astype(np.float64).mean(axis=0)
         std = x[train].astype(np.float64).std(axis=0)
         std[std == 0] = 1.0
         x = standardize(x, mean, std)
-    n_classes = int(y.max()) + 1
-    return Task(spec.name, x[train], y[train], x[val], y[val], x[test], y[test], n_classes,
-                mean, std)
+    return Task(spec.name, x[train], y[train], x[val], y[val], x[test], y[test], len(classes),
+                mean, std, classes)
 
 
 def standardize(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
@@ -176,9 +171,10 @@ def standardize(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
 
 
 def load_raw_test(spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
-    """The test split as the user's data holds it (not standardised): what exported models take."""
+    """The test split as the user's data holds it (not standardised): what exported models
+    take, with its class indices."""
     if spec.name in ("xor", "parity"):
         return _parity(2 if spec.name == "xor" else spec.parity_bits)
-    x, y = _raw(spec)
+    x, y, _ = _raw(spec)
     _, _, test = _split(y, spec.val_fraction, spec.test_fraction, spec.split_seed)
     return x[test], y[test]

@@ -27,16 +27,16 @@ import torch
 from torch import nn
 
 from evosparse.activations import activation_cost
-from evosparse.data import Task, load_raw_test, load_task
+from evosparse.data import load_raw_test
 from evosparse.errors import UserError
-from evosparse.evolution import Member, SearchState, front_of
 from evosparse.genome import HIDDEN, INPUT, OUTPUT, Genome
 from evosparse.graph import analyse
 from evosparse.network import SparseNetwork
 from evosparse.onnx_export import to_onnx
-from evosparse.rundir import RunDir, atomic_write
-from evosparse.space import SearchSpace
+from evosparse.results import Candidate, Run, choose, select  # noqa: F401 - select re-exported
+from evosparse.rundir import atomic_write
 from evosparse.sparse_inference import SparseInference, time_call
+from evosparse.tables import Label
 from evosparse.weights import (
     TEST_PREDICTIONS,
     genome_digest,
@@ -54,30 +54,49 @@ class ExportedModel(nn.Module):
 
     The search's standardisation runs first, exactly as `data.standardize` does it
     (float64, one rounding to float32), so predictions equal the recorded ones.
+    `classes` are the data's labels in logit order: `predict` returns them.
     """
 
     def __init__(self, genome: Genome, net: SparseNetwork,
-                 scale: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+                 scale: tuple[torch.Tensor, torch.Tensor] | None,
+                 classes: list[Label] | None = None) -> None:
         super().__init__()
         self.genome = genome
         self.net = net.eval()
         self.scale = scale
+        self.classes = np.asarray(classes if classes is not None
+                                  else range(len(net._outputs)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.scale is not None:
             x = (x.to(torch.float64) - self.scale[0]) / self.scale[1]
         return self.net(x.to(torch.float32))
 
-    def predict(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
-        """Class labels for a batch of samples."""
+    def logits(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Logits (float32) for a batch of samples given as the data holds them."""
         with torch.inference_mode():
-            return self(torch.as_tensor(x)).argmax(dim=1).numpy()
+            return self(torch.as_tensor(np.asarray(x, dtype=np.float64))).numpy()
+
+    def predict_index(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Class indices (logit order) for a batch of samples."""
+        return self.logits(x).argmax(axis=1)
+
+    def predict(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Class labels, as the training data holds them, for a batch of samples."""
+        return self.classes[self.predict_index(x)]
+
+    def predict_proba(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Class probabilities (softmax of the logits, float64), columns in `classes` order."""
+        z = self.logits(x).astype(np.float64)
+        z = np.exp(z - z.max(axis=1, keepdims=True))
+        return z / z.sum(axis=1, keepdims=True)
 
 
 # -- genome.json ------------------------------------------------------------------------------
 
-def genome_document(genome: Genome) -> dict[str, Any]:
-    """genome.json: the exact genome plus a readable view of what the network computes."""
+def genome_document(genome: Genome, classes: list[Label]) -> dict[str, Any]:
+    """genome.json: the exact genome, the class labels in logit order, and a readable view
+    of what the network computes."""
     topo = analyse(genome)
     ids = genome.node_id
     levels = [
@@ -91,6 +110,7 @@ def genome_document(genome: Genome) -> dict[str, Any]:
         "format": GENOME_FORMAT,
         "inputs": ids[genome.node_kind == INPUT].tolist(),
         "outputs": ids[genome.node_kind == OUTPUT].tolist(),
+        "classes": list(classes),
         "levels": levels,
         "live_connections": [[int(genome.conn_src[i]), int(genome.conn_dst[i])] for i in live],
         "genome": genome.to_dict(),
@@ -109,12 +129,17 @@ def readable_json(value: Any, indent: str = "") -> str:
     return json.dumps(value)
 
 
-def _read_genome(path: Path) -> Genome:
+def _read_genome(path: Path) -> tuple[Genome, list[Label] | None]:
+    """The genome and class labels of a genome.json (labels None in older exports)."""
     try:
         doc = json.loads(read_bytes(path))
         if doc.get("format") != GENOME_FORMAT:
             raise ValueError(f"format {doc.get('format')!r}, expected {GENOME_FORMAT!r}")
-        return Genome.from_dict(doc["genome"])
+        genome = Genome.from_dict(doc["genome"])
+        classes = doc.get("classes")
+        if classes is not None and len(classes) != len(doc["outputs"]):
+            raise ValueError(f"{len(classes)} classes for {len(doc['outputs'])} outputs")
+        return genome, classes
     except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
         raise UserError(f"{path}: not a valid evosparse genome file ({exc})") from None
 
@@ -123,47 +148,14 @@ def load(path: str | Path) -> ExportedModel:
     """Rebuild an exported network from `path` (a folder with genome.json and
     model.safetensors). A damaged, mismatched or edited file raises `UserError`."""
     folder = Path(path)
-    genome = _read_genome(folder / "genome.json")
+    genome, classes = _read_genome(folder / "genome.json")
     source = folder / "model.safetensors"
     data = read_bytes(source)
     net, tensors = network_from_model(genome, data, str(source))
     scale = None
     if "input.mean" in tensors:
         scale = (tensors["input.mean"].to(torch.float64), tensors["input.std"].to(torch.float64))
-    return ExportedModel(genome, net, scale)
-
-
-# -- selection ---------------------------------------------------------------------------------
-
-def select(front: list[Member], how: str) -> list[Member]:
-    """Front members chosen by `how`: front | best-accuracy | max-flops=X | min-accuracy=Y.
-
-    Accuracies here are validation accuracies (choosing by test accuracy would leak
-    the test split into the choice); Y is a fraction in [0, 1].
-    """
-    key, _, value = how.partition("=")
-    if key in ("front", "best-accuracy") and not value:
-        if key == "front":
-            return list(front)
-        return [max(front, key=lambda m: (m.result.val_accuracy, -m.result.flops))]
-    if key in ("max-flops", "min-accuracy") and value:
-        try:
-            limit = float(value)
-        except ValueError:
-            raise UserError(f"--select {how}: {value!r} is not a number") from None
-        if key == "min-accuracy":
-            if not 0.0 <= limit <= 1.0:
-                raise UserError(f"--select {how}: accuracy must be a fraction in [0, 1]")
-            chosen = [m for m in front if m.result.val_accuracy >= limit]
-        else:
-            chosen = [m for m in front if m.result.flops <= limit]
-        if not chosen:
-            held = "; ".join(f"genome {m.result.genome_id}: val {m.result.val_accuracy:.4f}, "
-                             f"{m.result.flops} FLOPs" for m in front)
-            raise UserError(f"--select {how} matches no front member; the front holds: {held}")
-        return chosen
-    raise UserError(f"--select {how!r}: expected front, best-accuracy, max-flops=X "
-                    "or min-accuracy=Y")
+    return ExportedModel(genome, net, scale, classes)
 
 
 # -- metrics -----------------------------------------------------------------------------------
@@ -197,47 +189,59 @@ def latency(net: SparseNetwork, n_features: int) -> dict[str, Any]:
     return out
 
 
+def run_model(run: Run, candidate: Candidate) -> ExportedModel:
+    """A member's trained network rebuilt from the run directory's weight file, with the
+    run's standardisation and classes; its test predictions are checked against the
+    search's records by `export_run`."""
+    g = candidate.genome
+    path = run.dir.model_file(g.genome_id)
+    if not path.is_file():
+        raise UserError(f"{path} is missing: the trained weights of genome {g.genome_id} "
+                        "were not kept (a run made before weights were stored?)")
+    net, _ = network_from_model(g, read_bytes(path), str(path))
+    task = run.task
+    scale = None if task.mean is None else (torch.from_numpy(task.mean),
+                                            torch.from_numpy(task.std))
+    return ExportedModel(g, net, scale, run.classes)
+
+
 @dataclass(frozen=True)
 class _Checked:
     """One front member rebuilt from the run directory and checked against the search."""
 
-    member: Member
-    net: SparseNetwork
+    candidate: Candidate
+    model: ExportedModel
     metrics: dict[str, Any]
     onnx_bytes: bytes
 
 
-def _check(member: Member, run_dir: RunDir, space: SearchSpace, task: Task,
-           raw_test: tuple[np.ndarray, np.ndarray]) -> _Checked:
+def _check(candidate: Candidate, run: Run, raw_test: tuple[np.ndarray, np.ndarray]) -> _Checked:
     import onnxruntime as ort
 
-    g, r = member.genome, member.result
-    path = run_dir.model_file(g.genome_id)
-    if not path.is_file():
-        raise UserError(f"{path} is missing: the trained weights of genome {g.genome_id} "
-                        "were not kept (a run made before weights were stored?)")
-    data = read_bytes(path)
-    net, tensors = network_from_model(g, data, str(path))
+    g, r = candidate.genome, candidate.member.result
+    model = run_model(run, candidate)
+    path = run.dir.model_file(g.genome_id)
+    _, tensors = network_from_model(g, read_bytes(path), str(path))
     recorded = tensors[TEST_PREDICTIONS].numpy()
-    model = ExportedModel(g, net, None if task.mean is None else
-                          (torch.from_numpy(task.mean), torch.from_numpy(task.std)))
     x_raw, y = raw_test
-    predictions = model.predict(x_raw)
+    predictions = model.predict_index(x_raw)
     if not np.array_equal(predictions, recorded):
         raise UserError(f"genome {g.genome_id}: the rebuilt network predicts differently from "
                         f"the search on {int((predictions != recorded).sum())} test samples")
+    task, net = run.task, model.net
     scale = None if task.mean is None else (task.mean, task.std)
-    onnx_bytes = to_onnx(net, scale, name=f"evosparse_{g.genome_id}").SerializeToString()
+    onnx_bytes = to_onnx(net, scale, name=f"evosparse_{g.genome_id}",
+                         classes=run.classes).SerializeToString()
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     onnx_logits = session.run(None, {"x": x_raw.astype(np.float32)})[0]
-    with torch.inference_mode():
-        torch_logits = model(torch.from_numpy(x_raw)).numpy()
+    torch_logits = model.logits(x_raw)
     counted = flops_from_weights(net)
     block = sum(lv.mask.numel() for lv in net.levels)
     metrics = {
         "genome_id": g.genome_id,
         "generation": g.generation,
-        "dataset": space.dataset.name,
+        "dataset": run.space.dataset.name,
+        "classes": run.classes,
         "val_accuracy": r.val_accuracy,
         "test_accuracy": float((predictions == y).mean()),
         "test_accuracy_in_search": r.test_accuracy,
@@ -255,7 +259,7 @@ def _check(member: Member, run_dir: RunDir, space: SearchSpace, task: Task,
         "machine": {"cpu": platform.processor() or platform.machine(),
                     "torch": torch.__version__},
     }
-    return _Checked(member, net, metrics, onnx_bytes)
+    return _Checked(candidate, model, metrics, onnx_bytes)
 
 
 def _model_card(c: _Checked, doc: dict[str, Any]) -> str:
@@ -270,7 +274,9 @@ def _model_card(c: _Checked, doc: dict[str, Any]) -> str:
 
 A sparse network found by an evolutionary search on `{m['dataset']}` (generation
 {m['generation']}). Input: {len(doc['inputs'])} features as the dataset holds them (the
-search's standardisation is inside both model files). Output: {len(doc['outputs'])} logits.
+search's standardisation is inside both model files). Output: {len(doc['outputs'])} logits,
+one per class, in this order: {', '.join(repr(c) for c in doc['classes'])} (`predict` returns
+these labels; the ONNX model lists them in its metadata under `classes`).
 
 | metric | value |
 | --- | --- |
@@ -302,6 +308,7 @@ level a dense block; sparse: CSR for the levels where it pays on this machine):
 import evosparse
 model = evosparse.load("{m['genome_id']}")        # torch module, no pickle
 labels = model.predict(x)                  # x: [samples, {len(doc['inputs'])}] features
+probabilities = model.predict_proba(x)     # columns in model.classes order
 ```
 
 ```python
@@ -314,34 +321,30 @@ ONNX and torch logits agree to {m['onnx']['max_abs_diff_vs_torch']:.2e} on the t
 """
 
 
-def export_run(run_dir: RunDir, how: str = "front", out: Path | None = None) -> list[Path]:
+def export_run(run: Run, how: str = "front", out: Path | None = None) -> list[Path]:
     """Export the front members of a run chosen by `how`; returns the folders written.
 
     Everything is checked before the first file is written, so a failing export
     leaves nothing half done.
     """
-    space = run_dir.load_space()
-    body = run_dir.latest_checkpoint()
-    if body is None:
-        raise UserError(f"{run_dir.path} has no finished generation yet: nothing to export")
-    front = front_of(SearchState.from_dict(body["state"]).population)
-    chosen = select(front, how)
-    task, raw_test = load_task(space.dataset), load_raw_test(space.dataset)
-    checked = [_check(m, run_dir, space, task, raw_test) for m in chosen]
-    out = out or run_dir.path / "export"
+    chosen = choose(run.front, how)
+    raw_test = load_raw_test(run.space.dataset)
+    checked = [_check(c, run, raw_test) for c in chosen]
+    out = out or run.path / "export"
+    task = run.task
     folders = []
     for c in checked:
-        g = c.member.genome
+        g = c.candidate.genome
         folder = out / str(g.genome_id)
         folder.mkdir(parents=True, exist_ok=True)
-        doc = genome_document(g)
+        doc = genome_document(g, run.classes)
         extra = {} if task.mean is None else {"input.mean": torch.from_numpy(task.mean),
                                                "input.std": torch.from_numpy(task.std)}
         atomic_write(folder / "genome.json", (readable_json(doc) + "\n").encode())
-        atomic_write(folder / "model.safetensors", model_bytes(c.net, extra, genome_digest(g)))
+        atomic_write(folder / "model.safetensors", model_bytes(c.model.net, extra,
+                                                               genome_digest(g)))
         atomic_write(folder / "model.onnx", c.onnx_bytes)
         atomic_write(folder / "metrics.json", (json.dumps(c.metrics, indent=2) + "\n").encode())
         atomic_write(folder / "README.md", _model_card(c, doc).encode())
         folders.append(folder)
     return folders
-

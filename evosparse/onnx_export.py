@@ -16,7 +16,9 @@ evosparse installed.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import onnx
@@ -172,12 +174,14 @@ def to_onnx(
     net: SparseNetwork,
     scale: tuple[np.ndarray, np.ndarray] | None = None,
     name: str = "evosparse",
+    classes: list[Any] | None = None,
 ) -> onnx.ModelProto:
     """The ONNX model of a trained network; checked with the full ONNX checker.
 
     `scale` (mean, std) puts the search's input standardisation in front, computed as
     `data.standardize` does (float64, rounded once to float32), so the model takes
-    features as the user's data holds them.
+    features as the user's data holds them. `classes`, the labels in logit order, go into
+    the model's metadata as JSON under the key `classes`.
     """
     nodes: list[onnx.NodeProto] = []
     init: list[onnx.TensorProto] = []
@@ -248,5 +252,7 @@ def to_onnx(
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="evosparse")
     model.ir_version = 8  # readable by onnxruntime releases from 1.14 on
+    if classes is not None:
+        helper.set_model_props(model, {"classes": json.dumps(list(classes))})
     onnx.checker.check_model(model, full_check=True)
     return model

@@ -1,7 +1,7 @@
 """`evosparse report`: PNG plots of a run and one HTML page that shows them with the front.
 
-Everything is read from the run directory (generations.jsonl, history.jsonl and
-the newest checkpoint), so a report can be made while a search runs or long
+Everything is read from the run directory through `results.Run` (generations.jsonl,
+history.jsonl and the newest checkpoint), so a report can be made while a search runs or long
 after. Figures are drawn with matplotlib's object API (no pyplot, no display
 backend). Files go to `RUN_DIR/report/`:
     fronts.png       every generation's Pareto front, coloured by generation,
@@ -26,10 +26,11 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from evosparse.errors import UserError
-from evosparse.evolution import Member, SearchState, front_of
+from evosparse.evolution import Member
 from evosparse.genome import HIDDEN, INPUT, OUTPUT, Genome
 from evosparse.graph import analyse
-from evosparse.rundir import RunDir, atomic_write, member_summary
+from evosparse.results import Run
+from evosparse.rundir import atomic_write, member_summary
 
 MAX_DRAWN = 8
 """Front members drawn in topologies.png (spread evenly over the front's FLOPs range)."""
@@ -137,8 +138,7 @@ def plot_activations(front: list[Member], path: Path) -> Path:
     return _save(fig, path)
 
 
-def _html(run: str, state: SearchState, hv: float, front: list[Member],
-          images: list[Path]) -> str:
+def _html(run: Run, front: list[Member], images: list[Path]) -> str:
     keys = ["genome_id", "generation", "val_accuracy", "test_accuracy", "flops", "params",
             "hidden_nodes"]
     rows = "".join(
@@ -147,13 +147,15 @@ def _html(run: str, state: SearchState, hv: float, front: list[Member],
         for m in front)
     figures = "".join(f'<figure><img src="{p.name}" alt="{p.stem}"></figure>\n' for p in images)
     head = "".join(f"<th>{k}</th>" for k in keys)
+    name = html.escape(str(run.path))
     return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>evosparse report: {html.escape(run)}</title>
+<html><head><meta charset="utf-8"><title>evosparse report: {name}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}
 img{{max-width:100%}}</style></head><body>
-<h1>evosparse run {html.escape(run)}</h1>
-<p>generation {state.generation}, {state.evaluations} evaluations, hypervolume {hv:.4f}</p>
+<h1>evosparse run {name}</h1>
+<p>generation {run.generation}, {run.evaluations} evaluations, hypervolume {run.hypervolume:.4f};
+classes (logit order): {html.escape(", ".join(map(str, run.classes)))}</p>
 <h2>Pareto front</h2>
 <table><tr>{head}</tr>
 {rows}</table>
@@ -161,25 +163,20 @@ img{{max-width:100%}}</style></head><body>
 """
 
 
-def write_report(run_dir: RunDir) -> Path:
+def write_report(run: Run) -> Path:
     """Write the plots and report.html into RUN_DIR/report/; returns the page's path."""
-    run_dir.load_space()
-    body = run_dir.latest_checkpoint()
-    generations = run_dir.read_generations()
-    if body is None or not generations:
-        raise UserError(f"{run_dir.path} has no finished generation yet: nothing to report")
-    state = SearchState.from_dict(body["state"])
-    generations = [g for g in generations if g["generation"] <= state.generation]
-    front = sorted(front_of(state.population), key=lambda m: m.result.flops)
-    out = run_dir.path / "report"
+    generations = run.generations()
+    if not generations:
+        raise UserError(f"{run.path} has no finished generation yet: nothing to report")
+    front = [c.member for c in sorted(run.front, key=lambda c: c.flops)]
+    out = run.path / "report"
     out.mkdir(exist_ok=True)
     images = [
-        plot_fronts(generations, run_dir.read_history(), out / "fronts.png"),
+        plot_fronts(generations, run.history(), out / "fronts.png"),
         plot_hypervolume(generations, out / "hypervolume.png"),
         plot_topologies(front, out / "topologies.png"),
         plot_activations(front, out / "activations.png"),
     ]
     page = out / "report.html"
-    text = _html(str(run_dir.path), state, generations[-1]["hypervolume"], front, images)
-    atomic_write(page, text.encode())
+    atomic_write(page, _html(run, front, images).encode())
     return page

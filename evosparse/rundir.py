@@ -6,6 +6,8 @@ Layout:
     history.jsonl              every evaluation ever made, one JSON object a line
     generations.jsonl          one line per generation: hypervolume and the front
     front.json                 the current Pareto front
+    classes.json               the data's class labels in logit order
+    data.npz                   the data, when it was given in memory (Python API)
     models/<genome_id>.safetensors  trained weights of the members of recent populations
     .lock                      held (flock) by the process working on the run
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import io
 import json
 import os
 import sys
@@ -38,6 +41,7 @@ from evosparse.fitness import EvalResult
 from evosparse.genome import HIDDEN, Genome
 from evosparse.graph import analyse
 from evosparse.space import SearchSpace, load_space
+from evosparse.tables import Label
 from evosparse.writer import OrderedWriter
 
 FORMAT = 1
@@ -128,16 +132,45 @@ class RunDir:
     def model_dir(self) -> Path:
         return self.path / "models"
 
+    @property
+    def classes_file(self) -> Path:
+        return self.path / "classes.json"
+
+    def write_classes(self, classes: list[Label]) -> None:
+        """Record the data's class labels in logit order (class i is classes[i])."""
+        atomic_write(self.classes_file, (json.dumps({"classes": classes}) + "\n").encode())
+
+    def read_classes(self) -> list[Label] | None:
+        """The recorded class labels, or None for a run made before they were recorded."""
+        if not self.classes_file.is_file():
+            return None
+        return list(json.loads(self.classes_file.read_text())["classes"])
+
     def model_file(self, genome_id: int) -> Path:
         return self.model_dir / f"{genome_id}.safetensors"
 
     def exists(self) -> bool:
         return self.space_file.is_file()
 
-    def create(self, space: SearchSpace) -> None:
-        """Start a new run: make the folder and write the resolved space."""
+    def create(self, space: SearchSpace, classes: list[Label] | None = None) -> None:
+        """Start a new run: make the folder, record the classes (when known), write the
+        resolved space (last: its presence marks a run)."""
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        if classes is not None:
+            self.write_classes(classes)
         self.write_space(space)
+
+    def write_data(self, x: np.ndarray, y: np.ndarray) -> Path:
+        """Save in-memory data as the run's `data.npz` (no pickle): what the run resumes from."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        np.savez(buffer, x=x, y=y)
+        atomic_write(self.data_file, buffer.getvalue())
+        return self.data_file
+
+    @property
+    def data_file(self) -> Path:
+        return self.path / "data.npz"
 
     def write_space(self, space: SearchSpace) -> None:
         atomic_write(self.space_file, space.to_yaml().encode())

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from pydantic import ValidationError
 
-from evosparse.data import load_task
+from evosparse.data import checked, load_task
 from evosparse.errors import UserError
 from evosparse.evaluators.base import BaseEvaluator
 from evosparse.evolution import Reporter, Search, SearchState
@@ -19,21 +20,35 @@ from evosparse.space import SearchSpace
 
 
 def start_run(
-    run_dir: RunDir, space: SearchSpace, evaluator: BaseEvaluator, reporters: list[Reporter]
+    run_dir: RunDir,
+    space: SearchSpace,
+    evaluator: BaseEvaluator,
+    reporters: list[Reporter],
+    data: tuple[Any, Any] | None = None,
 ) -> Search:
     """Create a new run directory for `space` and return its search, ready to run.
 
-    The data is loaded (and checked) before anything is written; an existing run
-    is never overwritten.
+    `data`, in-memory features and labels, is saved as the run's `data.npz` and takes
+    the place of the space's dataset (so the run resumes like any other). The data is
+    checked before anything is written; an existing run is never overwritten.
     """
     if run_dir.exists():
         raise UserError(
             f"run directory {run_dir.path} already exists; continue it with "
             f"`evosparse resume {run_dir.path}` or choose another --name"
         )
-    task = load_task(space.dataset)
+    if data is None:
+        task = load_task(space.dataset)
+    else:
+        x, index, classes = checked(*data, "data")
+        dataset = {"name": "file", "path": str(run_dir.data_file.resolve()), "header": None,
+                   "label_column": -1}
+        space = space.with_overrides(dataset=dataset)
     run_dir.lock()
-    run_dir.create(space)
+    if data is not None:
+        run_dir.write_data(x, np.asarray(classes)[index])
+        task = load_task(space.dataset)
+    run_dir.create(space, task.labels)
     return Search(space=space, task=task, evaluator=evaluator,
                   reporters=[RunDirRecorder(run_dir, space, None), *reporters])
 
@@ -80,6 +95,12 @@ def resume_run(
         space = space.with_overrides(generations=generations)
         run_dir.write_space(space)
     task = load_task(space.dataset)
+    recorded = run_dir.read_classes()
+    if recorded is not None and recorded != task.labels:
+        run_dir.unlock()
+        raise UserError(f"the classes of {space.dataset.path or space.dataset.name} changed since "
+                        f"the run started (recorded {recorded}, now {task.labels}); restore the "
+                        "data, or start a new run")
     state = SearchState.from_dict(body["state"]) if body is not None else None
     run_dir.truncate_logs(state)
     return Search(space=space, task=task, evaluator=evaluator, state=state,

@@ -37,7 +37,12 @@ class DatasetSpec(_Model):
 
     name: Literal["digits", "mnist1d", "xor", "parity", "file"] = "digits"
     path: Path | None = None
-    label_column: int = -1
+    label_column: int | str = -1
+    """The label column of a CSV file: an index (negative counts from the end) or a
+    header name."""
+    header: bool | None = None
+    """Whether a CSV file's first row names the columns; None detects it (a column with
+    text in the first row and a number in the second)."""
     val_fraction: float = Field(0.15, gt=0.0, lt=1.0)
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     split_seed: int = Field(0, ge=0)
@@ -388,6 +393,23 @@ def validate_space(data: Any, source: str) -> SearchSpace:
         raise UserError(f"{source}: " + "; ".join(lines)) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a mapping that holds the same key twice (the plain
+    loader lets the later one win silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first on line {seen[key]})",
+                    key_node.start_mark)
+            seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
 def load_space(path: str | Path) -> SearchSpace:
     """Read and validate a search-space YAML file.
 
@@ -398,7 +420,10 @@ def load_space(path: str | Path) -> SearchSpace:
     if not path.is_file():
         raise UserError(f"search-space file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
+    except yaml.MarkedYAMLError as exc:
+        where = f", line {exc.problem_mark.line + 1}" if exc.problem_mark else ""
+        raise UserError(f"{path}{where}: invalid YAML: {exc.problem}") from None
     except yaml.YAMLError as exc:
         raise UserError(f"{path}: invalid YAML: {exc}") from None
     space = validate_space(data, str(path))

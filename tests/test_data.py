@@ -75,5 +75,5 @@ def test_missing_and_malformed_files(tmp_path) -> None:
     with pytest.raises(UserError, match="unsupported dataset format"):
         load_task(DatasetSpec(name="file", path=tmp_path / "d.txt"))
     np.savez(tmp_path / "f.npz", x=np.ones((20, 2)), y=np.full(20, 0.5))
-    with pytest.raises(UserError, match="labels must be one integer"):
+    with pytest.raises(UserError, match="class labels must be integers or strings"):
         load_task(DatasetSpec(name="file", path=tmp_path / "f.npz"))

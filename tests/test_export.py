@@ -19,6 +19,7 @@ from safetensors.numpy import load_file
 
 import evosparse
 from evosparse.activations import ACTIVATIONS, activation_cost
+from evosparse.api import open_run
 from evosparse.data import load_raw_test
 from evosparse.errors import UserError
 from evosparse.evaluators import LocalEvaluator
@@ -58,7 +59,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> RunDir:
 
 @pytest.fixture(scope="module")
 def exported(run: RunDir) -> list[Path]:
-    return export_run(run, "front")
+    return export_run(open_run(run.path), "front")
 
 
 def _front(run: RunDir) -> dict[int, dict]:
@@ -245,7 +246,7 @@ def test_weights_kept_are_those_of_the_recent_populations(run: RunDir) -> None:
 
 
 def test_report_writes_valid_images_and_a_page(run: RunDir) -> None:
-    page = write_report(run)
+    page = write_report(open_run(run.path))
     text = page.read_text()
     for name in ("fronts", "hypervolume", "topologies", "activations"):
         image = imread(page.parent / f"{name}.png")
