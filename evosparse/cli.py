@@ -13,6 +13,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from evosparse.data import load_task
 from evosparse.errors import UserError
 from evosparse.space import load_space
 
@@ -89,15 +90,18 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     console = Console()
     try:
-        from evosparse import commands  # imports torch: only once a command runs
-
         if args.command == "run":
             space = load_space(args.space).with_overrides(
                 name=args.name, generations=args.generations,
                 population=args.population, seed=args.seed,
                 evaluation={"device": args.device},
             )
-            return commands.run(space, args.runs_dir, console, args.ray_address, args.workers)
+            task = load_task(space.dataset)  # bad data fails here, before torch is imported
+        from evosparse import commands  # imports torch: only once a command runs
+
+        if args.command == "run":
+            return commands.run(space, args.runs_dir, console, args.ray_address, args.workers,
+                                task)
         if args.command == "resume":
             return commands.resume(args.run_dir, args.generations, console, args.ray_address,
                                    args.workers)

@@ -16,6 +16,7 @@ from typing import Any
 
 from rich.console import Console
 
+from evosparse.data import Task
 from evosparse.errors import EvaluationError, UserError
 from evosparse.evaluators import BaseEvaluator, LocalEvaluator
 from evosparse.evolution import Search, SearchState, front_of
@@ -34,16 +35,18 @@ def evaluator(space: SearchSpace, ray_address: str | None, workers: int | None) 
     from evosparse.fitness import warm_up
 
     ev = space.evaluation
-    return RayEvaluator(address=ray_address, workers=workers, cpus=ev.threads, device=ev.device,
-                        timeout_s=ev.timeout_s, max_retries=ev.max_retries,
+    return RayEvaluator(address=ray_address, workers=workers, cpus=ev.cpus_per_batch or ev.threads,
+                        gpus=ev.gpus_per_batch, cpu_nodes_too=ev.cpu_nodes_too,
+                        device=ev.device, timeout_s=ev.timeout_s, max_retries=ev.max_retries,
                         prepare=partial(warm_up, ev.device))
 
 
 def run(space: SearchSpace, runs_dir: Path, console: Console, ray_address: str | None = None,
-        workers: int | None = None) -> int:
-    """`evosparse run`: start a new run directory and search."""
+        workers: int | None = None, task: Task | None = None) -> int:
+    """`evosparse run`: start a new run directory and search (on `task` when the caller
+    loaded the space's data already)."""
     run_dir = RunDir(runs_dir / space.name)
-    search = start_run(run_dir, space, evaluator(space, ray_address, workers), [])
+    search = start_run(run_dir, space, evaluator(space, ray_address, workers), [], task=task)
     return _finish(search, run_dir, console)
 
 

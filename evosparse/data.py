@@ -130,6 +130,12 @@ def _split(
         parts[2].append(idx[:n_test])
         parts[1].append(idx[n_test : n_test + n_val])
         parts[0].append(idx[n_test + n_val :])
+    for k in (2, 1):  # small data: a split that rounded to nothing takes a training sample
+        train = parts[0]
+        if not sum(map(len, parts[k])) and max(map(len, train)) > 1:
+            c = int(np.argmax([len(t) for t in train]))
+            parts[k].append(train[c][:1])
+            train[c] = train[c][1:]
     return tuple(np.sort(np.concatenate(p)) for p in parts)  # type: ignore[return-value]
 
 

@@ -67,6 +67,12 @@ class ExportedModel(nn.Module):
         self.classes = np.asarray(classes if classes is not None
                                   else range(len(net._outputs)))
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled (by a user: `joblib`, a fitted estimator) as its genome, safetensors bytes
+        and classes: the compiled network holds functions that do not pickle."""
+        return (model_from_bytes, (self.genome.to_dict(), model_to_bytes(self),
+                                   self.classes.tolist(), "a pickled model"))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.scale is not None:
             x = (x.to(torch.float64) - self.scale[0]) / self.scale[1]
@@ -150,12 +156,27 @@ def load(path: str | Path) -> ExportedModel:
     folder = Path(path)
     genome, classes = _read_genome(folder / "genome.json")
     source = folder / "model.safetensors"
-    data = read_bytes(source)
-    net, tensors = network_from_model(genome, data, str(source))
+    return model_from_bytes(genome, read_bytes(source), classes, str(source))
+
+
+def model_from_bytes(genome: Genome | dict[str, Any], data: bytes, classes: list[Label] | None,
+                     source: str) -> ExportedModel:
+    """A model from its genome and the bytes of its `model.safetensors` (checked)."""
+    if isinstance(genome, dict):
+        genome = Genome.from_dict(genome)
+    net, tensors = network_from_model(genome, data, source)
     scale = None
     if "input.mean" in tensors:
         scale = (tensors["input.mean"].to(torch.float64), tensors["input.std"].to(torch.float64))
     return ExportedModel(genome, net, scale, classes)
+
+
+def model_to_bytes(model: ExportedModel) -> bytes:
+    """The model's `model.safetensors`: weights, masks, biases and input standardisation,
+    bound to its genome."""
+    extra = {} if model.scale is None else {"input.mean": model.scale[0],
+                                             "input.std": model.scale[1]}
+    return model_bytes(model.net, extra, genome_digest(model.genome))
 
 
 # -- metrics -----------------------------------------------------------------------------------
@@ -331,18 +352,14 @@ def export_run(run: Run, how: str = "front", out: Path | None = None) -> list[Pa
     raw_test = load_raw_test(run.space.dataset)
     checked = [_check(c, run, raw_test) for c in chosen]
     out = out or run.path / "export"
-    task = run.task
     folders = []
     for c in checked:
         g = c.candidate.genome
         folder = out / str(g.genome_id)
         folder.mkdir(parents=True, exist_ok=True)
         doc = genome_document(g, run.classes)
-        extra = {} if task.mean is None else {"input.mean": torch.from_numpy(task.mean),
-                                               "input.std": torch.from_numpy(task.std)}
         atomic_write(folder / "genome.json", (readable_json(doc) + "\n").encode())
-        atomic_write(folder / "model.safetensors", model_bytes(c.model.net, extra,
-                                                               genome_digest(g)))
+        atomic_write(folder / "model.safetensors", model_to_bytes(c.model))
         atomic_write(folder / "model.onnx", c.onnx_bytes)
         atomic_write(folder / "metrics.json", (json.dumps(c.metrics, indent=2) + "\n").encode())
         atomic_write(folder / "README.md", _model_card(c, doc).encode())

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from evosparse.data import checked, load_task
+from evosparse.data import Task, checked, load_task
 from evosparse.errors import UserError
 from evosparse.evaluators.base import BaseEvaluator
 from evosparse.evolution import Reporter, Search, SearchState
@@ -25,12 +25,14 @@ def start_run(
     evaluator: BaseEvaluator,
     reporters: list[Reporter],
     data: tuple[Any, Any] | None = None,
+    task: Task | None = None,
 ) -> Search:
     """Create a new run directory for `space` and return its search, ready to run.
 
     `data`, in-memory features and labels, is saved as the run's `data.npz` and takes
     the place of the space's dataset (so the run resumes like any other). The data is
-    checked before anything is written; an existing run is never overwritten.
+    checked before anything is written; an existing run is never overwritten. `task` is
+    the space's data when the caller loaded it already.
     """
     if run_dir.exists():
         raise UserError(
@@ -38,7 +40,7 @@ def start_run(
             f"`evosparse resume {run_dir.path}` or choose another --name"
         )
     if data is None:
-        task = load_task(space.dataset)
+        task = task or load_task(space.dataset)
     else:
         x, index, classes = checked(*data, "data")
         dataset = {"name": "file", "path": str(run_dir.data_file.resolve()), "header": None,
