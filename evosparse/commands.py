@@ -28,7 +28,13 @@ from evosparse.space import SearchSpace
 
 
 def evaluator(space: SearchSpace, ray_address: str | None, workers: int | None) -> BaseEvaluator:
-    """In-process evaluation, or Ray when a cluster address or a worker count is given."""
+    """In-process evaluation, or Ray when a cluster address or a worker count is given.
+
+    Evaluation on this machine (in-process or `--workers`) needs the device it names: a
+    space that asks for CUDA where there is none stops here, before anything is written.
+    """
+    if ray_address is None:
+        _check_device(space.evaluation.device)
     if ray_address is None and workers is None:
         return LocalEvaluator()
     from evosparse.evaluators.ray import RayEvaluator  # imports ray: only when asked for
@@ -39,6 +45,14 @@ def evaluator(space: SearchSpace, ray_address: str | None, workers: int | None) 
                         gpus=ev.gpus_per_batch, cpu_nodes_too=ev.cpu_nodes_too,
                         device=ev.device, timeout_s=ev.timeout_s, max_retries=ev.max_retries,
                         prepare=partial(warm_up, ev.device))
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("evaluation.device is cuda but this machine has no CUDA device; "
+                        "use --device cpu (or auto)")
 
 
 def run(space: SearchSpace, runs_dir: Path, console: Console, ray_address: str | None = None,
@@ -86,7 +100,7 @@ def execute(search: Search, run_dir: RunDir, console: Console | None) -> SearchS
         return search.run()
     except EvaluationError as exc:
         raise UserError(f"{exc}; the newest checkpoint in {run_dir.path} is intact: continue "
-                        f"with `evosparse resume {run_dir.path}` once the workers are healthy"
+                        f"with `evosparse resume {run_dir.path}` once the cause is fixed"
                         ) from None
     finally:
         if in_main:

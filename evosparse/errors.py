@@ -6,7 +6,8 @@ class UserError(Exception):
 
 
 class EvaluationError(UserError):
-    """Genomes could not be evaluated (their workers kept dying); the message names them.
+    """Genomes could not be evaluated (their workers kept dying; the message names them), or
+    every evaluation of a generation failed for one reason (the message gives it).
 
     The run stops before its generation's checkpoint, so the previous one stays valid.
     """

@@ -155,6 +155,16 @@ class Reporter:
         """The search stopped (done, asked to stop, or failed): finish pending work."""
 
 
+def common_failure(results: list[EvalResult]) -> str | None:
+    """The one reason every result failed for (its error's last line, where a traceback
+    names the exception), or None when any result is ok or diverged, or two reasons differ:
+    a generation that fails as a whole stops the search instead of spending its budget."""
+    if not results or any(r.status != "failed" for r in results):
+        return None
+    reasons = {((r.error or "").strip().splitlines() or ["no error text"])[-1] for r in results}
+    return reasons.pop() if len(reasons) == 1 else None
+
+
 def front_of(population: list[Member]) -> list[Member]:
     """The non-dominated members, sorted by error then FLOPs."""
     return [population[i] for i in first_front([m.objectives for m in population])]
@@ -358,6 +368,10 @@ class Search:
         for r in self.reporters:
             r.generation_start(generation, len(genomes))
         genomes, results = self._evaluate(genomes, generation)
+        reason = common_failure(results)
+        if reason is not None:
+            raise EvaluationError(f"generation {generation}: every evaluation failed with "
+                                  f"{reason}")
         if self.lamarckian:
             genomes = [written_back(g, r.values) if r.ok and r.values is not None else g
                        for g, r in zip(genomes, results, strict=True)]

@@ -1,0 +1,105 @@
+"""Mutation score of the pure modules: how many mutmut mutants the fast pure tests kill.
+
+Not part of `.ci/run` (it takes a long while). Installs mutmut into this Python if it is
+missing, copies the package, the tests, the shipped spaces and pyproject.toml into a
+scratch directory (so mutmut's `mutants/` never lands in the working tree), mutates only
+the pure modules (genome, operators, pareto, flops, expressions, checkpoint_json, space)
+and runs only the fast tests that guard them (those that run searches are left out).
+Prints mutmut's counts and the score: killed (or timed out) over mutants checked.
+
+    nice -n 10 .venv/bin/python benchmarks/mutation.py [--children 2] [--only genome.py]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MODULES = ("genome.py", "operators/*", "pareto.py", "flops.py", "expressions.py",
+           "checkpoint_json.py", "space.py")
+TESTS = ("test_genome.py", "test_pareto.py", "test_flops.py", "test_expressions.py",
+         "test_checkpoint_json.py", "test_space.py", "test_speciation.py", "test_kstarts.py",
+         "test_coevolution.py", "test_properties.py")
+# tests in those files that run searches or train networks: seconds each, run for every mutant
+SLOW = ("search", "trained_masks", "initial_population_is", "reused_parts",
+        "non_finite_expressions")
+MUTMUT = "mutmut==3.8.1"
+KILLED = ("killed", "timeout")  # outcomes that mean a test caught the mutant (mutmut's score)
+CHECKED = (*KILLED, "survived", "no_tests", "suspicious", "segfault")
+
+
+def _setup_cfg(modules: tuple[str, ...]) -> str:
+    tests = [f"tests/{t}" for t in TESTS if (ROOT / "tests" / t).exists()]
+    lines = ["[mutmut]", "source_paths=evosparse", "also_copy=search_spaces",
+             "only_mutate=" + "\n    ".join(f"evosparse/{m}" for m in modules),
+             "pytest_add_cli_args_test_selection=" + "\n    ".join(tests),
+             "pytest_add_cli_args=-m\n    not slow\n    -k\n    "
+             + " and ".join(f"not {k}" for k in SLOW) + "\n    -p\n    no:cacheprovider",
+             "use_git_change_detection=false"]
+    return "\n".join(lines) + "\n"
+
+
+def _ensure_mutmut() -> None:
+    if importlib.util.find_spec("mutmut") is None:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", MUTMUT], check=True)
+
+
+def _counts(work: Path) -> dict[str, int]:
+    """Outcome -> number of mutants, from mutmut's CI/CD stats file."""
+    subprocess.run([sys.executable, "-m", "mutmut", "export-cicd-stats"], cwd=work, check=True,
+                   capture_output=True)
+    stats = json.loads((work / "mutants" / "mutmut-cicd-stats.json").read_text())
+    return {k: int(v) for k, v in stats.items() if isinstance(v, int)}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--children", type=int, default=2, help="parallel mutmut workers")
+    p.add_argument("--only", nargs="*", default=list(MODULES),
+                   help="modules under evosparse/ to mutate (globs; default: all pure ones)")
+    p.add_argument("--keep", type=Path, help="keep the scratch directory here")
+    p.add_argument("--max-seconds", type=float,
+                   help="stop mutmut after this long; the score is then over the mutants checked")
+    args = p.parse_args()
+    _ensure_mutmut()
+    work = args.keep or Path(tempfile.mkdtemp(prefix="evosparse-mutmut-"))
+    work.mkdir(parents=True, exist_ok=True)
+    for name in ("evosparse", "tests", "search_spaces"):
+        shutil.copytree(ROOT / name, work / name, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", work / "pyproject.toml")
+    (work / "setup.cfg").write_text(_setup_cfg(tuple(args.only)))
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+           "EVOSPARSE_CACHE": os.environ.get("EVOSPARSE_CACHE", str(ROOT / ".cache"))}
+    start = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "mutmut", "run", "--max-children",
+                             str(args.children)], cwd=work, env=env, start_new_session=True)
+    try:
+        proc.wait(timeout=args.max_seconds)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait()
+    counts = _counts(work)
+    killed = sum(counts.get(k, 0) for k in KILLED)
+    checked = sum(counts.get(k, 0) for k in CHECKED)
+    print(json.dumps(counts))
+    print(f"mutated: {' '.join(args.only)}")
+    print(f"killed {killed} of {checked} mutants checked ({counts.get('total', 0)} generated): "
+          f"{killed / max(checked, 1):.1%} in {time.monotonic() - start:.0f} s; scratch {work}")
+    if args.keep is None:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
