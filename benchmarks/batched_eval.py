@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from evosparse.batched import BatchedNetworks
 from evosparse.data import load_task
 from evosparse.fitness import (
     BatchFallback,
@@ -39,7 +40,6 @@ from evosparse.fitness import (
     warm_up,
 )
 from evosparse.genome import Genome, InnovationRegistry
-from evosparse.network import BatchedNetworks
 from evosparse.operators import dense_mlp_genome
 from evosparse.space import load_space
 

@@ -21,11 +21,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from evosparse.batched import BatchedNetworks
 from evosparse.data import Task
 from evosparse.flops import count_cost
 from evosparse.genome import Genome, InnovationRegistry
 from evosparse.graph import analyse
-from evosparse.network import BatchedNetworks, SparseNetwork, Values
+from evosparse.network import SparseNetwork, Values
+from evosparse.schedules import set_lr
 from evosparse.space import SparseTrainingSpec, TrainingSpec
 from evosparse.sparse_training import REGROWTH, Pruner, Source
 from evosparse.step_graph import Rewind, capture
@@ -217,8 +219,11 @@ def _pruners(cfg: FitnessConfig, groups: list[tuple[Source, list[int]]], steps_p
                    [evaluation_seed(cfg.run_seed, i) for i in ids]) for source, ids in groups]
 
 
-def _step(opt: torch.optim.Optimizer, pruners: list[Pruner], step: int) -> None:
-    """The optimiser step `step` (0-based, over the whole training), with pruning around it."""
+def _step(opt: torch.optim.Optimizer, pruners: list[Pruner], step: int, spec: TrainingSpec,
+          total: int) -> None:
+    """The optimiser step `step` (0-based, of the whole training's `total`) at the space's
+    learning-rate schedule, with pruning around it."""
+    set_lr(opt, spec.lr, spec.lr_schedule, step, total)
     for p in pruners:
         p.after_backward(step)
     opt.step()
@@ -250,7 +255,8 @@ def _train_and_score(genome: Genome, cfg: FitnessConfig, device: torch.device) -
             opt.zero_grad(set_to_none=True)
             loss.backward()
             _accumulate(grads, weights)
-            _step(opt, pruners, epoch * per_epoch + step)
+            _step(opt, pruners, epoch * per_epoch + step, cfg.training,
+                  cfg.training.epochs * per_epoch)
     return _score(genome, net, t, net.connection_sums(grads)[0])
 
 
@@ -266,7 +272,8 @@ def _train_batch(
     rows of every tensor, so the others train on unaffected. Each step's losses are
     recorded on the device and checked once per epoch, so a step never waits for the
     device: on a GPU, the full-size steps replay one captured CUDA graph
-    (`step_graph`) unless pruning (host-side logic) runs inside training.
+    (`step_graph`) unless pruning (host-side logic) or a learning-rate schedule runs
+    inside training.
     """
     gens = [torch.Generator().manual_seed(evaluation_seed(cfg.run_seed, g.genome_id))
             for g in genomes]
@@ -279,7 +286,8 @@ def _train_batch(
     per_epoch = math.ceil(len(x) / bs)
     pruners = _pruners(cfg, [(g, [genomes[i].genome_id for i in ids])
                              for g, ids in zip(net.groups, net.members, strict=True)], per_epoch)
-    graphed = device.type == "cuda" and not pruners and len(x) >= bs
+    graphed = (device.type == "cuda" and not pruners and len(x) >= bs
+               and cfg.training.lr_schedule == "constant")  # a graph replays one rate
     params = [p for p in net.parameters() if p.requires_grad]
     opt = make_optimizer(params, cfg.training, capturable=graphed)
     grads: dict[torch.nn.Parameter, torch.Tensor] = {}
@@ -302,7 +310,7 @@ def _train_batch(
             r.index_copy_(0, at_row, s.detach()[None])
         at_row.add_(1)
         _accumulate(grads, weights)
-        _step(opt, pruners, at)
+        _step(opt, pruners, at, cfg.training, cfg.training.epochs * per_epoch)
 
     fixed = [torch.empty(len(ids), bs, dtype=torch.long, device=device)  # a graph's input
              for ids in net.members] if graphed else []

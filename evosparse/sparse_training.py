@@ -161,7 +161,7 @@ class Pruner:
     def after_step(self, step: int, optimizer: torch.optim.Optimizer) -> None:
         """After the optimiser step `step`. Weights whose mask is 0 are set back to 0:
         their optimiser state (from before they were pruned) may have moved them, and a
-        padded group's forward (`network._GroupProgram`) uses the weights unmasked."""
+        padded group's forward (`batched._GroupProgram`) uses the weights unmasked."""
         with torch.no_grad():
             for w, m in self.blocks:
                 w.mul_(m)

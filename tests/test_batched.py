@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from evosparse.batched import BatchedNetworks
 from evosparse.data import Task
 from evosparse.fitness import (
     FitnessConfig,
@@ -19,7 +20,7 @@ from evosparse.fitness import (
     plan_batches,
 )
 from evosparse.genome import HIDDEN, Genome, InnovationRegistry
-from evosparse.network import BatchedNetworks, SparseNetwork
+from evosparse.network import SparseNetwork
 from evosparse.operators import add_connections, add_nodes, dense_mlp_genome, minimal_genome
 from evosparse.space import ActivationSpec, NetworkSpec, TrainingSpec
 from evosparse.step_graph import Rewind
