@@ -79,7 +79,9 @@ def test_bad_input_exits_2_with_one_message(write_space, tmp_path: Path) -> None
     np.savez(nan, x=x, y=np.arange(40) % 2)
     nanspace = write_space({"dataset": {"name": "file", "path": "nan.npz"}}, name="nan.yaml")
     _assert_one_clear_error(evosparse("run", str(nanspace), "--runs-dir", runs), "nan.npz", "row 2")
-    _assert_one_clear_error(evosparse("run", str(bad), "--population", "1", "--runs-dir", runs))
+    good = write_space(name="good.yaml")
+    _assert_one_clear_error(evosparse("run", str(good), "--population", "1", "--runs-dir", runs),
+                            "command-line overrides", "population")
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
     _assert_one_clear_error(evosparse("status", str(tmp_path)), "not a run directory")
 
@@ -123,10 +125,19 @@ def test_status_of_a_run_with_no_finished_generation(write_space, tmp_path: Path
     _assert_one_clear_error(evosparse("status", str(run.path)), "no finished generation")
 
 
-@pytest.mark.parametrize("bad_space", [{"population": 1}])
-def test_override_errors_name_the_field(write_space, tmp_path: Path, bad_space) -> None:
-    out = evosparse("run", str(write_space(bad_space)), "--runs-dir", str(tmp_path))
-    _assert_one_clear_error(out, "population")
+@pytest.mark.parametrize(("args", "needles"), [
+    (("--population", "1"), ("command-line overrides", "population", "greater than or equal")),
+    (("--device", "tpu"), ("--device", "invalid choice")),
+])
+def test_override_errors_name_the_field(write_space, tmp_path: Path, args, needles) -> None:
+    """A valid space with a bad value given on the command line: one message naming the
+    option, nothing written. Mutant that fails this: `with_overrides` returning
+    `SearchSpace.model_construct(**data)` (no validation: the run then starts)."""
+    out = evosparse("run", str(write_space()), *args, "--runs-dir", str(tmp_path / "runs"))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert all(n in last for n in needles), last
+    assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.slow

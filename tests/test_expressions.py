@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -16,7 +19,7 @@ from evosparse.activations import (
 from evosparse.data import load_task
 from evosparse.errors import UserError
 from evosparse.evaluators import LocalEvaluator
-from evosparse.evolution import Search, front_of
+from evosparse.evolution import GenerationRecord, Reporter, Search, SearchState
 from evosparse.expressions import (
     canonical,
     depth,
@@ -25,7 +28,7 @@ from evosparse.expressions import (
     random_expression,
     tree_of,
 )
-from evosparse.fitness import FitnessConfig, evaluate_batch
+from evosparse.fitness import EvalResult, FitnessConfig, evaluate_batch
 from evosparse.genome import HIDDEN, Genome
 from evosparse.space import TrainingSpec, load_space
 from tests.conftest import TINY, deep_update
@@ -104,21 +107,53 @@ def test_non_finite_expressions_are_caught_never_crash() -> None:
         good, failed = evaluate_batch([heterogeneous(1)[0], bad],
                                       FitnessConfig(**{**cfg.__dict__, "batched": batched}))
         assert good.ok
-        assert failed.status == "nan" and "not finite" in failed.error or "loss" in failed.error
+        assert failed.status == "nan", failed.error
+        assert "not finite" in failed.error or "loss" in failed.error
+
+
+class _Recorder(Reporter):
+    """Every evaluation's status and every generation's front, as the search reports them."""
+
+    def __init__(self) -> None:
+        self.status: dict[int, str] = {}
+        self.fronts: list[list[int]] = []
+
+    def evaluated(self, results: list[EvalResult]) -> None:
+        self.status.update((r.genome_id, r.status) for r in results)
+
+    def generation_end(self, record: GenerationRecord, state: SearchState) -> None:
+        self.fronts.append([m.genome.genome_id for m in record.front])
+
+
+class _Watching(LocalEvaluator):
+    """In-process evaluation that notes the parents of every genome it evaluates."""
+
+    def __init__(self) -> None:
+        self.parents: set[int] = set()
+
+    def map(self, fn: Any, batches: Sequence[Any], context: Any) -> Iterator[Any]:
+        self.parents.update(p for batch in batches for g in batch for p in g.parents)
+        return super().map(fn, batches, context)
 
 
 def test_a_search_with_a_nan_expression_runs_and_never_selects_it(tmp_path) -> None:
+    """Genomes computing NaN are evaluated `nan` and are never a parent of a later
+    genome nor on any generation's front. Mutant that fails this: `Member.objectives`
+    gives failed members objectives too (their few FLOPs then put them on the front)."""
     path = tmp_path / "space.yaml"
     path.write_text(yaml.safe_dump(deep_update(TINY, {
         "generations": 3, "network": {"max_hidden": 8},
         "mutation": {"add_node": 0.9},
         "activations": {"hidden": ["relu", "x / (x - x)"], "initial": "relu"}})))
     space = load_space(path)
-    search = Search(space=space, task=load_task(space.dataset), evaluator=LocalEvaluator())
-    state = search.run()
-    failed = [m for m in state.population if not m.result.ok]
-    assert all("x / (x - x)" in m.genome.node_act for m in failed)
-    assert all(m.result.ok for m in front_of(state.population))
+    recorder, evaluator = _Recorder(), _Watching()
+    Search(space=space, task=load_task(space.dataset), evaluator=evaluator,
+           reporters=[recorder]).run()
+    nan = {i for i, status in recorder.status.items() if status == "nan"}
+    assert nan, "some genomes computed NaN"
+    assert set(recorder.status.values()) == {"ok", "nan"}
+    assert len(recorder.fronts) == 4 and not nan & {i for f in recorder.fronts for i in f}
+    assert evaluator.parents and not nan & evaluator.parents
 
 
 def test_evolved_expressions_in_a_search_are_stored_as_text(tmp_path) -> None:

@@ -41,7 +41,7 @@ def _start_tune(*args: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_tune_reports_hypervolumes_prunes_and_writes_a_runnable_best_space(
+def test_tune_reports_hypervolumes_and_writes_a_runnable_best_space(
         write_space, tmp_path: Path) -> None:
     space = write_space(TUNE)
     out = evosparse("tune", str(space), "--trials", "4", "--runs-dir", str(tmp_path))
@@ -71,6 +71,28 @@ def test_tune_reports_hypervolumes_prunes_and_writes_a_runnable_best_space(
     again = evosparse("tune", str(space), "--trials", "5", "--runs-dir", str(tmp_path))
     assert again.returncode == 0, again.stderr
     assert [t["number"] for t in _trials(study_dir)] == [0, 1, 2, 3, 4]
+
+
+def test_a_trial_the_pruner_stops_ends_after_its_first_generation(write_space,
+                                                                   tmp_path: Path) -> None:
+    """A pruner that stops every trial below hypervolume 2 (all are) prunes each trial after
+    the generation it first reports (with no complete trial, no best space: exit 2); an
+    `int` parameter is drawn as an int in its range.
+    Mutant that fails this: the `should_prune()` check in the trial's reporter removed
+    (the trials then run to the end, COMPLETE)."""
+    space = write_space({**TUNE, "tune": {
+        **TUNE["tune"], "pruner": "ThresholdPruner", "pruner_args": {"lower": 2.0},
+        "params": {"training.epochs": {"type": "int", "low": 1, "high": 2}}}})
+    out = evosparse("tune", str(space), "--trials", "2", "--runs-dir", str(tmp_path))
+    _assert_one_clear_error(out, "has no complete trial yet")  # so no best.yaml either
+    trials = _trials(tmp_path / "tiny")
+    assert [t["state"] for t in trials] == ["PRUNED", "PRUNED"]
+    for t in trials:
+        run = Path(t["run_dir"])
+        assert [json.loads(line)["generation"] for line in (run / "generations.jsonl").open()
+                ] == [0]
+        epochs = load_space(run / "space.yaml").training.epochs
+        assert type(epochs) is int and epochs in (1, 2)
 
 
 def test_journal_storage(write_space, tmp_path: Path) -> None:
