@@ -1,0 +1,201 @@
+"""Properties of the pure core, checked on inputs Hypothesis draws.
+
+Variation keeps a DAG with unique innovation ids and FLOPs that a separate count of the
+genome gives; genome, registry and checkpoint JSON round-trip exactly; the expression
+parser and the space validator answer any text with a value or their one error type.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from evosparse.activations import ACTIVATIONS, activation_cost, arity, checked_activation
+from evosparse.checkpoint_json import CheckpointEncoder
+from evosparse.checkpoint_json import canonical as canonical_json
+from evosparse.errors import UserError
+from evosparse.evolution import Member, SearchState
+from evosparse.expressions import canonical, parse, to_text
+from evosparse.fitness import EvalResult
+from evosparse.flops import count_cost
+from evosparse.genome import INPUT, OUTPUT, Genome, InnovationRegistry
+from evosparse.operators import crossover, minimal_genome, mutate
+from evosparse.space import (
+    ActivationSpec,
+    MutationSpec,
+    NetworkSpec,
+    SearchSpace,
+    validate_space,
+)
+from tests.conftest import TINY
+from tests.test_genome import ACTS, N_IN, N_OUT, check_invariants, check_registry_consistent
+
+PROFILE = settings(max_examples=40, deadline=None,
+                   suppress_health_check=[HealthCheck.too_slow])
+EXPR_ACTS = ActivationSpec(hidden=("relu", "tanh", "and_ail", "identity"), expressions=0.5)
+
+
+def reference_flops(g: Genome, bias: bool) -> int:
+    """FLOPs counted node by node from the genome's lists (not `graph.analyse`): a node
+    computes when it is an output or feeds, through enabled connections, one that does."""
+    feeds: dict[int, list[int]] = {}
+    for s, d, e in zip(g.conn_src.tolist(), g.conn_dst.tolist(), g.conn_enabled.tolist(),
+                       strict=True):
+        if e:
+            feeds.setdefault(d, []).append(s)
+    kind = dict(zip(g.node_id.tolist(), g.node_kind.tolist(), strict=True))
+    act = dict(zip(g.node_id.tolist(), g.node_act.tolist(), strict=True))
+    live, todo = set(), [n for n, k in kind.items() if k == OUTPUT]
+    while todo:
+        n = todo.pop()
+        if n not in live:
+            live.add(n)
+            todo.extend(feeds.get(n, []))
+    flops = 0
+    for n in live:
+        if kind[n] == INPUT:
+            continue
+        per = arity(str(act[n]))  # a two-input unit: two weights per input, two biases
+        flops += 2 * per * len(feeds.get(n, [])) + (per if bias else 0)
+        flops += activation_cost(str(act[n]))
+    return flops
+
+
+@st.composite
+def evolved(draw: st.DrawFn) -> tuple[list[Genome], InnovationRegistry, NetworkSpec]:
+    """A small population after a drawn number of crossovers and mutations."""
+    net = NetworkSpec(topology=draw(st.sampled_from(["dag", "layered"])),
+                      max_hidden=draw(st.integers(0, 10)), max_levels=draw(st.integers(1, 3)),
+                      initial_density=draw(st.floats(0.05, 1.0)))
+    rates = MutationSpec(add_connection=draw(st.floats(0, 1)), add_node=draw(st.floats(0, 1)),
+                         remove_connection=draw(st.floats(0, 1)),
+                         change_activation=draw(st.floats(0, 1)), add_node_max=2)
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    reg = InnovationRegistry(N_IN, N_OUT)
+    pop = [minimal_genome(i, reg, net.initial_density, rng) for i in range(4)]
+    for step in range(draw(st.integers(0, 12))):
+        a, b = rng.choice(len(pop), size=2, replace=False)
+        child = (crossover(pop[a], pop[b], 4 + step, 1, rng) if rng.random() < 0.5
+                 else pop[a].derive(4 + step, (pop[a].genome_id,), 1))
+        child = mutate(child, rng, reg, net, EXPR_ACTS if step % 2 else ACTS, rates)
+        pop[int(rng.integers(len(pop)))] = child
+    return pop, reg, net
+
+
+@PROFILE
+@given(evolved(), st.booleans())
+def test_variation_keeps_a_dag_unique_ids_and_flops_of_the_genome(drawn, bias: bool) -> None:
+    """Mutant that fails this: `count_cost` counting a two-input unit's bias once."""
+    pop, _, net = drawn
+    for g in pop:
+        check_invariants(g, net)
+        assert count_cost(g, bias).flops == reference_flops(g, bias)
+    check_registry_consistent(pop)
+
+
+@PROFILE
+@given(evolved(), st.data())
+def test_genome_and_registry_json_round_trip_exactly(drawn, data: st.DataObject) -> None:
+    pop, reg, _ = drawn
+    weights = st.floats(width=32, allow_infinity=False)  # NaN: no inherited value
+    for g in pop:
+        conn = data.draw(st.lists(weights, min_size=len(g.conn_innov), max_size=len(g.conn_innov)))
+        bias = data.draw(st.lists(weights, min_size=len(g.node_id), max_size=len(g.node_id)))
+        for genome in (g, g.with_weights(np.array(conn), np.array(bias))):
+            text = json.dumps(genome.to_dict(), allow_nan=False)
+            back = Genome.from_dict(json.loads(text))
+            assert json.dumps(back.to_dict()) == text and back.same_as(genome)
+    again = InnovationRegistry.from_dict(json.loads(json.dumps(reg.to_dict())))
+    assert again.to_dict() == reg.to_dict()
+
+
+finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
+
+
+@PROFILE
+@given(evolved(), st.lists(st.tuples(st.sampled_from(["ok", "nan", "failed"]), finite,
+                                     st.integers(0, 10**9)), min_size=4, max_size=4),
+       st.integers(0, 2**63 - 1))
+def test_checkpoint_json_round_trips_exactly(drawn, outcomes, seed: int) -> None:
+    """A state encoded by the incremental encoder is `canonical` of the whole body, and
+    reading it back gives the same body."""
+    pop, reg, _ = drawn
+    members = [Member(g, EvalResult(g.genome_id, 1, status, acc, acc, flops, flops, 3, acc,
+                                    error=None if status == "ok" else "why"))
+               for g, (status, acc, flops) in zip(pop, outcomes, strict=True)]
+    state = SearchState(generation=1, population=members, registry=reg,
+                        rng=np.random.default_rng(seed), next_genome_id=99, evaluations=8)
+    head, space = {"format": 1}, SearchSpace.model_validate(TINY).model_dump(mode="json")
+    text = CheckpointEncoder().encode(head, space, state)
+    assert text == canonical_json({**head, "space": space, "state": state.to_dict()})
+    back = SearchState.from_dict(json.loads(text)["state"])
+    assert canonical_json(back.to_dict()) == canonical_json(state.to_dict())
+
+
+GRAMMAR = st.sampled_from(["x", "1.5", "-2", "relu(", "tanh(", "max(", "min(", "abs(", ")",
+                           ",", " + ", " - ", " * ", " / ", "**", "(", "exp(", "y",
+                           "__import__('sys').exit(3)", "x.real", "lambda x: x", "[x]",
+                           "open('f')", "sin(", "1e400", "neg(", "  ", "\n", "#", "'s'"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=40), st.lists(GRAMMAR, max_size=10).map("".join)))
+def test_the_expression_parser_answers_any_text_with_an_expression_or_a_value_error(
+        text: str) -> None:
+    """No text runs code (`__import__('sys').exit(3)` would raise SystemExit) or raises
+    anything but the parser's `ValueError` (which a space turns into `UserError`)."""
+    try:
+        name = checked_activation(text)
+    except ValueError:
+        return
+    assert checked_activation(name) == name, "the answer is canonical"
+    assert name in ACTIVATIONS or canonical(to_text(parse(name))) == name
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-10, 10**6) | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=3),
+    max_leaves=8)
+SECTIONS = list(SearchSpace.model_fields)
+
+
+@st.composite
+def spaces(draw: st.DrawFn) -> Any:
+    """The tiny space with drawn keys replaced by drawn values (any JSON, any depth)."""
+    data: dict[str, Any] = json.loads(json.dumps(TINY))
+    for _ in range(draw(st.integers(1, 4))):
+        section = draw(st.sampled_from(SECTIONS))
+        value = draw(json_values)
+        if isinstance(data.get(section), dict) and draw(st.booleans()):
+            data[section] = {**data[section], draw(st.text(max_size=12)): value}
+        else:
+            data[section] = value
+    return draw(st.sampled_from([data, value, [data]]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(spaces())
+def test_space_validation_raises_only_user_errors(data: Any) -> None:
+    """Mutant that fails this: `validate_space` letting pydantic's ValidationError out."""
+    text = yaml.safe_dump(data)
+    try:
+        validate_space(yaml.safe_load(text), "drawn.yaml")
+    except UserError as exc:
+        assert str(exc).startswith("drawn.yaml") or "drawn.yaml" in str(exc)
+
+
+@pytest.mark.parametrize("text", ["", "- 1\n", "name: [", "a: 1\na: 2\n", "\t:"])
+def test_space_files_of_any_text_raise_only_user_errors(tmp_path, text: str) -> None:
+    from evosparse.space import load_space
+
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError):
+        load_space(path)
