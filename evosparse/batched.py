@@ -18,13 +18,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from evosparse.activations import ACTIVATIONS, InPlace, arity, in_place, torch_activation
+from evosparse.activations import arity, torch_activation
 from evosparse.genome import Genome
+from evosparse.library import ACTIVATIONS, InPlace, in_place
 from evosparse.network import Layout, Signal, SparseNetwork, allowed, masked_sums
 
 Run = tuple[int, Callable[..., torch.Tensor], int, InPlace | None]
 """Rows of one activation function in a level's sorted rows: (count, function, arity, the
-function in place with its gradient from the output (`activations.in_place`; None: run the
+function in place with its gradient from the output (`library.in_place`; None: run the
 function again under autograd in the backward))."""
 
 Saved = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]
@@ -38,7 +39,7 @@ def _activation_forward(pre: torch.Tensor, pre2: torch.Tensor | None,
     """Each node's activation on node-major rows [genomes, nodes, samples], without
     autograd. The rows are gathered by function (`order`; None: `runs` is one function
     over all rows, and `pre` is overwritten), each function runs once on its contiguous
-    rows (in place where `activations.in_place` has it) and the rows are put back
+    rows (in place where `library.in_place` has it) and the rows are put back
     (`inverse`)."""
     rows = pre.reshape(-1, pre.shape[2])
     flat = rows if order is None else rows.index_select(0, order)

@@ -313,7 +313,7 @@ these labels; the ONNX model lists them in its metadata under `classes`).
 `levels.k.weight` tensors (a multiply and an add each) + one add per entry of the
 `levels.k.bias` tensors + the activation cost of each computed node (FLOPs per element:
 1 for add, multiply, compare or select, 4 for a transcendental; table in
-`evosparse/activations.py`): {m['nonzero_weights']} x 2 + {m['biases']} + \
+`evosparse/library.py`): {m['nonzero_weights']} x 2 + {m['biases']} + \
 {m['activation_flops']} = {m['flops']}. Input standardisation is not counted.
 
 **Latency** on the exporting machine ({lat['threads']} threads, ms per batch; dense: every

@@ -2,7 +2,7 @@
 
 An expression such as `relu(x) * tanh(x)` or `max(x, sin(x)) + 0.5` combines the
 variable `x`, numeric constants, the single-input library functions
-(`activations.py`) and `neg`, and the binary operators `+ - * /` and `max`,
+(`library.py`) and `neg`, and the binary operators `+ - * /` and `max`,
 `min`. Its canonical text (`to_text`) is the activation name a genome stores, so
 checkpoints, genome files and exports hold it as a plain string, never a pickle;
 `parse` reads it back (Python's `ast`, a whitelist of node types: no code runs).
@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from evosparse.library import ACTIVATIONS, library_function
+
 MAX_LENGTH = 64
 """Longest expression text: genomes store activation names as 64-character strings."""
 
@@ -38,16 +40,10 @@ Tree = tuple[Any, ...]
 """("x",) | ("const", value) | (function, child) | (operator, left, right)."""
 
 
-def _library() -> dict[str, Any]:
-    from evosparse.activations import ACTIVATIONS  # imported here: activations imports this module
-
-    return ACTIVATIONS
-
-
 @functools.cache
 def unary_names() -> tuple[str, ...]:
     """Functions of one argument an expression may call."""
-    return tuple(sorted([n for n, a in _library().items() if n != "identity" and a.arity == 1]
+    return tuple(sorted([n for n, a in ACTIVATIONS.items() if n != "identity" and a.arity == 1]
                         + ["neg"]))
 
 
@@ -130,7 +126,7 @@ def name_of(tree: Tree) -> str:
     tree = simplify(tree)
     if tree == ("x",):
         return "identity"
-    if len(tree) == 2 and tree[1] == ("x",) and tree[0] in _library():
+    if len(tree) == 2 and tree[1] == ("x",) and tree[0] in ACTIVATIONS:
         return str(tree[0])
     return to_text(tree)
 
@@ -139,7 +135,7 @@ def tree_of(name: str) -> Tree:
     """The tree of an activation name: `f(x)` for a library name, else its parse."""
     if name == "identity":
         return ("x",)
-    return (name, ("x",)) if name in _library() else parse(name)
+    return (name, ("x",)) if name in ACTIVATIONS else parse(name)
 
 
 def canonical(text: str) -> str:
@@ -152,7 +148,7 @@ def cost(tree: Tree) -> int:
     head = tree[0]
     if head in ("x", "const"):
         return 0
-    own = 1 if head in BINARY or head == "neg" else _library()[head].cost
+    own = 1 if head in BINARY or head == "neg" else ACTIVATIONS[head].cost
     return own + sum(cost(t) for t in tree[1:])
 
 
@@ -175,8 +171,6 @@ def torch_function(text: str) -> Callable[[Any], Any]:
 def _torch_tree(tree: Tree) -> Callable[[Any], Any]:
     import torch  # lazily: genome-side modules import no torch
 
-    from evosparse.activations import torch_activation
-
     ops: dict[str, Callable[..., Any]] = {"+": torch.add, "-": torch.sub, "*": torch.mul,
                                          "/": torch.div, "max": torch.maximum,
                                          "min": torch.minimum, "neg": torch.neg}
@@ -188,7 +182,7 @@ def _torch_tree(tree: Tree) -> Callable[[Any], Any]:
         if head == "const":
             value = tree[1]
             return lambda x: torch.full_like(x, value)
-        fn = ops.get(head) or torch_activation(head)
+        fn = ops.get(head) or library_function(head)
         parts = [build(t) for t in tree[1:]]
         if len(parts) == 1:
             return lambda x: fn(parts[0](x))
@@ -261,7 +255,7 @@ def mutate_expression(text: str, rng: np.random.Generator, unary: tuple[str, ...
                       max_depth: int) -> str:
     """`text` with one random subtree replaced by a random one, within `max_depth`; a
     library name counts as the expression `name(x)`."""
-    if text in _library() and _library()[text].arity == 2:  # a two-input unit: start afresh
+    if text in ACTIVATIONS and ACTIVATIONS[text].arity == 2:  # a two-input unit: start afresh
         return random_expression(rng, unary, max_depth)
     tree = tree_of(text)
     paths = _subtrees(tree)

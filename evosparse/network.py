@@ -15,9 +15,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from evosparse.activations import arity, in_place, torch_activation
+from evosparse.activations import arity, torch_activation
 from evosparse.genome import INPUT, OUTPUT, Genome, locate, pair_keys
 from evosparse.graph import analyse
+from evosparse.library import in_place
 
 Signal = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 """What a training step shows about one weight block (`capture`): the masked weight

@@ -24,8 +24,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from evosparse.activations import ACTIVATIONS, ail_moments
 from evosparse.expressions import Tree, parse
+from evosparse.library import ACTIVATIONS, ail_moments
 from evosparse.network import SparseNetwork
 
 OPSET = 18
@@ -95,7 +95,7 @@ _Emit2 = Callable[[str, str, str, list[onnx.NodeProto], list[onnx.TensorProto]],
 
 
 def _ail(kind: str) -> _Emit2:
-    """AND / OR / XNOR AIL (`activations.py`), optionally normalised: `kind` is the name."""
+    """AND / OR / XNOR AIL (`library.py`), optionally normalised: `kind` is the name."""
     base = kind.removesuffix("_norm")
 
     def emit(x: str, y: str, p: str, nodes: list[onnx.NodeProto],

@@ -74,7 +74,7 @@ class NetworkSpec(_Model):
 class ActivationSpec(_Model):
     """Activation functions hidden nodes may use; outputs are linear logits.
 
-    An entry is a library name (`activations.py`) or an expression over them
+    An entry is a library name (`library.py`) or an expression over them
     (`expressions.py`, e.g. "relu(x) * tanh(x)"). With `expressions` > 0, a
     change-activation mutation evolves an expression instead of picking from `hidden`.
     """

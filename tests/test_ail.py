@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from evosparse.activations import AIL_COST, activation_cost, arity, torch_activation
+from evosparse.activations import activation_cost, arity, torch_activation
 from evosparse.flops import count_cost
 from evosparse.genome import HIDDEN, INPUT, OUTPUT, Genome
+from evosparse.library import AIL_COST
 from evosparse.network import SparseNetwork
 
 
