@@ -130,13 +130,28 @@ def _split(
         parts[2].append(idx[:n_test])
         parts[1].append(idx[n_test : n_test + n_val])
         parts[0].append(idx[n_test + n_val :])
-    for k in (2, 1):  # small data: a split that rounded to nothing takes a training sample
-        train = parts[0]
-        if not sum(map(len, parts[k])) and max(map(len, train)) > 1:
+    for k, fraction in ((2, test), (1, val)):  # small data: a split that rounded to nothing
+        train = parts[0]                          # takes a training sample
+        if fraction and not sum(map(len, parts[k])) and max(map(len, train)) > 1:
             c = int(np.argmax([len(t) for t in train]))
             parts[k].append(train[c][:1])
             train[c] = train[c][1:]
     return tuple(np.sort(np.concatenate(p)) for p in parts)  # type: ignore[return-value]
+
+
+MNIST1D_TRAIN_SPLIT = 0.8
+"""The share of `make_dataset`'s samples that are its training split (its `train_split`)."""
+
+
+def _indices(spec: DatasetSpec, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Train / val / test indices: stratified and seeded, or with `split: standard` the
+    MNIST-1D package's own test split (its last samples) and validation carved from its
+    training split, so test accuracies compare with the MNIST-1D paper's."""
+    if spec.split == "stratified":
+        return _split(y, spec.val_fraction, spec.test_fraction, spec.split_seed)
+    n_train = int(len(y) * MNIST1D_TRAIN_SPLIT)
+    train, val, _ = _split(y[:n_train], spec.val_fraction, 0.0, spec.split_seed)
+    return train, val, np.arange(n_train, len(y))
 
 
 def _raw(spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray, tuple[Label, ...]]:
@@ -157,7 +172,7 @@ def load_task(spec: DatasetSpec) -> Task:
         x, y = _parity(2 if spec.name == "xor" else spec.parity_bits)
         return Task(spec.name, x, y, x, y, x, y, n_classes=2, classes=(0, 1))
     x, y, classes = _raw(spec)
-    train, val, test = _split(y, spec.val_fraction, spec.test_fraction, spec.split_seed)
+    train, val, test = _indices(spec, y)
     if min(len(train), len(val), len(test)) == 0:
         source = spec.path if spec.name == "file" else repr(spec.name)
         raise UserError(f"dataset {source}: too few samples ({len(y)}) for the split")
@@ -182,5 +197,5 @@ def load_raw_test(spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
     if spec.name in ("xor", "parity"):
         return _parity(2 if spec.name == "xor" else spec.parity_bits)
     x, y, _ = _raw(spec)
-    _, _, test = _split(y, spec.val_fraction, spec.test_fraction, spec.split_seed)
+    _, _, test = _indices(spec, y)
     return x[test], y[test]

@@ -46,6 +46,11 @@ class DatasetSpec(_Model):
     val_fraction: float = Field(0.15, gt=0.0, lt=1.0)
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     split_seed: int = Field(0, ge=0)
+    split: Literal["stratified", "standard"] = "stratified"
+    """stratified: val and test fractions drawn per class (seeded by split_seed); standard
+    (mnist1d only): the MNIST-1D package's own train / test split (4,000 / 1,000 of its
+    5,000 samples), val_fraction of the training split for validation, test_fraction unused,
+    so test accuracies compare with the MNIST-1D paper's table."""
     standardize: bool = True
     parity_bits: int = Field(3, ge=2, le=16)
     mnist1d_samples: int = Field(5000, ge=100)
@@ -56,6 +61,9 @@ class DatasetSpec(_Model):
             raise ValueError("dataset 'file' needs a 'path' to a .npz or .csv file")
         if self.name != "file" and self.path is not None:
             raise ValueError(f"'path' is only used with name: file (name is {self.name!r})")
+        if self.split == "standard" and self.name != "mnist1d":
+            raise ValueError(f"split: standard is MNIST-1D's own split; dataset {self.name!r} "
+                             "has none (use split: stratified)")
         if self.val_fraction + self.test_fraction >= 0.9:
             raise ValueError("val_fraction + test_fraction must leave at least 10% to train")
         return self

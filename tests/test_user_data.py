@@ -159,3 +159,17 @@ def test_csv_with_header_and_species_names_runs_exports_and_predicts_names(
     assert json.loads(meta["classes"]) == names.tolist()
     assert "'setosa', 'versicolor', 'virginica'" in (folder / "README.md").read_text()
     assert json.loads((folder / "genome.json").read_text())["classes"] == names.tolist()
+
+
+def test_mnist1d_standard_split_is_the_packages_own_test_set() -> None:
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    spec = DatasetSpec(name="mnist1d", split="standard", val_fraction=0.15)
+    task = load_task(spec)
+    assert (len(task.y_train), len(task.y_val), len(task.y_test)) == (3400, 600, 1000)
+    official = make_dataset(get_dataset_args())
+    x, y = load_raw_test(spec)
+    assert np.array_equal(x, official["x_test"].astype(np.float32))
+    assert np.array_equal(y, official["y_test"])
+    with pytest.raises(ValueError, match="split: standard is MNIST-1D's own split"):
+        DatasetSpec(name="digits", split="standard")
