@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
-import yaml
+import json
 
-from evosparse.data import load_task
-from evosparse.evaluators import LocalEvaluator
-from evosparse.evolution import Search
+import numpy as np
+
+from evosparse.evolution import SearchState
 from evosparse.genome import HIDDEN, Genome, InnovationRegistry
 from evosparse.graph import analyse
 from evosparse.operators import minimal_genome
@@ -20,8 +19,8 @@ from evosparse.operators.coevolution import (
     sides,
 )
 from evosparse.operators.mutation import add_nodes
-from evosparse.space import ActivationSpec, CoevolutionSpec, NetworkSpec, load_space
-from tests.conftest import TINY, deep_update
+from evosparse.space import ActivationSpec, CoevolutionSpec, NetworkSpec
+from tests.recording import watched_search
 
 ACTS = ActivationSpec(hidden=("relu", "tanh"), initial="relu")
 POPS = (FunctionPopulation("input", ("relu", "tanh"), (0.9, 0.1)),
@@ -107,14 +106,24 @@ def test_credit_is_the_best_or_mean_of_partners_and_evolution_keeps_the_better_h
 
 
 def test_search_coevolves_functions_and_checkpoints_them(tmp_path) -> None:
-    path = tmp_path / "space.yaml"
-    path.write_text(yaml.safe_dump(deep_update(TINY, {
+    """After each generation every population keeps the better half of its functions by
+    the fitness `credit` gives them from that generation's networks and accuracies.
+    Mutant that fails this: the search evolving its populations without crediting them."""
+    space, evaluator, generations = watched_search(tmp_path, {
         "generations": 3, "mutation": {"add_node": 0.9, "change_activation": 0.0},
-        "coevolution": {"size": 4, "granularity": "level"}})))
-    space = load_space(path)
-    search = Search(space=space, task=load_task(space.dataset), evaluator=LocalEvaluator())
-    state = search.run()
-    assert [p.name for p in state.functions] == ["input", "middle", "output"]
-    assert any(f > 0 for p in state.functions for f in p.fitness), "functions were credited"
-    d = state.to_dict()
-    assert [p["members"] for p in d["functions"]] == [list(p.members) for p in state.functions]
+        "coevolution": {"size": 4, "granularity": "level"}})
+    co, states = space.coevolution, generations.states
+    assert co is not None and len(states) == len(evaluator.calls) == 4
+    for before, after, call in zip(states, states[1:], evaluator.calls[1:], strict=False):
+        credited = credit(before["functions"], [g for g, _ in call],
+                          [r.val_accuracy if r.ok else 0.0 for _, r in call], co)
+        for p, q in zip(credited, after["functions"], strict=True):
+            order = sorted(range(len(p.members)), key=lambda i: -p.fitness[i])
+            kept = order[: len(order) - len(order) // 2]
+            assert q.members[:len(kept)] == tuple(p.members[i] for i in kept)
+            assert q.fitness[:len(kept)] == tuple(p.fitness[i] for i in kept)
+    assert [p.name for p in states[-1]["functions"]] == ["input", "middle", "output"]
+    assert any(f > 0 for p in states[-1]["functions"] for f in p.fitness)
+    state = SearchState.from_dict(json.loads(json.dumps(generations.checkpoint)))
+    assert state.functions == states[-1]["functions"], "the checkpoint holds the populations"
+

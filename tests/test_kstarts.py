@@ -18,6 +18,7 @@ from evosparse.graph import analyse
 from evosparse.operators import add_connections, dense_mlp_genome, kstarts
 from evosparse.space import NetworkSpec, load_space
 from tests.conftest import TINY, deep_update
+from tests.recording import watched_search
 from tests.test_fitness import DIGITS, TRAIN
 
 KS = {"k": 3, "density": 0.25, "hidden": [6], "epochs": 1, "criterion": "val_loss"}
@@ -107,11 +108,19 @@ def test_children_masks_touch_only_what_the_mutation_added() -> None:
 
 
 def test_search_with_kstarts_for_children_runs_and_chooses(tmp_path) -> None:
-    path = tmp_path / "space.yaml"
-    path.write_text(yaml.safe_dump(deep_update(TINY, {"generations": 2,
-                                                      "kstarts": {**KS, "children": True}})))
-    space = load_space(path)
-    search = Search(space=space, task=load_task(space.dataset), evaluator=LocalEvaluator())
-    state = search.run()
-    assert state.generation == 2 and state.evaluations == 3 * space.population
-    assert state.next_genome_id > 3 * space.population * 2, "children's masks were chosen"
+    """Every generation evaluates, of each group of K masks, the one the criterion picks
+    from their short trainings, and none of the others. Mutant that fails this: `_choose`
+    keeping each group's first mask instead of `kstarts.winner`."""
+    ks = {**KS, "children": True}
+    _, evaluator, generations = watched_search(tmp_path, {"generations": 2, "kstarts": ks})
+    assert len(generations.states) == 3 and len(evaluator.calls) == 6
+    chose_children = False
+    for short, full in zip(evaluator.calls[::2], evaluator.calls[1::2], strict=True):
+        groups = [short[i:i + ks["k"]] for i in range(0, len(short), ks["k"])]
+        winners = {kstarts.winner([g for g, _ in c], [r for _, r in c], ks["criterion"])
+                   .genome_id for c in groups}
+        losers = {g.genome_id for g, _ in short} - winners
+        evaluated = {g.genome_id for g, _ in full}
+        assert winners <= evaluated and not losers & evaluated
+        chose_children |= bool(groups) and full[0][0].generation > 0
+    assert chose_children, "children's masks were chosen"
