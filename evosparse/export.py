@@ -212,18 +212,23 @@ def latency(net: SparseNetwork, n_features: int) -> dict[str, Any]:
 
 def run_model(run: Run, candidate: Candidate) -> ExportedModel:
     """A member's trained network rebuilt from the run directory's weight file, with the
-    run's standardisation and classes; its test predictions are checked against the
-    search's records by `export_run`."""
+    run's standardisation and classes (`export_run` also checks its test predictions
+    against the search's records)."""
+    return _stored(run, candidate)[0]
+
+
+def _stored(run: Run, candidate: Candidate) -> tuple[ExportedModel, np.ndarray]:
+    """`run_model` and the test-split predictions the search recorded with the weights."""
     g = candidate.genome
     path = run.dir.model_file(g.genome_id)
     if not path.is_file():
         raise UserError(f"{path} is missing: the trained weights of genome {g.genome_id} "
                         "were not kept (a run made before weights were stored?)")
-    net, _ = network_from_model(g, read_bytes(path), str(path))
+    net, tensors = network_from_model(g, read_bytes(path), str(path))
     task = run.task
     scale = None if task.mean is None else (torch.from_numpy(task.mean),
                                             torch.from_numpy(task.std))
-    return ExportedModel(g, net, scale, run.classes)
+    return ExportedModel(g, net, scale, run.classes), tensors[TEST_PREDICTIONS].numpy()
 
 
 @dataclass(frozen=True)
@@ -240,10 +245,7 @@ def _check(candidate: Candidate, run: Run, raw_test: tuple[np.ndarray, np.ndarra
     import onnxruntime as ort
 
     g, r = candidate.genome, candidate.member.result
-    model = run_model(run, candidate)
-    path = run.dir.model_file(g.genome_id)
-    _, tensors = network_from_model(g, read_bytes(path), str(path))
-    recorded = tensors[TEST_PREDICTIONS].numpy()
+    model, recorded = _stored(run, candidate)
     x_raw, y = raw_test
     predictions = model.predict_index(x_raw)
     if not np.array_equal(predictions, recorded):

@@ -39,12 +39,16 @@ class Candidate:
     connections: int
     hidden_nodes: int
     activations: list[str]
-    genome: Genome = field(repr=False, compare=False)
     member: Member = field(repr=False, compare=False)
+    """The genome and its full evaluation record."""
 
     @staticmethod
     def of(member: Member) -> Candidate:
-        return Candidate(**member_summary(member), genome=member.genome, member=member)
+        return Candidate(**member_summary(member), member=member)
+
+    @property
+    def genome(self) -> Genome:
+        return self.member.genome
 
     def summary(self) -> dict[str, Any]:
         """The JSON description `front.json` and `status --json` use."""
