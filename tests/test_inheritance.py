@@ -12,6 +12,7 @@ from evosparse.network import SparseNetwork
 from evosparse.operators import add_connections, add_nodes, crossover, minimal_genome
 from evosparse.space import ActivationSpec, NetworkSpec
 from evosparse.weights import network_from_model
+from tests.recording import watched_search
 from tests.test_fitness import DIGITS, TRAIN
 
 NET = NetworkSpec(max_hidden=16)
@@ -77,3 +78,29 @@ def test_crossover_child_takes_the_fitter_parents_weight_where_both_have_one() -
     assert both.any()
     at = np.searchsorted(child.conn_innov, a.conn_innov[both])
     np.testing.assert_array_equal(child.conn_weight[at], a.conn_weight[both])
+
+
+def test_a_lamarckian_search_writes_trained_weights_back_and_children_start_from_them(
+        tmp_path) -> None:
+    """With `inheritance: lamarckian`, every kept member carries the weights its training
+    ended with, and every child starts from its parent's on the genes they share.
+    Mutant that fails this: the write-back in `Search.step` turned off."""
+    _, evaluator, generations = watched_search(tmp_path, {
+        "generations": 2, "mutation": {"crossover": 0.0},
+        "training": {"inheritance": "lamarckian"}})
+    trained = {g.genome_id: written_back(g, r.values) for call in evaluator.calls
+               for g, r in call if r.ok and r.values is not None}
+    for state in generations.states:
+        for m in state["population"]:
+            want = trained[m.genome.genome_id]
+            np.testing.assert_array_equal(m.genome.conn_weight, want.conn_weight)
+            np.testing.assert_array_equal(m.genome.node_bias, want.node_bias)
+    shared = 0
+    for call in evaluator.calls[1:]:
+        for child, _ in call:
+            parent = trained[child.parents[0]]
+            both, rows, prow = np.intersect1d(child.conn_innov, parent.conn_innov,
+                                              return_indices=True)
+            np.testing.assert_array_equal(child.conn_weight[rows], parent.conn_weight[prow])
+            shared += int(np.isfinite(parent.conn_weight[prow]).sum())
+    assert shared > 0, "children inherited trained weights"

@@ -15,6 +15,7 @@ from evosparse.operators.speciation import (
     stagnant,
 )
 from evosparse.space import ActivationSpec, NetworkSpec, SpeciationSpec
+from tests.recording import watched_search
 
 SPEC = SpeciationSpec(excess=1.0, disjoint=2.0, weight=0.5, activation=3.0)
 
@@ -92,3 +93,23 @@ def test_speciation_state_round_trips() -> None:
     assert len(state.species) == 2
     again = Speciation.from_dict(state.to_dict())
     assert again.to_dict() == state.to_dict()
+
+
+def test_a_search_mates_within_species(tmp_path) -> None:
+    """Inside a search every crossover child's two parents belong to one species of the
+    population that bred it. Mutant that fails this: `Search._mate` drawing the partner
+    by a tournament over the whole population (species ignored)."""
+    space, evaluator, generations = watched_search(tmp_path, {
+        "generations": 3, "population": 8, "mutation": {"crossover": 1.0, "add_node": 0.9},
+        "speciation": {"target_species": 3, "threshold": 2.0}})
+    crossed = 0  # crossovers bred by a population of several species
+    for state, call in zip(generations.states, evaluator.calls[1:], strict=False):
+        assert len(state["species"]) == space.population
+        species = {m.genome.genome_id: s
+                   for m, s in zip(state["population"], state["species"], strict=True)}
+        for child, _ in call:
+            if len(child.parents) == 2:
+                a, b = child.parents
+                assert species[a] == species[b]
+                crossed += len(set(species.values())) > 1
+    assert crossed, "a population of several species bred crossover children"
