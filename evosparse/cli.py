@@ -8,6 +8,7 @@ previous checkpoint intact; exit code 130).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -119,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"evosparse: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `evosparse status RUN --json | head`: the reader left early
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -132,7 +132,7 @@ def status(path: Path, as_json: bool, console: Console) -> int:
     """`evosparse status`: print a run's progress and front."""
     doc = Run(path).status()
     if as_json:
-        print(json.dumps(doc, indent=2))
+        print(json.dumps(doc, indent=2), flush=True)  # a closed pipe raises here, not at exit
         return 0
     console.print(
         f"{doc['run']}: generation {doc['generation']}/{doc['generations']}, "

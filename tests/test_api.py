@@ -3,7 +3,9 @@ scikit-learn estimator."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import pickle
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from sklearn.utils.estimator_checks import check_estimator
 
 import evosparse
 from evosparse import EvoSparseClassifier, UserError
+from evosparse.cli import main
 from tests.conftest import TINY, deep_update
 from tests.conftest import evosparse as cli
 
@@ -46,6 +49,10 @@ def test_search_on_arrays_saves_them_and_resumes_like_a_cli_run(tmp_path: Path) 
     assert [c.summary() for c in resumed.front] == [c.summary() for c in straight.front]
     status = json.loads(cli("status", str(result.path), "--json").stdout)
     assert status == json.loads(json.dumps(resumed.status()))
+    read, write = os.pipe()
+    os.close(read)  # a reader that left early (`| head`): printing raises BrokenPipeError
+    with os.fdopen(write, "w") as closed, contextlib.redirect_stdout(closed):
+        assert main(["status", str(result.path), "--json"]) == 141
 
 
 def test_result_best_model_export_and_report(tmp_path: Path) -> None:
