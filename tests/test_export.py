@@ -20,7 +20,7 @@ from safetensors.numpy import load_file
 import evosparse
 from evosparse.activations import ACTIVATIONS, activation_cost
 from evosparse.api import open_run
-from evosparse.data import load_raw_test
+from evosparse.data import load_raw_test, load_task
 from evosparse.errors import UserError
 from evosparse.evaluators import LocalEvaluator
 from evosparse.evolution import SearchState, front_of
@@ -67,16 +67,26 @@ def _front(run: RunDir) -> dict[int, dict]:
 
 
 def test_export_writes_the_front_with_the_searchs_numbers(run: RunDir, exported) -> None:
+    """Accuracies are measured again with the exported network, params counted from the
+    weight file. Mutant that fails this: `count_cost` leaving biases out of `params` (the
+    search's record and the export would agree with each other)."""
     front = _front(run)
     assert sorted(int(p.name) for p in exported) == sorted(front)
+    task = load_task(run.load_space().dataset)
     for folder in exported:
         assert {p.name for p in folder.iterdir()} == {
             "genome.json", "model.safetensors", "model.onnx", "metrics.json", "README.md"}
         m = json.loads((folder / "metrics.json").read_text())
         recorded = front[int(folder.name)]
         assert m["test_accuracy"] == recorded["test_accuracy"]
-        assert m["val_accuracy"] == recorded["val_accuracy"]
-        assert m["flops"] == recorded["flops"] and m["params"] == recorded["params"]
+        with torch.no_grad():
+            val = evosparse.load(folder).net(torch.from_numpy(task.x_val)).argmax(dim=1).numpy()
+        assert m["val_accuracy"] == recorded["val_accuracy"] == float((val == task.y_val).mean())
+        tensors = load_file(str(folder / "model.safetensors"))
+        params = sum(int(np.count_nonzero(t)) if n.endswith(".weight") else t.size
+                     for n, t in tensors.items() if n.endswith((".weight", ".bias")))
+        assert m["params"] == recorded["params"] == params
+        assert m["flops"] == recorded["flops"]
         assert m["onnx"]["test_accuracy"] == recorded["test_accuracy"]
         for batch in ("batch_1", "batch_256"):
             assert m["latency"][batch]["dense_ms"] > 0 and m["latency"][batch]["sparse_ms"] > 0

@@ -44,6 +44,11 @@ EXPR_ACTS = ActivationSpec(hidden=("relu", "tanh", "and_ail", "identity"), expre
 def reference_flops(g: Genome, bias: bool) -> int:
     """FLOPs counted node by node from the genome's lists (not `graph.analyse`): a node
     computes when it is an output or feeds, through enabled connections, one that does."""
+    return reference_cost(g, bias)[0]
+
+
+def reference_cost(g: Genome, bias: bool) -> tuple[int, int]:
+    """(FLOPs, connections into computing nodes), counted as `reference_flops` says."""
     feeds: dict[int, list[int]] = {}
     for s, d, e in zip(g.conn_src.tolist(), g.conn_dst.tolist(), g.conn_enabled.tolist(),
                        strict=True):
@@ -57,14 +62,15 @@ def reference_flops(g: Genome, bias: bool) -> int:
         if n not in live:
             live.add(n)
             todo.extend(feeds.get(n, []))
-    flops = 0
+    flops = connections = 0
     for n in live:
         if kind[n] == INPUT:
             continue
         per = arity(str(act[n]))  # a two-input unit: two weights per input, two biases
         flops += 2 * per * len(feeds.get(n, [])) + (per if bias else 0)
         flops += activation_cost(str(act[n]))
-    return flops
+        connections += len(feeds.get(n, []))
+    return flops, connections
 
 
 @st.composite
