@@ -212,6 +212,24 @@ class EvaluationSpec(_Model):
     as failed (Ray evaluator; None: no limit)."""
     max_retries: int = Field(3, ge=0)
     """Times a batch is re-run after its worker process or node died (Ray evaluator)."""
+    cpus_per_batch: float | None = Field(None, gt=0.0)
+    """CPUs a batch asks Ray for (None: `threads`)."""
+    gpus_per_batch: float | None = Field(None, gt=0.0)
+    """GPUs a batch asks Ray for; below 1, several batches share a GPU (None: 1 when the
+    cluster has GPUs and `device` is not cpu, else 0)."""
+    cpu_nodes_too: bool = False
+    """On a cluster with GPUs, also run batches on the nodes without one. Off by default:
+    a CPU's rounding differs from a GPU's, so the search's path then depends on which
+    node ran which batch."""
+
+    @model_validator(mode="after")
+    def _gpus(self) -> EvaluationSpec:
+        g = self.gpus_per_batch
+        if g is not None and self.device == "cpu":
+            raise ValueError(f"gpus_per_batch is {g} but device is cpu")
+        if g is not None and g > 1 and not g.is_integer():
+            raise ValueError(f"gpus_per_batch above 1 must be a whole number, got {g}")
+        return self
 
 
 class StopSpec(_Model):

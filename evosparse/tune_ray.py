@@ -14,13 +14,13 @@ Intermediate hypervolumes reach the Optuna study through `OptunaSearch`, so
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import optuna
 
-from evosparse.errors import UserError
 from evosparse.evaluators import LocalEvaluator
 from evosparse.evolution import GenerationRecord, Reporter, SearchState
 from evosparse.rundir import RunDir
@@ -93,12 +93,10 @@ def tune_on_ray(space: SearchSpace, spec: TuneSpec, trials: int, storage: Any, s
     from ray.tune.schedulers import MedianStoppingRule
     from ray.tune.search.optuna import OptunaSearch
 
+    from evosparse.evaluators.ray import join_cluster
+
     if not ray.is_initialized():
-        try:
-            ray.init(address=address, logging_level="WARNING", log_to_driver=False)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise UserError(f"--ray-address {address}: cannot join the Ray cluster ({exc})"
-                            ) from None
+        join_cluster(address, warn=lambda m: print(f"evosparse: warning: {m}", file=sys.stderr))
 
     search_alg = OptunaSearch(space=_Suggest(spec), metric="hypervolume", mode="max",
                               sampler=sampler, study_name=study_name, storage=storage)

@@ -3,12 +3,14 @@ ray may bind to the network is decided when it is imported, see `RayEvaluator`).
 
 - `RayEvaluator(address=None, workers=N)` starts a private local Ray bound to
   127.0.0.1 (never any other address); `address="auto"` or "host:port" joins an
-  existing cluster the user started, and warns when that connection does not
-  use Ray's token authentication.
+  existing cluster the user started (`join_cluster`: finds the token of a cluster
+  with token authentication, warns about a cluster without it).
 - The context (the fitness configuration with the dataset) is put in the object
   store once per evaluator and context, not once per task.
-- Each task declares its resources: `cpus` (the space's thread count) and one GPU
-  when the cluster has GPUs and the device is not "cpu".
+- Each task declares its resources: `cpus` and `gpus` (default: one GPU when the
+  cluster has GPUs and the device is not "cpu"). With GPUs, tasks run only on
+  nodes that have them unless `cpu_nodes_too`: then nodes without GPUs take tasks
+  too, asking for CPUs only.
 - On start, one warm-up task per slot (spread over the nodes) runs `prepare`
   (evosparse passes `fitness.warm_up`: torch's first-call costs, ~2 s a worker),
   so the first generation does not pay for it.
@@ -26,6 +28,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from evosparse.errors import UserError
@@ -55,13 +58,126 @@ def _prepare(prepare: Callable[[], object] | None) -> int:
     return os.getpid()
 
 
-def _token_auth() -> bool:
-    """True when this process talks to Ray with token authentication (RAY_AUTH_MODE=token)."""
+_NO_TOKEN = (
+    "the Ray cluster at {address} requires token authentication and no token was found: "
+    "copy the cluster's token (`ray get-auth-token` on its head node) to ~/.ray/auth_token, "
+    "or set RAY_AUTH_TOKEN_PATH to a file holding it, or RAY_AUTH_TOKEN to the token"
+)
+
+
+@contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence file descriptor 2: Ray's C++ client logs every refused call there."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "wb") as null:
+        os.dup2(null.fileno(), 2)
     try:
-        from ray._raylet import AuthenticationMode, get_authentication_mode
-    except ImportError:  # a Ray without token authentication
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _accepted(gcs_address: str) -> bool:
+    """Whether the cluster's GCS answers this process; False when it refuses the
+    process's credentials (no token, or not the cluster's token)."""
+    from ray._raylet import GcsClient
+    from ray.exceptions import AuthenticationError
+
+    try:
+        with _quiet_stderr():
+            GcsClient(address=gcs_address)
+    except AuthenticationError:
         return False
+    return True
+
+
+def _token_source() -> str:
+    """Where Ray reads the token from in this process (its order: variable, path, default)."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return "RAY_AUTH_TOKEN"
+    return os.environ.get("RAY_AUTH_TOKEN_PATH") or "~/.ray/auth_token"
+
+
+def _token_mode() -> bool:
+    """True when this process sends a token to Ray (RAY_AUTH_MODE=token, or turned on here)."""
+    from ray._raylet import AuthenticationMode, get_authentication_mode
+
     return bool(get_authentication_mode() == AuthenticationMode.TOKEN)
+
+
+def join_cluster(address: str, warn: Callable[[str], None]) -> None:
+    """Connect this process as a driver to the Ray cluster at `address` ("auto" or host:port).
+
+    `ray start --head` turns token authentication on when a token exists (RAY_AUTH_TOKEN,
+    RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token), but `ray.init(address=...)` sends one only
+    with RAY_AUTH_MODE=token. So, unless this process already sends a token, ask the
+    cluster first: when it refuses, send the token found where Ray keeps it, or stop with
+    one message saying what to set. A cluster that needs no token gets a warning.
+    """
+    import ray
+    from ray._private.services import canonicalize_bootstrap_address_or_die
+    from ray._raylet import AuthenticationTokenLoader, Config
+    from ray.exceptions import RpcError
+
+    prefix = f"--ray-address {address}"
+    try:
+        gcs = canonicalize_bootstrap_address_or_die(address)
+        needs_token = not _token_mode() and not _accepted(gcs)
+    except (ConnectionError, ValueError, RpcError) as exc:
+        raise UserError(f"{prefix}: cannot join the Ray cluster ({exc})") from None
+    if needs_token:
+        if os.environ.get("RAY_AUTH_MODE"):
+            raise UserError(f"{prefix}: the Ray cluster requires token authentication but "
+                            f"RAY_AUTH_MODE is {os.environ['RAY_AUTH_MODE']}; unset it")
+        if not AuthenticationTokenLoader.instance().has_token(ignore_auth_mode=True):
+            raise UserError(f"{prefix}: {_NO_TOKEN.format(address=gcs)}")
+        os.environ["RAY_AUTH_MODE"] = "token"  # what `ray start` does when it finds a token
+        Config.initialize("")
+        if not _accepted(gcs):
+            raise UserError(f"{prefix}: the Ray cluster refused the token in "
+                            f"{_token_source()}: it is not this cluster's token")
+    try:
+        # the canonical address, not "auto": ray.init would turn token mode on by itself
+        ray.init(address=gcs, logging_level="WARNING", log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as exc:
+        first = str(exc).split(". ")[0]
+        if "token" in first.lower():
+            raise UserError(f"{prefix}: {_NO_TOKEN.format(address=gcs)}") from None
+        raise UserError(f"{prefix}: cannot join the Ray cluster ({first})") from None
+    if not _token_mode():
+        warn(f"the Ray cluster at {address} accepts connections without token "
+             "authentication: anyone who can reach it can run code on it (see Ray's "
+             "token authentication guide: start it where a token exists, e.g. after "
+             "`ray get-auth-token --generate`)")
+
+
+def _slots(nodes: list[dict[str, Any]], cpus: float, gpus: float, gpu_nodes: bool) -> int:
+    """How many tasks asking for `cpus` and `gpus` fit at once on the live nodes with
+    (`gpu_nodes`) or without GPUs."""
+    total = 0
+    for node in nodes:
+        have = node["Resources"] if node.get("Alive", True) else {}
+        if (have.get("GPU", 0) > 0) != gpu_nodes:
+            continue
+        fit = have.get("CPU", 0) // cpus
+        total += int(min(fit, have["GPU"] // gpus) if gpus else fit)
+    return total
+
+
+def _pools(nodes: list[dict[str, Any]], cpus: float, gpus: float,
+           cpu_nodes_too: bool) -> list[tuple[float, int]]:
+    """(GPUs a task asks for, tasks at once) per kind of task: one kind without GPUs; with
+    GPUs, GPU tasks on the GPU nodes and, if `cpu_nodes_too`, CPU tasks on the others."""
+    if not gpus:
+        return [(0.0, max(1, _slots(nodes, cpus, 0.0, True) + _slots(nodes, cpus, 0.0, False)))]
+    on_gpus = _slots(nodes, cpus, gpus, True)
+    if on_gpus == 0:
+        raise UserError(f"evaluation.gpus_per_batch is {gpus} with {cpus} CPUs per batch, but "
+                        "no node of the Ray cluster has that many GPUs and CPUs")
+    on_cpus = _slots(nodes, cpus, 0.0, False) if cpu_nodes_too else 0
+    return [(gpus, on_gpus)] + ([(0.0, on_cpus)] if on_cpus else [])
 
 
 class RayEvaluator(BaseEvaluator):
@@ -73,6 +189,8 @@ class RayEvaluator(BaseEvaluator):
         address: str | None = None,
         workers: int | None = None,
         cpus: float = 1.0,
+        gpus: float | None = None,
+        cpu_nodes_too: bool = False,
         device: str = "auto",
         timeout_s: float | None = None,
         max_retries: int = 3,
@@ -104,26 +222,26 @@ class RayEvaluator(BaseEvaluator):
                     ray.shutdown()
                     raise UserError(f"{_NOT_LOOPBACK} (it bound {sorted(bound)}; stopped)")
             else:
-                try:
-                    ray.init(address=address, logging_level="WARNING", log_to_driver=False)
-                except (ConnectionError, RuntimeError, ValueError) as exc:
-                    raise UserError(f"--ray-address {address}: cannot join the Ray cluster "
-                                    f"({exc})") from None
-                if not _token_auth():
-                    warn(f"the Ray cluster at {address} was joined without token "
-                         "authentication (RAY_AUTH_MODE=token is not set): anyone who can "
-                         "reach it can run code on it")
-        resources = ray.cluster_resources()
-        self._gpus = 1.0 if resources.get("GPU", 0) > 0 and device != "cpu" else 0.0
-        self._cpus = cpus
-        self._slots = max(1, int(resources.get("CPU", 1) // cpus))
+                join_cluster(address, warn)
+        nodes = ray.nodes()
+        if gpus is None:
+            has_gpus = any(n["Resources"].get("GPU", 0) > 0 for n in nodes if n.get("Alive"))
+            gpus = 1.0 if has_gpus and device != "cpu" else 0.0
+        try:
+            pools = _pools(nodes, cpus, gpus, cpu_nodes_too)
+        except UserError:
+            self.close()
+            raise
         self._timeout = timeout_s
-        self._task = ray.remote(_run).options(num_cpus=cpus, num_gpus=self._gpus,
-                                              max_retries=max_retries, retry_exceptions=False)
+        self._pools = [(ray.remote(_run).options(num_cpus=cpus, num_gpus=g,
+                                                 max_retries=max_retries,
+                                                 retry_exceptions=False), n)
+                       for g, n in pools]
         self._context: tuple[Any, Any] | None = None  # (context, its object ref)
-        warm = ray.remote(_prepare).options(num_cpus=cpus, num_gpus=self._gpus,
-                                            scheduling_strategy="SPREAD")
-        ray.get([warm.remote(prepare) for _ in range(self._slots)])
+        # one warm-up per slot, spread over the nodes
+        ray.get([ray.remote(_prepare).options(num_cpus=cpus, num_gpus=g,
+                                              scheduling_strategy="SPREAD").remote(prepare)
+                 for g, n in pools for _ in range(n)])
 
     def _context_ref(self, context: Any) -> Any:
         import ray
@@ -139,21 +257,24 @@ class RayEvaluator(BaseEvaluator):
 
         ctx = self._context_ref(context)
         pending = list(range(len(batches)))[::-1]  # submit in order
-        running: dict[Any, tuple[int, float]] = {}  # ref -> (batch index, deadline)
+        # ref -> (batch index, deadline, pool)
+        running: dict[Any, tuple[int, float, int]] = {}
         done: dict[int, R | BatchFailure] = {}
         next_out = 0
         try:
             while next_out < len(batches):
-                while pending and len(running) < self._slots:
-                    i = pending.pop()
-                    deadline = time.monotonic() + self._timeout if self._timeout else float("inf")
-                    running[self._task.remote(fn, batches[i], ctx)] = (i, deadline)
+                for pool, (task, slots) in enumerate(self._pools):
+                    while pending and sum(r[2] == pool for r in running.values()) < slots:
+                        i = pending.pop()
+                        deadline = (time.monotonic() + self._timeout if self._timeout
+                                    else float("inf"))
+                        running[task.remote(fn, batches[i], ctx)] = (i, deadline, pool)
                 if running:
-                    wait = min(d for _, d in running.values()) - time.monotonic()
+                    wait = min(r[1] for r in running.values()) - time.monotonic()
                     ready, _ = ray.wait(list(running), num_returns=1,
                                         timeout=max(0.0, min(wait, 1.0)))
                     for ref in ready:
-                        i, _ = running.pop(ref)
+                        i = running.pop(ref)[0]
                         done[i] = self._collect(ref, i)
                     self._cancel_overdue(running, done)
                 while next_out in done:
@@ -174,12 +295,12 @@ class RayEvaluator(BaseEvaluator):
         except ray.exceptions.RayError as exc:  # worker or node died, retries used up
             raise BatchLost([index], f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
 
-    def _cancel_overdue(self, running: dict[Any, tuple[int, float]],
+    def _cancel_overdue(self, running: dict[Any, tuple[int, float, int]],
                         done: dict[int, Any]) -> None:
         import ray
 
         now = time.monotonic()
-        for ref, (i, deadline) in list(running.items()):
+        for ref, (i, deadline, _) in list(running.items()):
             if now >= deadline:
                 ray.cancel(ref, force=True)
                 del running[ref]
