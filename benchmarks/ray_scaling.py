@@ -4,21 +4,26 @@
     python benchmarks/ray_scaling.py --batch-size 16 # smaller batches: more tasks to spread
 
 The generation is the children of generation 1 of the default digits search
-(generation 0 is run first, locally). Each Ray cluster runs on 127.0.0.1: a head
-with no CPUs and N worker nodes of one CPU each (one evaluation thread, as
-locally). `start` is the evaluator's start-up (workers launched and warmed
-up with `fitness.warm_up`, once per run); `gen` is the median wall time of 3
-evaluations of the generation after that, the cost of every generation. Prints
-evaluations per second and the ratio to the local wall time, and checks the
-results equal the local ones; the last line is `overhead_1_node=<ratio>`.
+(generation 0 is run first, locally). The Ray cluster is started as users start
+one, with `ray start` (`tests/ray_cli.py`), on 127.0.0.1 with token authentication:
+a head with no CPUs, then one and two worker nodes of one CPU each (one evaluation
+thread, as locally); this process joins it like `evosparse run --ray-address`.
+`start` is the evaluator's start-up (joining, workers launched and warmed up with
+`fitness.warm_up`, once per run); `gen` is the median wall time of 3 evaluations of
+the generation after that, the cost of every generation. Prints evaluations per
+second and the ratio to the local wall time, and checks the results equal the local
+ones; the last line is `overhead_1_node=<ratio>`.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
+import tempfile
 import time
 from functools import partial
+from pathlib import Path
 
 from evosparse.data import load_task
 from evosparse.evaluators import BaseEvaluator, LocalEvaluator
@@ -62,30 +67,29 @@ def main() -> None:
     rows = [("local", 0.0, local)]
 
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # keep Ray on loopback
-    import ray
-    from ray.cluster_utils import Cluster
-
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.ray_cli
     from evosparse.evaluators.ray import RayEvaluator
+    from tests.ray_cli import LoopbackCluster
 
-    for nodes in (1, 2):
-        cluster = Cluster(initialize_head=True, head_node_args={
-            "num_cpus": 0, "node_ip_address": "127.0.0.1", "include_dashboard": False})
+    with tempfile.TemporaryDirectory() as root:
+        cluster = LoopbackCluster(Path(root), dashboard=False)
+        os.environ["RAY_AUTH_TOKEN_PATH"] = str(cluster.home / ".ray" / "auth_token")
         try:
-            for _ in range(nodes):
-                cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
-            cluster.wait_for_nodes()
-            ray.init(address=cluster.address, logging_level="WARNING", log_to_driver=False)
-            start = time.perf_counter()
-            evaluator = RayEvaluator(cpus=ev.threads, device=ev.device,
-                                     prepare=partial(warm_up, ev.device))
-            startup = time.perf_counter() - start
-            warm, out = timed(evaluator, batches, cfg)
-            same = comparable(out) == comparable(reference)
-            rows.append((f"ray, {nodes} node(s){'' if same else ' RESULTS DIFFER'}", startup,
-                         warm))
+            for nodes in (1, 2):
+                cluster.add_workers((1, 0))
+                start = time.perf_counter()
+                evaluator = RayEvaluator(address=cluster.address, cpus=ev.threads,
+                                         device=ev.device, prepare=partial(warm_up, ev.device))
+                startup = time.perf_counter() - start
+                try:
+                    warm, out = timed(evaluator, batches, cfg)
+                finally:
+                    evaluator.close()
+                same = comparable(out) == comparable(reference)
+                rows.append((f"ray, {nodes} node(s){'' if same else ' RESULTS DIFFER'}",
+                             startup, warm))
         finally:
-            ray.shutdown()
-            cluster.shutdown()
+            cluster.stop()
     print(f"{'setting':<22} {'start s':>8} {'gen s':>8} {'evals/s':>8} {'gen / local':>12}")
     for name, startup, warm in rows:
         print(f"{name:<22} {startup:>8.2f} {warm:>8.2f} {n / warm:>8.1f} {warm / local:>12.2f}")
