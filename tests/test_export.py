@@ -264,3 +264,28 @@ def test_report_writes_valid_images_and_a_page(run: RunDir) -> None:
         assert f'src="{name}.png"' in text
     for genome_id in _front(run):
         assert f"<td>{genome_id}</td>" in text
+
+
+def test_standardize_false_through_export_onnx_and_load(tmp_path: Path) -> None:
+    """Data used as given: the export takes raw features (no scaler in the weight file or
+    the ONNX graph), and load, ONNX and the search predict alike. Mutant that fails this:
+    `load_task` standardising whatever `standardize` says."""
+    space = deep_update(SPACE, {"generations": 1, "population": 4,
+                                "dataset": {"standardize": False}})
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(space))
+    run = RunDir(tmp_path / "runs" / "tiny")
+    start_run(run, load_space(tmp_path / "space.yaml"), LocalEvaluator(), []).run()
+    run.unlock()
+    (folder,) = export_run(open_run(run.path), "best-accuracy", tmp_path / "out")
+    model = evosparse.load(folder)
+    assert model.scale is None
+    assert not any(n.startswith("input.") for n in load_file(str(folder / "model.safetensors")))
+    x, y = load_raw_test(run.load_space().dataset)
+    recorded = load_file(str(run.model_file(int(folder.name))))["test_predictions"]
+    np.testing.assert_array_equal(model.predict(x), recorded)
+    session = ort.InferenceSession(str(folder / "model.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    onnx_pred = session.run(None, {"x": x.astype(np.float32)})[0].argmax(axis=1)
+    np.testing.assert_array_equal(onnx_pred, recorded)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["test_accuracy"] == metrics["onnx"]["test_accuracy"] == (recorded == y).mean()
