@@ -8,6 +8,7 @@ parser and the space validator answer any text with a value or their one error t
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import numpy as np
@@ -36,8 +37,11 @@ from evosparse.space import (
 from tests.conftest import TINY
 from tests.test_genome import ACTS, N_IN, N_OUT, check_invariants, check_registry_consistent
 
-PROFILE = settings(max_examples=40, deadline=None,
-                   suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("evosparse", max_examples=60, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("mutation", parent=settings.get_profile("evosparse"),
+                          max_examples=12)  # benchmarks/mutation.py: run once per mutant
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "evosparse"))
 EXPR_ACTS = ActivationSpec(hidden=("relu", "tanh", "and_ail", "identity"), expressions=0.5)
 
 
@@ -94,7 +98,6 @@ def evolved(draw: st.DrawFn) -> tuple[list[Genome], InnovationRegistry, NetworkS
     return pop, reg, net
 
 
-@PROFILE
 @given(evolved(), st.booleans())
 def test_variation_keeps_a_dag_unique_ids_and_flops_of_the_genome(drawn, bias: bool) -> None:
     """Mutant that fails this: `count_cost` counting a two-input unit's bias once."""
@@ -105,7 +108,6 @@ def test_variation_keeps_a_dag_unique_ids_and_flops_of_the_genome(drawn, bias: b
     check_registry_consistent(pop)
 
 
-@PROFILE
 @given(evolved(), st.data())
 def test_genome_and_registry_json_round_trip_exactly(drawn, data: st.DataObject) -> None:
     pop, reg, _ = drawn
@@ -124,7 +126,6 @@ def test_genome_and_registry_json_round_trip_exactly(drawn, data: st.DataObject)
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
 
 
-@PROFILE
 @given(evolved(), st.lists(st.tuples(st.sampled_from(["ok", "nan", "failed"]), finite,
                                      st.integers(0, 10**9)), min_size=4, max_size=4),
        st.integers(0, 2**63 - 1))
@@ -150,7 +151,7 @@ GRAMMAR = st.sampled_from(["x", "1.5", "-2", "relu(", "tanh(", "max(", "min(", "
                            "open('f')", "sin(", "1e400", "neg(", "  ", "\n", "#", "'s'"])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=5 * settings().max_examples)  # cheap examples: more of them
 @given(st.one_of(st.text(max_size=40), st.lists(GRAMMAR, max_size=10).map("".join)))
 def test_the_expression_parser_answers_any_text_with_an_expression_or_a_value_error(
         text: str) -> None:
@@ -186,7 +187,7 @@ def spaces(draw: st.DrawFn) -> Any:
     return draw(st.sampled_from([data, value, [data]]))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=3 * settings().max_examples)
 @given(spaces())
 def test_space_validation_raises_only_user_errors(data: Any) -> None:
     """Mutant that fails this: `validate_space` letting pydantic's ValidationError out."""
