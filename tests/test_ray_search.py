@@ -12,13 +12,21 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from evosparse.errors import EvaluationError
+from evosparse.evaluators import BaseEvaluator, LocalEvaluator
 from evosparse.rundir import RunDir
+from evosparse.runner import start_run
+from evosparse.space import load_space
 from tests.conftest import evosparse
+from tests.test_evaluators import make_ray
 from tests.test_resume import _comparable, _start, _wait_for_lines
 
 pytestmark = pytest.mark.slow
@@ -41,16 +49,63 @@ def _ray_processes(title: bytes) -> list[int]:
     return pids
 
 
-def _kill_a_busy_worker(after_lines: int, run: Path, proc) -> None:
-    _wait_for_lines(run, after_lines, proc)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        busy = _ray_processes(b"ray::_run")
-        if busy:
-            os.kill(busy[0], signal.SIGKILL)
-            return
-        time.sleep(0.002)
-    pytest.fail("no evaluation was seen running on a Ray worker")
+def gated_fn(fn: Callable[[Any, Any], Any], gates: Path, ids: frozenset[int]
+             ) -> Callable[[Any, Any], Any]:
+    """`fn`, except that a first attempt at a batch holding one of `ids` writes its pid to
+    `gates/<first id>` and waits for `gates/release` (a retry runs at once): a test then
+    kills or strands the very worker that runs a known batch. Made in a factory, so
+    cloudpickle ships it by value."""
+
+    def run(batch: Any, context: Any) -> Any:
+        import os
+        import time
+        from pathlib import Path
+
+        hit = sorted(g.genome_id for g in batch if g.genome_id in ids)
+        gate = Path(gates) / str(hit[0]) if hit else None
+        if gate is not None and not gate.exists():
+            tmp = gate.with_suffix(".tmp")
+            tmp.write_text(str(os.getpid()))
+            os.replace(tmp, gate)
+            deadline = time.monotonic() + 300
+            while not (Path(gates) / "release").exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+        return fn(batch, context)
+
+    return run
+
+
+class Gated(BaseEvaluator):
+    """An evaluator whose batches holding `ids` wait at a gate on their first attempt."""
+
+    def __init__(self, inner: BaseEvaluator, gates: Path, ids: set[int]) -> None:
+        self.inner, self.gates, self.ids = inner, gates, frozenset(ids)
+
+    def map(self, fn: Callable[[Any, Any], Any], batches: Sequence[Any], context: Any
+            ) -> Iterator[Any]:
+        return self.inner.map(gated_fn(fn, self.gates, self.ids), batches, context)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def _wait_for(path: Path) -> int:
+    deadline = time.monotonic() + 300
+    while not path.exists():
+        assert time.monotonic() < deadline, f"no batch reached the gate {path.name}"
+        time.sleep(0.01)
+    return int(path.read_text())
+
+
+def _in_background(action: Callable[[], None]) -> threading.Thread:
+    t = threading.Thread(target=action, daemon=True)
+    t.start()
+    return t
+
+
+def _local_reference(space: Path, runs: Path) -> tuple:
+    start_run(RunDir(runs / "tiny"), load_space(space), LocalEvaluator(), []).run()
+    return _comparable(runs / "tiny")
 
 
 def _start_on(cluster, space: Path, run: Path):
@@ -77,16 +132,31 @@ def test_ray_run_equals_local_run_and_warns_without_token_auth(cluster, referenc
     assert _comparable(tmp_path / "ray" / "tiny") == expected
 
 
-def test_ray_killed_worker_mid_generation_same_result(cluster, reference, tmp_path: Path) -> None:
-    space, expected = reference
-    run = tmp_path / "kw" / "tiny"
-    proc = _start_on(cluster, space, run)
-    _kill_a_busy_worker(8, run, proc)
-    _, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 0, stderr
-    history, *_ = _comparable(run)
+def test_ray_killed_worker_mid_generation_same_result(cluster, write_space,
+                                                      tmp_path: Path) -> None:
+    """The worker running generation 1's batch of genome 8 is SIGKILLed while it runs that
+    batch; Ray retries it and the run ends as a local one does."""
+    space = write_space(SPACE)
+    expected = _local_reference(space, tmp_path / "ref")
+    gates = tmp_path / "gates"
+    gates.mkdir()
+
+    def kill() -> None:
+        os.kill(_wait_for(gates / "8"), signal.SIGKILL)
+        (gates / "release").touch()
+
+    killer = _in_background(kill)
+    run = RunDir(tmp_path / "kw" / "tiny")
+    evaluator = Gated(make_ray(max_retries=2), gates, {8})
+    try:
+        start_run(run, load_space(space), evaluator, []).run()
+    finally:
+        evaluator.close()
+        run.unlock()
+    killer.join()
+    history, *_ = _comparable(run.path)
     assert len({(h["generation"], h["genome_id"]) for h in history}) == len(history)
-    assert _comparable(run) == expected
+    assert _comparable(run.path) == expected
 
 
 def test_ray_driver_sigkill_then_resume_on_the_cluster(cluster, reference, tmp_path: Path) -> None:
@@ -101,26 +171,31 @@ def test_ray_driver_sigkill_then_resume_on_the_cluster(cluster, reference, tmp_p
     assert _comparable(run) == expected
 
 
-@pytest.mark.parametrize("reference", [{"evaluation": {"batch_size": 2, "max_retries": 0}}],
-                         indirect=True)
-def test_ray_retries_exhausted_stop_cleanly_and_resume_finishes(cluster, reference,
+def test_ray_retries_exhausted_stop_cleanly_and_resume_finishes(cluster, write_space,
                                                                 tmp_path: Path) -> None:
-    space, expected = reference
-    run = tmp_path / "rx" / "tiny"
-    proc = _start_on(cluster, space, run)
-    _kill_a_busy_worker(8, run, proc)
-    _, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 2
-    message = stderr.strip().splitlines()[-1]
-    assert message.startswith("evosparse: error: generation ")
-    assert "genomes [" in message and f"evosparse resume {run}" in message
-    body = RunDir(run).latest_checkpoint()
-    assert body is not None  # the previous generation's checkpoint is intact
-    front = json.loads((run / "front.json").read_text())
-    assert front["generation"] == body["state"]["generation"]
-    out = evosparse("resume", str(run), "--ray-address", cluster.address)
+    """Without retries, the killed batch of genome 8 stops the search naming its genomes;
+    generation 0's checkpoint is the newest, and resuming on the cluster ends as a local
+    run does."""
+    space = write_space(SPACE)
+    expected = _local_reference(space, tmp_path / "ref")
+    gates = tmp_path / "gates"
+    gates.mkdir()
+    killer = _in_background(lambda: os.kill(_wait_for(gates / "8"), signal.SIGKILL))
+    run = RunDir(tmp_path / "rx" / "tiny")
+    evaluator = Gated(make_ray(max_retries=0), gates, {8})
+    try:
+        with pytest.raises(EvaluationError, match=r"generation 1: genomes \[.*8.*\] could not"):
+            start_run(run, load_space(space), evaluator, []).run()
+    finally:
+        evaluator.close()
+        run.unlock()
+    killer.join()
+    body = run.latest_checkpoint()
+    assert body is not None and body["state"]["generation"] == 0
+    assert json.loads(run.front_file.read_text())["generation"] == 0
+    out = evosparse("resume", str(run.path), "--ray-address", cluster.address)
     assert out.returncode == 0, out.stderr
-    assert _comparable(run) == expected
+    assert _comparable(run.path) == expected
 
 
 def _start_private_ray(ray_first: bool) -> subprocess.CompletedProcess[str]:
@@ -152,23 +227,33 @@ def test_workers_start_a_private_ray_bound_to_loopback_only() -> None:
     assert "Started a local Ray instance" not in refused.stderr
 
 
-def test_ray_a_node_removed_mid_run_same_result(cluster, reference, tmp_path: Path) -> None:
-    """A worker node disappears without warning while both nodes evaluate; its batches are
-    re-run on the other node. A fresh node is added back for the tests that follow."""
-    space, expected = reference
-    run = tmp_path / "rn" / "tiny"
-    proc = _start_on(cluster, space, run)
-    _wait_for_lines(run, 8, proc)
-    while proc.poll() is None and len(_ray_processes(b"ray::_run")) < 2:
-        time.sleep(0.002)
-    cluster.remove_node(cluster.worker_nodes_list[0], allow_graceful=False)
+def test_ray_a_node_removed_mid_run_same_result(cluster, write_space, tmp_path: Path) -> None:
+    """Generation 1's batches of genomes 6 and 8 both run, one on each worker node, when
+    a node disappears without warning; its batch is re-run on the other node. A fresh
+    node is added back for the tests that follow."""
+    space = write_space(SPACE)
+    expected = _local_reference(space, tmp_path / "ref")
+    gates = tmp_path / "gates"
+    gates.mkdir()
+
+    def remove() -> None:
+        _wait_for(gates / "6")
+        _wait_for(gates / "8")  # both batches in progress: both nodes busy
+        cluster.remove_node(cluster.worker_nodes_list[0], allow_graceful=False)
+        (gates / "release").touch()
+
+    remover = _in_background(remove)
+    run = RunDir(tmp_path / "rn" / "tiny")
+    evaluator = Gated(make_ray(max_retries=3), gates, {6, 8})
     try:
-        _, stderr = proc.communicate(timeout=300)
+        start_run(run, load_space(space), evaluator, []).run()
     finally:
+        evaluator.close()
+        run.unlock()
+        remover.join()
         cluster.worker_nodes_list[0] = cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
         cluster.wait_for_nodes()
-    assert proc.returncode == 0, stderr
-    assert _comparable(run) == expected
+    assert _comparable(run.path) == expected
 
 
 def test_ray_batches_past_the_timeout_stop_a_generation_failing_as_a_whole(
