@@ -141,8 +141,11 @@ def test_ray_killed_worker_mid_generation_same_result(cluster, write_space,
     gates = tmp_path / "gates"
     gates.mkdir()
 
+    killed: list[int] = []
+
     def kill() -> None:
-        os.kill(_wait_for(gates / "8"), signal.SIGKILL)
+        killed.append(_wait_for(gates / "8"))
+        os.kill(killed[0], signal.SIGKILL)
         (gates / "release").touch()
 
     killer = _in_background(kill)
@@ -154,6 +157,7 @@ def test_ray_killed_worker_mid_generation_same_result(cluster, write_space,
         evaluator.close()
         run.unlock()
     killer.join()
+    assert killed, "the worker running genome 8's batch was killed"
     history, *_ = _comparable(run.path)
     assert len({(h["generation"], h["genome_id"]) for h in history}) == len(history)
     assert _comparable(run.path) == expected
@@ -236,10 +240,13 @@ def test_ray_a_node_removed_mid_run_same_result(cluster, write_space, tmp_path: 
     gates = tmp_path / "gates"
     gates.mkdir()
 
+    removed: list[bool] = []
+
     def remove() -> None:
         _wait_for(gates / "6")
         _wait_for(gates / "8")  # both batches in progress: both nodes busy
         cluster.remove_node(cluster.worker_nodes_list[0], allow_graceful=False)
+        removed.append(True)
         (gates / "release").touch()
 
     remover = _in_background(remove)
@@ -253,6 +260,7 @@ def test_ray_a_node_removed_mid_run_same_result(cluster, write_space, tmp_path: 
         remover.join()
         cluster.worker_nodes_list[0] = cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
         cluster.wait_for_nodes()
+    assert removed, "a node was removed while both ran a gated batch"
     assert _comparable(run.path) == expected
 
 
