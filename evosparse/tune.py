@@ -34,7 +34,8 @@ from evosparse.evaluators import LocalEvaluator
 from evosparse.evolution import GenerationRecord, Reporter, SearchState
 from evosparse.rundir import RunDir, atomic_write
 from evosparse.runner import start_run
-from evosparse.space import ParamSpec, SearchSpace, TuneSpec, validate_space
+from evosparse.space import SearchSpace, TuneSpec
+from evosparse.trial_values import suggest, trial_space, with_values
 
 HEARTBEAT_S, GRACE_S = 2, 10
 """A trial without a heartbeat for GRACE_S seconds is failed (its process died) and retried."""
@@ -42,22 +43,6 @@ UNTUNABLE = ("name", "seed", "generations", "tune", "objectives", "dataset")
 """Keys a trial may not change: they define the study's comparison (data, reference point)."""
 COUNTED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
            optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING)
-
-
-def with_values(space: SearchSpace, values: dict[str, Any], source: str) -> SearchSpace:
-    """`space` with each dotted key (`mutation.add_node`) set to its value, re-validated."""
-    data = space.model_dump(mode="json")
-    for key, value in values.items():
-        node = data
-        *parents, leaf = key.split(".")
-        for part in parents:
-            if not isinstance(node.get(part), dict):
-                raise UserError(f"{source}: {key}: unknown key")
-            node = node[part]
-        if leaf not in node:
-            raise UserError(f"{source}: {key}: unknown key")
-        node[leaf] = value
-    return validate_space(data, source)
 
 
 def check(space: SearchSpace) -> TuneSpec:
@@ -130,14 +115,6 @@ def make_storage(url: str | None, study_dir: Path,
                         f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
 
 
-def suggest(trial: optuna.Trial, key: str, p: ParamSpec) -> Any:
-    if p.type == "categorical":
-        return trial.suggest_categorical(key, list(p.choices or ()))
-    if p.type == "int":
-        return trial.suggest_int(key, int(p.low or 0), int(p.high or 0), log=p.log)
-    return trial.suggest_float(key, float(p.low or 0), float(p.high or 0), log=p.log)
-
-
 class _ReportHypervolume(Reporter):
     """Reports each generation's hypervolume to the trial; raises TrialPruned when told."""
 
@@ -148,12 +125,6 @@ class _ReportHypervolume(Reporter):
         self.trial.report(record.hypervolume, record.generation)
         if self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned after generation {record.generation}")
-
-
-def trial_space(base: SearchSpace, values: dict[str, Any], number: int) -> SearchSpace:
-    """The complete space one trial runs (also what best.yaml holds, with the full length)."""
-    space = with_values(base, values, f"trial {number}")
-    return space.model_copy(update={"tune": None})
 
 
 def _objective(base: SearchSpace, tune: TuneSpec, study_dir: Path):

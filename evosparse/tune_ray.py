@@ -26,6 +26,7 @@ from evosparse.evolution import GenerationRecord, Reporter, SearchState
 from evosparse.rundir import RunDir
 from evosparse.runner import resume_run, start_run
 from evosparse.space import SearchSpace, TuneSpec
+from evosparse.trial_values import suggest, trial_space
 
 
 class _TuneReport(Reporter):
@@ -50,8 +51,6 @@ class _TuneReport(Reporter):
 def _trial(config: dict[str, Any], base: SearchSpace, study_dir: str, generations: int) -> None:
     """One Tune trial: a short search in `study_dir/trial-<tune trial id>/`."""
     from ray import tune
-
-    from evosparse.tune import trial_space
 
     trial_id = tune.get_context().get_trial_id()
     space = trial_space(base, config, 0).with_overrides(name=f"trial-{trial_id}",
@@ -79,8 +78,6 @@ class _Suggest:
         self.spec = spec
 
     def __call__(self, trial: optuna.Trial) -> None:
-        from evosparse.tune import suggest
-
         for key, p in self.spec.params.items():
             suggest(trial, key, p)
 
