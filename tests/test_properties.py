@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from evosparse.activations import ACTIVATIONS, activation_cost, arity, checked_activation
@@ -39,8 +39,9 @@ from tests.test_genome import ACTS, N_IN, N_OUT, check_invariants, check_registr
 
 settings.register_profile("evosparse", max_examples=60, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("mutation", parent=settings.get_profile("evosparse"),
-                          max_examples=12)  # benchmarks/mutation.py: run once per mutant
+settings.register_profile(  # benchmarks/mutation.py: run once per mutant, a failure
+    "mutation", parent=settings.get_profile("evosparse"), max_examples=12,  # is enough
+    phases=[Phase.explicit, Phase.reuse, Phase.generate])  # (not shrunk)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "evosparse"))
 EXPR_ACTS = ActivationSpec(hidden=("relu", "tanh", "and_ail", "identity"), expressions=0.5)
 
