@@ -76,6 +76,11 @@ class NetworkSpec(_Model):
     max_hidden: int = Field(64, ge=0)
     max_levels: int = Field(4, ge=1, le=64)
     initial_density: float = Field(0.2, gt=0.0, le=1.0)
+    initial_spread: float = Field(0.0, ge=0.0, le=1.0)
+    """Share of the first population (without `kstarts`) that starts as sparse MLPs of
+    max_levels layers with widths log-spaced up to max_hidden / max_levels (each link
+    present with probability initial_density) instead of minimal networks, so generation 0
+    already spans the FLOPs range (`operators/initial.py`)."""
     bias: bool = True
 
 
@@ -152,6 +157,9 @@ class TrainingSpec(_Model):
     lr: float = Field(0.01, gt=0.0, le=10.0)
     weight_decay: float = Field(0.0, ge=0.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    lr_schedule: Literal["constant", "cosine", "onecycle"] = "constant"
+    """The learning rate over each candidate's budget (`schedules.py`): constant; cosine,
+    annealed to 0 at the last step; onecycle, a linear warm-up then a cosine anneal."""
     inheritance: Literal["baldwinian", "lamarckian"] = "baldwinian"
     """baldwinian: every child starts from a fresh initialisation; lamarckian: trained
     weights are written back into the genome and children start from their parents'
