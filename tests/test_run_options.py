@@ -72,13 +72,13 @@ def test_resume_with_fewer_generations_ends_where_a_run_that_long_ends(write_spa
 
 
 def test_report_through_the_cli(write_space, tmp_path: Path) -> None:
-    out = evosparse("run", str(write_space({"generations": 1})), "--runs-dir", str(tmp_path))
-    assert out.returncode == 0, out.stderr
-    report = evosparse("report", str(tmp_path / "tiny"))
+    run = RunDir(tmp_path / "tiny")
+    start_run(run, load_space(write_space({"generations": 1})), LocalEvaluator(), []).run()
+    run.unlock()
+    report = evosparse("report", str(run.path))
     assert report.returncode == 0, report.stderr
-    page = tmp_path / "tiny" / "report" / "report.html"
+    page = run.path / "report" / "report.html"
     assert page.is_file() and f"report: {page}" in report.stdout.replace("\n", "")
-    _assert_one_clear_error(evosparse("report", str(tmp_path / "none")), "none")
 
 
 @pytest.mark.slow  # Ray waits about 45 s for the cluster's GCS before giving up
