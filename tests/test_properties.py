@@ -84,9 +84,10 @@ def evolved(draw: st.DrawFn) -> tuple[list[Genome], InnovationRegistry, NetworkS
     net = NetworkSpec(topology=draw(st.sampled_from(["dag", "layered"])),
                       max_hidden=draw(st.integers(0, 10)), max_levels=draw(st.integers(1, 3)),
                       initial_density=draw(st.floats(0.05, 1.0)))
-    rates = MutationSpec(add_connection=draw(st.floats(0, 1)), add_node=draw(st.floats(0, 1)),
-                         remove_connection=draw(st.floats(0, 1)),
-                         change_activation=draw(st.floats(0, 1)), add_node_max=2)
+    rate = st.floats(0, 1, allow_subnormal=False)  # a subnormal rate underflows mutate's p
+    rates = MutationSpec(add_connection=draw(rate), add_node=draw(rate),
+                         remove_connection=draw(rate), change_activation=draw(rate),
+                         add_node_max=2)
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     reg = InnovationRegistry(N_IN, N_OUT)
     pop = [minimal_genome(i, reg, net.initial_density, rng) for i in range(4)]
