@@ -27,6 +27,7 @@ from evosparse.fitness import EvalResult
 from evosparse.flops import count_cost
 from evosparse.genome import INPUT, OUTPUT, Genome, InnovationRegistry
 from evosparse.operators import crossover, minimal_genome, mutate
+from evosparse.pareto import first_front, hypervolume, nsga2_select, rank_and_crowding
 from evosparse.space import (
     ActivationSpec,
     MutationSpec,
@@ -208,3 +209,44 @@ def test_space_files_of_any_text_raise_only_user_errors(tmp_path, text: str) -> 
     path.write_text(text)
     with pytest.raises(UserError):
         load_space(path)
+
+
+objectives = st.lists(st.none() | st.tuples(st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.9, 1.2]),
+                                            st.integers(0, 3000).map(float)), max_size=9)
+
+
+def _dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    return a[0] <= b[0] and a[1] <= b[1] and a != b
+
+
+@given(objectives)
+def test_first_front_and_ranks_are_those_a_pairwise_comparison_gives(objs) -> None:
+    """Mutant that fails this: `first_front` sorting its indices by index, not by
+    (error, FLOPs)."""
+    valid = [i for i, o in enumerate(objs) if o is not None]
+    front = first_front(objs)
+    assert sorted(front) == [i for i in valid
+                             if not any(_dominates(objs[j], objs[i]) for j in valid)]
+    assert [objs[i] for i in front] == sorted(objs[i] for i in front)
+    rank, _ = rank_and_crowding(objs)
+    assert all(rank[i] == 0 for i in front) and all(np.isinf(rank[i]) for i in range(len(objs))
+                                                    if objs[i] is None)
+    for i in valid:
+        for j in valid:
+            if _dominates(objs[i], objs[j]):
+                assert rank[i] < rank[j]
+    chosen = nsga2_select(objs, 4)
+    assert len(chosen) == min(4, len(objs)) and len(set(chosen)) == len(chosen)
+    assert set(front[:4]) <= set(chosen) or len(front) > 4
+
+
+@given(objectives)
+def test_hypervolume_is_the_area_a_sweep_over_the_points_gives(objs) -> None:
+    ref = (1.0, 2000.0)
+    inside = sorted({(o[0] / ref[0], o[1] / ref[1]) for o in objs
+                     if o is not None and o[0] < ref[0] and o[1] < ref[1]})
+    area, lowest = 0.0, 1.0
+    for e, f in inside:  # by error: each point adds the strip below the lowest FLOPs yet
+        if f < lowest:
+            area, lowest = area + (1.0 - e) * (lowest - f), f
+    assert hypervolume(objs, ref) == pytest.approx(area, abs=1e-12)
