@@ -250,3 +250,38 @@ def test_hypervolume_is_the_area_a_sweep_over_the_points_gives(objs) -> None:
         if f < lowest:
             area, lowest = area + (1.0 - e) * (lowest - f), f
     assert hypervolume(objs, ref) == pytest.approx(area, abs=1e-12)
+
+
+@given(evolved(), st.data())
+def test_disabling_and_adding_genes_is_what_a_dict_of_genes_says(drawn, data) -> None:
+    """`with_disabled` and `with_added` (how training's pruning and regrowth are settled
+    into a genome) against a dict {(src, dst): [innovation, enabled]}; `index_of` finds
+    every node's row. Mutant that fails this: `with_added` leaving a re-enabled gene off."""
+    pop, reg, _ = drawn
+    g = pop[0]
+    genes = {(s, d): [i, e] for i, s, d, e in zip(g.conn_innov.tolist(), g.conn_src.tolist(),
+                                                   g.conn_dst.tolist(),
+                                                   g.conn_enabled.tolist(), strict=True)}
+    assert g.index_of(g.node_id).tolist() == list(range(len(g.node_id)))
+    off = data.draw(st.lists(st.sampled_from(g.conn_innov.tolist()), unique=True)
+                    if len(g.conn_innov) else st.just([]))
+    pruned = g.with_disabled(tuple(off))
+    for gene in genes.values():
+        gene[1] = gene[1] and gene[0] not in off
+    hidden = g.node_id[g.node_kind != OUTPUT].tolist()
+    targets = g.node_id[g.node_kind != INPUT].tolist()
+    pairs = data.draw(st.lists(st.tuples(st.sampled_from(hidden), st.sampled_from(targets))
+                               .filter(lambda p: p[0] != p[1]), unique=True, max_size=6))
+    weighted = pruned.with_weights(np.zeros(len(g.conn_innov)), np.zeros(len(g.node_id)))
+    ids = [reg.connection(s, d) for s, d in pairs]
+    grown = weighted.with_added(pairs, ids)
+    for (s, d), i in zip(pairs, ids, strict=True):
+        genes[(s, d)] = [genes.get((s, d), [i])[0], True]
+    got = {(s, d): [i, e] for i, s, d, e in zip(
+        grown.conn_innov.tolist(), grown.conn_src.tolist(), grown.conn_dst.tolist(),
+        grown.conn_enabled.tolist(), strict=True)}
+    assert got == genes
+    assert grown.conn_innov.tolist() == sorted(grown.conn_innov.tolist())
+    new = ~np.isin(grown.conn_innov, g.conn_innov)
+    assert np.isnan(grown.conn_weight[new]).all() and (grown.conn_weight[~new] == 0).all()
+    assert g.with_disabled(()) is g and g.with_added([], []) is g
