@@ -97,6 +97,10 @@ def test_a_missing_or_wrong_token_is_one_message(ray_cluster, reference, tmp_pat
     assert wrong.stderr.strip().splitlines() == [
         f"evosparse: error: --ray-address {ray_cluster.address}: the Ray cluster refused the "
         "token in RAY_AUTH_TOKEN: it is not this cluster's token"]
+    disabled = _cli(args, ray_cluster.env(RAY_AUTH_MODE="disabled"))
+    assert disabled.returncode == 2
+    assert disabled.stderr.strip().endswith("the Ray cluster requires token authentication "
+                                            "but RAY_AUTH_MODE is disabled; unset it")
     assert not (tmp_path / "tiny").exists()
 
 

@@ -112,9 +112,9 @@ def join_cluster(address: str, warn: Callable[[str], None]) -> None:
 
     `ray start --head` turns token authentication on when a token exists (RAY_AUTH_TOKEN,
     RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token), but `ray.init(address=...)` sends one only
-    with RAY_AUTH_MODE=token. So, unless this process already sends a token, ask the
-    cluster first: when it refuses, send the token found where Ray keeps it, or stop with
-    one message saying what to set. A cluster that needs no token gets a warning.
+    with RAY_AUTH_MODE=token. So ask the cluster first (in ~10 ms, where `ray.init` retries
+    for 20 s): when it refuses, send the token found where Ray keeps it, or stop with one
+    message saying what to set. A cluster that needs no token gets a warning.
     """
     import ray
     from ray._private.services import canonicalize_bootstrap_address_or_die
@@ -124,17 +124,18 @@ def join_cluster(address: str, warn: Callable[[str], None]) -> None:
     prefix = f"--ray-address {address}"
     try:
         gcs = canonicalize_bootstrap_address_or_die(address)
-        needs_token = not _token_mode() and not _accepted(gcs)
+        accepted = _accepted(gcs)
     except (ConnectionError, ValueError, RpcError) as exc:
         raise UserError(f"{prefix}: cannot join the Ray cluster ({exc})") from None
-    if needs_token:
-        if os.environ.get("RAY_AUTH_MODE"):
-            raise UserError(f"{prefix}: the Ray cluster requires token authentication but "
-                            f"RAY_AUTH_MODE is {os.environ['RAY_AUTH_MODE']}; unset it")
+    if not accepted:
         if not AuthenticationTokenLoader.instance().has_token(ignore_auth_mode=True):
             raise UserError(f"{prefix}: {_NO_TOKEN.format(address=gcs)}")
-        os.environ["RAY_AUTH_MODE"] = "token"  # what `ray start` does when it finds a token
-        Config.initialize("")
+        if not _token_mode():
+            if os.environ.get("RAY_AUTH_MODE"):
+                raise UserError(f"{prefix}: the Ray cluster requires token authentication "
+                                f"but RAY_AUTH_MODE is {os.environ['RAY_AUTH_MODE']}; unset it")
+            os.environ["RAY_AUTH_MODE"] = "token"  # as `ray start` does when it finds a token
+            Config.initialize("")
         if not _accepted(gcs):
             raise UserError(f"{prefix}: the Ray cluster refused the token in "
                             f"{_token_source()}: it is not this cluster's token")
