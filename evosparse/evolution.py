@@ -38,7 +38,6 @@ from evosparse.operators import (
     kstarts,
     minimal_genome,
     mutate,
-    spread_genomes,
 )
 from evosparse.operators.coevolution import FunctionPopulation
 from evosparse.operators.speciation import (
@@ -219,12 +218,8 @@ class Search:
     def _initial(self) -> list[Genome]:
         s, ks = self.state, self.space.kstarts
         if ks is None:
-            net, size = self.space.network, self.space.population
-            spread = round(net.initial_spread * size)
-            minimal = [minimal_genome(self._new_id(), s.registry, net.initial_density, s.rng)
-                       for _ in range(size - spread)]
-            return minimal + spread_genomes([self._new_id() for _ in range(spread)], s.registry,
-                                            net, self.space.activations.initial, s.rng)
+            return [minimal_genome(self._new_id(), s.registry, self.space.network.initial_density,
+                                   s.rng) for _ in range(self.space.population)]
         return self._kstarts(ks)
 
     def _kstarts(self, ks: KStartsSpec) -> list[Genome]:

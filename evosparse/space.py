@@ -76,11 +76,6 @@ class NetworkSpec(_Model):
     max_hidden: int = Field(64, ge=0)
     max_levels: int = Field(4, ge=1, le=64)
     initial_density: float = Field(0.2, gt=0.0, le=1.0)
-    initial_spread: float = Field(0.0, ge=0.0, le=1.0)
-    """Share of the first population (without `kstarts`) that starts as sparse MLPs of
-    max_levels layers with widths log-spaced up to max_hidden / max_levels (each link
-    present with probability initial_density) instead of minimal networks, so generation 0
-    already spans the FLOPs range (`operators/initial.py`)."""
     bias: bool = True
 
 

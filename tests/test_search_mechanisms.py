@@ -1,5 +1,5 @@
-"""Issue 18's mechanisms: learning-rate schedules inside a budget, and a first population
-spread over the FLOPs range. Each keeps batched == one by one and exact resume."""
+"""Issue 18's mechanism: learning-rate schedules inside each candidate's budget; batched
+training still follows one-by-one training and a killed run still resumes exactly."""
 
 from __future__ import annotations
 
@@ -10,11 +10,8 @@ import numpy as np
 import pytest
 
 from evosparse.fitness import FitnessConfig, evaluate_batch
-from evosparse.flops import count_cost
-from evosparse.genome import HIDDEN, InnovationRegistry
-from evosparse.operators import mutate, spread_genomes
 from evosparse.schedules import lr_factor
-from evosparse.space import ActivationSpec, MutationSpec, NetworkSpec, TrainingSpec
+from evosparse.space import TrainingSpec
 from tests.test_batched import heterogeneous
 from tests.test_fitness import DIGITS
 from tests.test_resume import SPACE, _kill_and_resume, _reference
@@ -46,26 +43,8 @@ def test_a_schedule_trains_batched_as_one_by_one(schedule: str) -> None:
     assert [r.val_loss for r in together] != [r.val_loss for r in constant], "it changes rates"
 
 
-def test_spread_genomes_span_widths_share_ids_and_mutate_in_a_layered_space() -> None:
-    reg = InnovationRegistry(40, 10)
-    net = NetworkSpec(topology="layered", max_hidden=64, max_levels=2, initial_density=0.3)
-    rng = np.random.default_rng(0)
-    genomes = spread_genomes(list(range(8)), reg, net, "relu", rng)
-    widths = [g.n_hidden for g in genomes]
-    assert widths == sorted(widths) and widths[-1] == 64 and widths[0] <= 4
-    assert count_cost(genomes[-1], True).flops > 20 * count_cost(genomes[0], True).flops
-    small, big = genomes[0], genomes[-1]
-    assert np.isin(small.conn_innov, big.conn_innov).all(), "one registered topology"
-    levels = {p for g in genomes for p in g.node_pos[g.node_kind == HIDDEN]}
-    assert levels == {1 / 3, 2 / 3}, "hidden nodes sit on the layered grid"
-    acts = ActivationSpec()
-    for g in genomes:
-        child = mutate(g, rng, reg, net, acts, MutationSpec(add_node=1.0, add_connection=1.0))
-        assert child.n_hidden <= net.max_hidden
-
-
-def test_a_run_with_both_mechanisms_resumes_identical(write_space, tmp_path: Path) -> None:
-    """Killed in generation 2: the spread first population and the cosine rates replay."""
-    space = write_space({**SPACE, "network": {"initial_spread": 0.5},
-                         "training": {"lr_schedule": "cosine", "inheritance": "lamarckian"}})
+def test_a_scheduled_run_resumes_identical(write_space, tmp_path: Path) -> None:
+    """Killed in generation 2: the resumed run anneals each candidate's rate the same."""
+    space = write_space({**SPACE, "training": {"lr_schedule": "onecycle",
+                                               "inheritance": "lamarckian"}})
     _kill_and_resume(_reference(space, tmp_path / "ref"), tmp_path, (15,))

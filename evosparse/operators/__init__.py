@@ -1,7 +1,7 @@
 """Genetic operators: pure functions that take a numpy Generator and return new genomes."""
 
 from evosparse.operators.crossover import crossover
-from evosparse.operators.initial import dense_mlp_genome, minimal_genome, spread_genomes
+from evosparse.operators.initial import dense_mlp_genome, minimal_genome
 from evosparse.operators.mutation import (
     add_connections,
     add_nodes,
@@ -19,5 +19,4 @@ __all__ = [
     "minimal_genome",
     "mutate",
     "remove_connections",
-    "spread_genomes",
 ]

@@ -1,5 +1,4 @@
-"""Starting networks: minimal ones (inputs wired sparsely and directly to outputs, no hidden
-node), dense MLPs, and sparse MLPs spread over the FLOPs range."""
+"""Minimal starting networks: inputs wired sparsely and directly to outputs (no hidden node)."""
 
 from __future__ import annotations
 
@@ -7,7 +6,6 @@ import numpy as np
 
 from evosparse.activations import OUTPUT_ACTIVATION
 from evosparse.genome import ACT_DTYPE, HIDDEN, INPUT, OUTPUT, Genome, InnovationRegistry
-from evosparse.space import NetworkSpec
 
 
 def minimal_genome(
@@ -65,39 +63,3 @@ def dense_mlp_genome(
         (np.concatenate(layers), np.concatenate(kinds), np.concatenate(pos), np.concatenate(acts)),
         (innov, src, dst, np.ones(len(innov), dtype=bool)),
     )
-
-
-def spread_genomes(
-    genome_ids: list[int],
-    registry: InnovationRegistry,
-    net: NetworkSpec,
-    activation: str,
-    rng: np.random.Generator,
-) -> list[Genome]:
-    """Sparse MLPs whose widths spread the starting population over the FLOPs range.
-
-    One dense topology of `net.max_levels` layers of `max_hidden // max_levels` nodes is
-    registered once, so the genomes share node and connection ids (crossover aligns
-    them); genome j keeps the first round(W ** ((j + 1) / n)) nodes of each layer
-    (log-spaced widths up to W) and each of their connections with probability
-    `net.initial_density`.
-    """
-    levels = net.max_levels
-    width = net.max_hidden // levels
-    if not genome_ids or width < 1:
-        return []
-    top = dense_mlp_genome(-1, registry, [width] * levels, activation, levels)
-    hidden = top.node_kind == HIDDEN
-    layers = [np.flatnonzero(hidden & (top.node_pos == p)) for p in np.unique(top.node_pos[hidden])]
-    out = []
-    for j, genome_id in enumerate(genome_ids):
-        w = max(1, round(width ** ((j + 1) / len(genome_ids))))
-        keep = ~hidden
-        for rows in layers:  # rows of a layer are in id order (the canonical order)
-            keep[rows[:w]] = True
-        ids = top.node_id[keep]
-        inside = np.isin(top.conn_src, ids) & np.isin(top.conn_dst, ids)
-        enabled = rng.random(int(inside.sum())) < net.initial_density
-        out.append(Genome.build(genome_id, tuple(a[keep] for a in top.nodes),  # type: ignore[arg-type]
-                                (*(a[inside] for a in top.conns[:3]), enabled)))
-    return out
