@@ -10,19 +10,19 @@ from evosparse.evaluators.ray import _pools
 from evosparse.space import validate_space
 from tests.conftest import TINY, deep_update
 
-GPU_NODE = {"Alive": True, "Resources": {"CPU": 8.0, "GPU": 2.0}}
-CPU_NODE = {"Alive": True, "Resources": {"CPU": 6.0}}
-DEAD = {"Alive": False, "Resources": {"CPU": 64.0, "GPU": 8.0}}
-HEAD = {"Alive": True, "Resources": {"memory": 1e9}}  # --num-cpus 0
+GPU_NODE = {"NodeID": "g", "Alive": True, "Resources": {"CPU": 8.0, "GPU": 2.0}}
+CPU_NODE = {"NodeID": "c", "Alive": True, "Resources": {"CPU": 6.0}}
+DEAD = {"NodeID": "d", "Alive": False, "Resources": {"CPU": 64.0, "GPU": 8.0}}
+HEAD = {"NodeID": "h", "Alive": True, "Resources": {"memory": 1e9}}  # --num-cpus 0
 
 
 @pytest.mark.parametrize(("cpus", "gpus", "cpu_nodes_too", "expected"), [
-    (1, 0.0, False, [(0.0, 14)]),               # no GPU asked for: every node's CPUs
-    (4, 0.0, False, [(0.0, 3)]),
-    (1, 1.0, False, [(1.0, 2)]),                # GPU batches on the GPU node only
-    (1, 0.25, False, [(0.25, 8)]),              # four batches share each GPU
-    (1, 0.25, True, [(0.25, 8), (0.0, 6)]),     # and the CPU node, when asked
-    (2, 0.25, True, [(0.25, 4), (0.0, 3)]),     # CPUs per batch bound both
+    (1, 0.0, False, [(0.0, 14, None)]),                 # no GPU asked for: every node's CPUs
+    (4, 0.0, False, [(0.0, 3, None)]),
+    (1, 1.0, False, [(1.0, 2, None)]),                  # GPU batches on the GPU node only
+    (1, 0.25, False, [(0.25, 8, None)]),                # four batches share each GPU
+    (1, 0.25, True, [(0.25, 8, None), (0.0, 6, "c")]),  # and, pinned, the CPU node if asked
+    (2, 0.25, True, [(0.25, 4, None), (0.0, 3, "c")]),  # CPUs per batch bound both
 ])
 def test_batches_that_fit_at_once(cpus, gpus, cpu_nodes_too, expected) -> None:
     assert _pools([HEAD, GPU_NODE, CPU_NODE, DEAD], cpus, gpus, cpu_nodes_too) == expected

@@ -9,8 +9,8 @@ ray may bind to the network is decided when it is imported, see `RayEvaluator`).
   store once per evaluator and context, not once per task.
 - Each task declares its resources: `cpus` and `gpus` (default: one GPU when the
   cluster has GPUs and the device is not "cpu"). With GPUs, tasks run only on
-  nodes that have them unless `cpu_nodes_too`: then nodes without GPUs take tasks
-  too, asking for CPUs only.
+  nodes that have them unless `cpu_nodes_too`: then each node without GPUs takes
+  tasks too, asking for CPUs only and pinned to it.
 - On start, one warm-up task per slot (spread over the nodes) runs `prepare`
   (evosparse passes `fitness.warm_up`: torch's first-call costs, ~2 s a worker),
   so the first generation does not pay for it.
@@ -168,17 +168,24 @@ def _slots(nodes: list[dict[str, Any]], cpus: float, gpus: float, gpu_nodes: boo
 
 
 def _pools(nodes: list[dict[str, Any]], cpus: float, gpus: float,
-           cpu_nodes_too: bool) -> list[tuple[float, int]]:
-    """(GPUs a task asks for, tasks at once) per kind of task: one kind without GPUs; with
-    GPUs, GPU tasks on the GPU nodes and, if `cpu_nodes_too`, CPU tasks on the others."""
+           cpu_nodes_too: bool) -> list[tuple[float, int, str | None]]:
+    """(GPUs a task asks for, tasks at once, the node it is pinned to) per kind of task:
+    one kind without GPUs; with GPUs, GPU tasks on the GPU nodes and, if `cpu_nodes_too`,
+    CPU tasks pinned to each node without a GPU (else Ray may put them on a GPU node's
+    spare CPUs, where they would wait for, and delay, the GPU tasks)."""
     if not gpus:
-        return [(0.0, max(1, _slots(nodes, cpus, 0.0, True) + _slots(nodes, cpus, 0.0, False)))]
+        return [(0.0, max(1, _slots(nodes, cpus, 0.0, True) + _slots(nodes, cpus, 0.0, False)),
+                 None)]
     on_gpus = _slots(nodes, cpus, gpus, True)
     if on_gpus == 0:
         raise UserError(f"evaluation.gpus_per_batch is {gpus} with {cpus} CPUs per batch, but "
                         "no node of the Ray cluster has that many GPUs and CPUs")
-    on_cpus = _slots(nodes, cpus, 0.0, False) if cpu_nodes_too else 0
-    return [(gpus, on_gpus)] + ([(0.0, on_cpus)] if on_cpus else [])
+    pools: list[tuple[float, int, str | None]] = [(gpus, on_gpus, None)]
+    for node in nodes if cpu_nodes_too else []:
+        fit = _slots([node], cpus, 0.0, False)
+        if fit:
+            pools.append((0.0, fit, node["NodeID"]))
+    return pools
 
 
 class RayEvaluator(BaseEvaluator):
@@ -233,16 +240,22 @@ class RayEvaluator(BaseEvaluator):
         except UserError:
             self.close()
             raise
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        def placed(node: str | None, otherwise: str) -> Any:
+            # soft: if that node is gone, the task runs elsewhere instead of failing
+            return NodeAffinitySchedulingStrategy(node, soft=True) if node else otherwise
+
         self._timeout = timeout_s
         self._pools = [(ray.remote(_run).options(num_cpus=cpus, num_gpus=g,
-                                                 max_retries=max_retries,
-                                                 retry_exceptions=False), n)
-                       for g, n in pools]
+                                                 max_retries=max_retries, retry_exceptions=False,
+                                                 scheduling_strategy=placed(node, "DEFAULT")), n)
+                       for g, n, node in pools]
         self._context: tuple[Any, Any] | None = None  # (context, its object ref)
         # one warm-up per slot, spread over the nodes
         ray.get([ray.remote(_prepare).options(num_cpus=cpus, num_gpus=g,
-                                              scheduling_strategy="SPREAD").remote(prepare)
-                 for g, n in pools for _ in range(n)])
+                                              scheduling_strategy=placed(node, "SPREAD"))
+                 .remote(prepare) for g, n, node in pools for _ in range(n)])
 
     def _context_ref(self, context: Any) -> Any:
         import ray
