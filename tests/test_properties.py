@@ -118,10 +118,15 @@ def test_genome_and_registry_json_round_trip_exactly(drawn, data: st.DataObject)
     for g in pop:
         conn = data.draw(st.lists(weights, min_size=len(g.conn_innov), max_size=len(g.conn_innov)))
         bias = data.draw(st.lists(weights, min_size=len(g.node_id), max_size=len(g.node_id)))
-        for genome in (g, g.with_weights(np.array(conn), np.array(bias))):
+        weighted = g.with_weights(np.array(conn), np.array(bias))
+        assert weighted.conn_weight.dtype == weighted.node_bias.dtype == np.float32
+        for genome in (g, weighted):
             text = json.dumps(genome.to_dict(), allow_nan=False)
             back = Genome.from_dict(json.loads(text))
             assert json.dumps(back.to_dict()) == text and back.same_as(genome)
+        back = Genome.from_dict(json.loads(json.dumps(weighted.to_dict())))
+        for got, want in ((back.conn_weight, conn), (back.node_bias, bias)):
+            np.testing.assert_array_equal(got, np.array(want, dtype=np.float32))
     again = InnovationRegistry.from_dict(json.loads(json.dumps(reg.to_dict())))
     assert again.to_dict() == reg.to_dict()
 
