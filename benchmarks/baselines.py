@@ -324,6 +324,8 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a space key for the search (dotted, YAML value), e.g. "
                         "--set training.lr_schedule=cosine; repeatable")
+    p.add_argument("--seconds", type=float,
+                   help="skip the search; give each baseline this many seconds (on --clock)")
     p.add_argument("--methods", nargs="+", default=["prune", "nsga2", "random"],
                    help="baselines to run (prune nsga2 random; none: the search alone)")
     p.add_argument("--quick", action="store_true",
@@ -338,7 +340,9 @@ def main() -> None:
     p.add_argument("--dense-epochs", type=int, default=40)
     p.add_argument("--finetune-epochs", type=int, default=5)
     p.add_argument("--trial-epochs", type=int, default=20)
-    p.add_argument("--lr", type=float, default=1e-3, help="the pruning baseline's Adam lr")
+    p.add_argument("--lr", type=float, default=0.01,
+                   help="the pruning baseline's Adam lr (on MNIST-1D seed 1, 187 CPU s: val-HV "
+                        "0.579 at 1e-3, 0.598 at 3e-3, 0.613 at 1e-2)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                    help="what 'the same time' means: wall (elapsed) or cpu (this process's "
@@ -375,8 +379,8 @@ def main() -> None:
                                   f"test_hv={row[1]} best_test={row[2]} "
                                   f"best_test_at_{budget:.0f}_flops={row[3]} points={row[4]} "
                                   f"{args.clock}_seconds={row[5]} wall_seconds={row[6]}")
-                ours = results.pop("evosparse")
-                if results:
+                ours = results.pop("evosparse", None)
+                if ours is not None and results:
                     ratios.append((
                         ours.val_hv / max(max(s.val_hv for s in results.values()), 1e-12),
                         ours.test_hv / max(max(s.test_hv for s in results.values()), 1e-12),
@@ -397,8 +401,11 @@ def run_all(space: SearchSpace, task: Task, seed: int, budget: float,
     previous = torch.get_num_threads()
     torch.set_num_threads(space.evaluation.threads)
     try:
-        points, seconds, wall = timed(lambda: evosparse_points(space, folder), clock)
-        results = {"evosparse": summarise(points, space, budget, seconds, wall)}
+        results: dict[str, Summary] = {}
+        seconds = args.seconds
+        if seconds is None:
+            points, seconds, wall = timed(lambda: evosparse_points(space, folder), clock)
+            results["evosparse"] = summarise(points, space, budget, seconds, wall)
         for name, run in methods(task, space, seed, args):
             if name in args.methods:
                 end = clock() + seconds
