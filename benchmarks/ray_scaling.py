@@ -9,7 +9,7 @@ one, with `ray start` (`tests/ray_cli.py`), on 127.0.0.1 with token authenticati
 a head with no CPUs, then one and two worker nodes of one CPU each (one evaluation
 thread, as locally); this process joins it like `evosparse run --ray-address`.
 `start` is the evaluator's start-up (joining, workers launched and warmed up with
-`fitness.warm_up`, once per run); `gen` is the median wall time of 9 evaluations of
+`fitness.warm_up`, once per run); `gen` is the median wall time of 15 evaluations of
 the generation after that, the cost of every generation, each one right after a
 local evaluation of the same generation (`local` is the median of those), so that
 both see the same load on a shared machine. Prints evaluations per second and the
@@ -33,7 +33,7 @@ from evosparse.evolution import Search
 from evosparse.fitness import evaluate_batch, plan_batches, warm_up
 from evosparse.space import load_space
 
-REPEATS = 9
+REPEATS = 15
 
 
 def side_by_side(evaluator: BaseEvaluator, batches: list,

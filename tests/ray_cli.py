@@ -89,8 +89,8 @@ class LoopbackCluster:
     def env(self, **extra: str) -> dict[str, str]:
         """This machine's environment as a user of the cluster has it: the cluster's HOME,
         the venv's commands on PATH, Ray kept on 127.0.0.1, and `extra`."""
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("RAY_AUTH", "RAY_ADDRESS"))}
+        env = {k: v for k, v in os.environ.items()  # evosparse's driver may set the last
+               if not k.startswith(("RAY_AUTH", "RAY_ADDRESS", "RAY_max_direct_call"))}
         return {**env, "HOME": str(self.home), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
                 "PATH": f"{_BIN}{os.pathsep}{env.get('PATH', '')}", **extra}
 

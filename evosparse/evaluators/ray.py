@@ -17,6 +17,11 @@ ray may bind to the network is decided when it is imported, see `RayEvaluator`).
 - At most as many tasks run as the cluster has slots, so a task starts when it
   is submitted and its deadline (`timeout_s`) measures its own run time. A task
   past its deadline is cancelled (its worker killed) and yields a `BatchFailure`.
+- Batches and results of up to `INLINE_BYTES` travel inside the task's RPC instead of
+  through the object store (Ray's `max_direct_call_object_size`, 100 KB by default, set
+  for this process before it joins and for the workers through the tasks' runtime
+  environment): each object store hop between nodes costs about 8 ms, a tenth of a
+  small generation (`benchmarks/ray_scaling.py`).
 - A task whose worker process or node dies is re-run by Ray up to `max_retries`
   times; after that the batch is lost and `map` raises `BatchLost`. An exception
   raised by the function itself yields a `BatchFailure` with its traceback.
@@ -39,6 +44,8 @@ C = TypeVar("C")
 R = TypeVar("R")
 
 LOOPBACK = "127.0.0.1"
+INLINE_BYTES = 8 << 20
+_INLINE = {"RAY_max_direct_call_object_size": str(INLINE_BYTES)}
 _NOT_LOOPBACK = (
     "refusing to start a local Ray that would listen on the network, not only on 127.0.0.1: "
     "ray was imported before evosparse could set RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (or it "
@@ -215,6 +222,8 @@ class RayEvaluator(BaseEvaluator):
 
         self._started_here = not ray.is_initialized()
         if self._started_here:
+            for name, value in _INLINE.items():  # read by Ray when this process connects
+                os.environ.setdefault(name, value)
             if address is None:
                 from ray._private import ray_constants  # read once, when ray was imported
 
@@ -247,13 +256,14 @@ class RayEvaluator(BaseEvaluator):
             return NodeAffinitySchedulingStrategy(node, soft=True) if node else otherwise
 
         self._timeout = timeout_s
-        self._pools = [(ray.remote(_run).options(num_cpus=cpus, num_gpus=g,
+        inline = {"runtime_env": {"env_vars": _INLINE}}  # the same for both: one worker pool
+        self._pools = [(ray.remote(_run).options(num_cpus=cpus, num_gpus=g, **inline,
                                                  max_retries=max_retries, retry_exceptions=False,
                                                  scheduling_strategy=placed(node, "DEFAULT")), n)
                        for g, n, node in pools]
         self._context: tuple[Any, Any] | None = None  # (context, its object ref)
         # one warm-up per slot, spread over the nodes
-        ray.get([ray.remote(_prepare).options(num_cpus=cpus, num_gpus=g,
+        ray.get([ray.remote(_prepare).options(num_cpus=cpus, num_gpus=g, **inline,
                                               scheduling_strategy=placed(node, "SPREAD"))
                  .remote(prepare) for g, n, node in pools for _ in range(n)])
 
