@@ -22,6 +22,7 @@ import numpy as np
 from evosparse.data import Task
 from evosparse.errors import EvaluationError
 from evosparse.evaluators.base import BaseEvaluator, BatchFailure, BatchLost
+from evosparse.families import family_of
 from evosparse.fitness import (
     EvalResult,
     FitnessConfig,
@@ -185,6 +186,7 @@ class Search:
         self.space = space
         self.evaluator = evaluator
         self.reporters = list(reporters or [])
+        family = family_of(space.network, space.dataset.name, task.n_features)
         self.config = FitnessConfig(
             task=task,
             training=space.training,
@@ -194,11 +196,12 @@ class Search:
             threads=space.evaluation.threads,
             device=space.evaluation.device,
             batched=space.evaluation.batched,
+            family=family,
         )
         self.state = state or SearchState(
             generation=-1,
             population=[],
-            registry=InnovationRegistry(task.n_features, task.n_classes),
+            registry=InnovationRegistry(family.n_inputs(task.n_features), task.n_classes),
             rng=np.random.default_rng(space.seed),
             next_genome_id=0,
             evaluations=0,

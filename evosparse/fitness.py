@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from evosparse.batched import BatchedNetworks
+from evosparse.conv_network import ConvNetwork
 from evosparse.data import Task
-from evosparse.flops import count_cost
+from evosparse.families import Family, MLPFamily
 from evosparse.genome import Genome, InnovationRegistry
 from evosparse.graph import analyse
 from evosparse.network import SparseNetwork, Values
@@ -112,6 +113,8 @@ class FitnessConfig:
     track_gradients: bool = False
     """Sum |dL/dw| per connection over training (for `grad_magnitude`, `saliency`)."""
     sparse: SparseTrainingSpec = SparseTrainingSpec()
+    family: Family = MLPFamily()
+    """What the genomes mean: how they compile and what they cost (`families.py`)."""
 
 
 class Diverged(Exception):
@@ -173,7 +176,8 @@ def trained_genome(genome: Genome, disabled: tuple[int, ...],
                                                                     range(len(added))])
 
 
-def _score(genome: Genome, net: SparseNetwork, t: Task, sums: torch.Tensor) -> Trained:
+def _score(genome: Genome, net: SparseNetwork | ConvNetwork, t: Task, sums: torch.Tensor
+           ) -> Trained:
     """Score a trained network on val and test and pack it for the run directory.
 
     Batched and one-by-one training, on any device, both end here, with the genome's
@@ -233,7 +237,7 @@ def _step(opt: torch.optim.Optimizer, pruners: list[Pruner], step: int, spec: Tr
 
 def _train_and_score(genome: Genome, cfg: FitnessConfig, device: torch.device) -> Trained:
     gen = torch.Generator().manual_seed(evaluation_seed(cfg.run_seed, genome.genome_id))
-    net = _on(SparseNetwork(genome, cfg.bias, gen), device)
+    net = _on(cfg.family.compile(genome, cfg.bias, gen), device)
     opt = make_optimizer(list(net.parameters()), cfg.training)
     t = cfg.task
     x = torch.from_numpy(t.x_train).to(device)
@@ -455,7 +459,7 @@ def _result(
     stats: Stats = trained.stats if trained else (0.0, 0.0, 0.0, 0.0)
     disabled = trained.disabled if trained else ()
     added = trained.added if trained else ()
-    cost = count_cost(trained_genome(genome, disabled, added), cfg.bias)
+    cost = cfg.family.cost(trained_genome(genome, disabled, added), cfg.bias)
     return EvalResult(
         genome_id=genome.genome_id,
         generation=genome.generation,
@@ -511,7 +515,7 @@ def evaluate_batch(genomes: list[Genome], cfg: FitnessConfig) -> list[EvalResult
     previous = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     try:
-        if cfg.batched and len(genomes) > 1:
+        if cfg.batched and cfg.family.batched and len(genomes) > 1:
             start = time.perf_counter()
             device = resolve_device(cfg.device)
             _reset_peak(device)

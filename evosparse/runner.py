@@ -15,6 +15,7 @@ from evosparse.data import Task, checked, load_task
 from evosparse.errors import UserError
 from evosparse.evaluators.base import BaseEvaluator
 from evosparse.evolution import Reporter, Search, SearchState
+from evosparse.families import family_of
 from evosparse.rundir import RunDir, RunDirRecorder, changed_keys
 from evosparse.space import SearchSpace
 
@@ -41,11 +42,14 @@ def start_run(
         )
     if data is None:
         task = task or load_task(space.dataset)
+        n_features = task.n_features
     else:
         x, index, classes = checked(*data, "data")
         dataset = {"name": "file", "path": str(run_dir.data_file.resolve()), "header": None,
                    "label_column": -1}
         space = space.with_overrides(dataset=dataset)
+        n_features = int(np.prod(x.shape[1:]))
+    family_of(space.network, space.dataset.name, n_features)  # refuse before writing
     run_dir.lock()
     if data is not None:
         run_dir.write_data(x, np.asarray(classes)[index])

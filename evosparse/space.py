@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from evosparse.activations import ACTIVATIONS, checked_activation
+from evosparse.activations import ACTIVATIONS, arity, checked_activation
 from evosparse.errors import UserError
 from evosparse.expressions import unary_names
 
@@ -77,6 +77,30 @@ class NetworkSpec(_Model):
     max_levels: int = Field(4, ge=1, le=64)
     initial_density: float = Field(0.2, gt=0.0, le=1.0)
     bias: bool = True
+    family: Literal["mlp", "conv1d", "conv2d"] = "mlp"
+    """mlp: nodes are neurons; conv1d / conv2d: nodes are channels, connections kernels
+    (`conv_geometry.py`), and the outputs read each channel's global average."""
+    kernel: int = Field(3, ge=1, le=15)
+    """conv families: taps of every kernel along each spatial dimension (odd)."""
+    scales: int = Field(2, ge=0, le=6)
+    """conv families: how many times hidden channels may halve the input's resolution."""
+    input_shape: tuple[int, ...] | None = None
+    """conv families: (channels, length) or (channels, height, width) of one sample;
+    default: MNIST-1D (1, 40), digits (1, 8, 8); other data must give it."""
+
+    @model_validator(mode="after")
+    def _conv_shape(self) -> NetworkSpec:
+        if self.family == "mlp":
+            return self
+        if self.kernel % 2 == 0:
+            raise ValueError(f"network.kernel must be odd for {self.family} (got {self.kernel})")
+        dims = 1 if self.family == "conv1d" else 2
+        if self.input_shape is not None and (len(self.input_shape) != dims + 1
+                                             or min(self.input_shape) < 1):
+            raise ValueError(f"network.input_shape must be {dims + 1} positive sizes (channels"
+                             f", {'length' if dims == 1 else 'height, width'}) for "
+                             f"{self.family}, got {list(self.input_shape)}")
+        return self
 
 
 class ActivationSpec(_Model):
@@ -361,6 +385,23 @@ class SearchSpace(_Model):
     tune: TuneSpec | None = None
 
     @model_validator(mode="after")
+    def _family_fits(self) -> SearchSpace:
+        family = self.network.family
+        if family == "mlp":
+            return self
+        if self.training.inheritance == "lamarckian":
+            raise ValueError(f"training.inheritance lamarckian is not built for {family} "
+                             "networks yet; use baldwinian")
+        if self.sparse_training.method != "none":
+            raise ValueError(f"sparse_training.method {self.sparse_training.method} is not "
+                             f"built for {family} networks yet; use none")
+        two = [a for a in (*self.activations.hidden, self.activations.initial) if arity(a) == 2]
+        if two:
+            raise ValueError(f"activations: two-input units {two} are not built for {family} "
+                             "networks yet")
+        return self
+
+    @model_validator(mode="after")
     def _kstarts_fit(self) -> SearchSpace:
         ks, net = self.kstarts, self.network
         if ks is not None and (len(ks.hidden) > net.max_levels or sum(ks.hidden) > net.max_hidden):
@@ -408,7 +449,10 @@ def _format_error(err: dict[str, Any]) -> str:
         msg = "unknown key"
     if err["type"] == "missing":
         msg = "required key is missing"
-    shown = "" if err["type"] in ("extra_forbidden", "missing") else f" (got {err.get('input')!r})"
+    # a check across sections names its keys itself: the whole space is no help
+    whole = not err["loc"]
+    shown = "" if whole or err["type"] in ("extra_forbidden", "missing") else \
+        f" (got {err.get('input')!r})"
     return f"{loc}: {msg}{shown}"
 
 

@@ -1,0 +1,93 @@
+"""What a convolutional genome's nodes and connections mean, and what it costs: pure numpy.
+
+In the `conv1d` and `conv2d` families (`families.py`) a node is a channel and a
+connection between two channels is a full kernel of `kernel` taps (`kernel` x `kernel`
+in 2-D); a connection into an output is one weight on the channel's global average.
+Every channel has a scale r: its maps are the input's downsampled r times by 2
+(length ceil(L / 2^r), per spatial dimension). Inputs have scale 0, outputs none; a
+hidden channel's scale follows from its position (`scale_of`), so scales never fall
+along a connection (positions rise) and a connection from scale a to scale r is a
+convolution with stride 2^(r - a) and "same" padding: the DAG carries skip connections
+across scales for free, and a layered space (`network.topology: layered`,
+`max_levels = scales`) is a plain CNN whose layer k halves the resolution k times.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from evosparse.activations import activation_cost
+from evosparse.flops import Cost
+from evosparse.genome import HIDDEN, INPUT, OUTPUT, Genome
+from evosparse.graph import Topology, analyse
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """The input's shape (channels, *spatial), the kernel width and the number of scales."""
+
+    shape: tuple[int, ...]
+    kernel: int
+    scales: int
+
+    @property
+    def dims(self) -> int:
+        """Spatial dimensions: 1 or 2."""
+        return len(self.shape) - 1
+
+    @property
+    def taps(self) -> int:
+        """Weights of one channel-to-channel kernel."""
+        return int(self.kernel**self.dims)
+
+    def size(self, scale: int) -> tuple[int, ...]:
+        """The spatial size of a map at `scale`: each side ceil(side / 2^scale)."""
+        return tuple(-(-side // (1 << scale)) for side in self.shape[1:])
+
+    def positions(self, scale: int) -> int:
+        """Output positions of a map at `scale` (length, or height x width)."""
+        return int(np.prod(self.size(scale)))
+
+    def scale_of(self, genome: Genome) -> np.ndarray:
+        """int (N,): each node's scale; inputs 0, hidden channels by position (the
+        interval (0, 1) cut into `scales` + 1 equal parts), outputs -1 (no map)."""
+        # a layered space's grid k / (scales + 1) lands on scale k (the epsilon absorbs
+        # rounding: 1/3 * 3 may fall just below 1)
+        scale = np.minimum(np.floor(genome.node_pos * (self.scales + 1) + 1e-9), self.scales)
+        scale = np.where(genome.node_kind == INPUT, 0, scale).astype(np.int64)
+        return np.where(genome.node_kind == OUTPUT, -1, scale)
+
+
+def conv_cost(genome: Genome, bias: bool, geometry: ConvGeometry,
+              topo: Topology | None = None) -> Cost:
+    """Non-zero FLOPs per sample, parameters and active connections of a conv genome.
+
+    A hidden channel at scale r computes P_r = positions(r) outputs: each incoming kernel
+    costs 2 x taps x P_r (multiply and add per tap and position), its bias P_r adds and
+    its activation `activation_cost` x P_r. An output costs 2 per incoming connection
+    plus its bias, and each channel that feeds an output is averaged once: P adds (its
+    positions, the last a scaling). Only the live subgraph counts (`graph.analyse`).
+    """
+    topo = topo or analyse(genome)
+    scale = geometry.scale_of(genome)
+    positions = np.array([geometry.positions(s) for s in range(geometry.scales + 1)],
+                         dtype=np.int64)
+    hidden = topo.node_active & (genome.node_kind == HIDDEN)
+    at = np.where(scale >= 0, positions[scale.clip(min=0)], 0)
+    conn = topo.conn_active
+    into_hidden = conn & (genome.node_kind[topo.dst_row] == HIDDEN)
+    into_output = conn & (genome.node_kind[topo.dst_row] == OUTPUT)
+    kernels = int(np.count_nonzero(into_hidden))
+    flops = 2 * geometry.taps * int(at[topo.dst_row[into_hidden]].sum())
+    costs = np.array([activation_cost(str(a)) for a in genome.node_act[hidden]], dtype=np.int64)
+    flops += int((costs * at[hidden]).sum())
+    pooled = np.unique(topo.src_row[into_output])
+    flops += int(at[pooled].sum()) + 2 * int(np.count_nonzero(into_output))
+    n_out = int(np.count_nonzero(genome.node_kind == OUTPUT))
+    n_bias = int(np.count_nonzero(hidden)) + n_out if bias else 0
+    if bias:
+        flops += int(at[hidden].sum()) + n_out
+    params = geometry.taps * kernels + int(np.count_nonzero(into_output)) + n_bias
+    return Cost(flops=flops, params=params, connections=int(np.count_nonzero(conn)))

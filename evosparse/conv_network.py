@@ -1,0 +1,164 @@
+"""Compile a conv-family genome (`conv_geometry.py`) into one torch module.
+
+Active channels are grouped by depth level (`graph.analyse`) and, within a level, by
+scale and then activation. A level's channels at scale r read every channel computed
+before the level: those at scale a through one masked convolution of stride 2^(r - a)
+(a `_Block`: weight [channels, sources, taps...] times a fixed 0/1 mask that holds the
+genome's connections, so pruned pairs stay exactly zero). The outputs are a masked
+linear map of every channel's global average. Blocks are a flat `levels` list with
+`weight`, `mask` and `bias` as the MLP's levels have them, so the weight files
+(`weights.model_bytes`) are written the same way.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from evosparse.activations import torch_activation
+from evosparse.conv_geometry import ConvGeometry
+from evosparse.genome import HIDDEN, INPUT, OUTPUT, Genome
+from evosparse.graph import analyse
+from evosparse.network import Values, masked_sums
+
+_CONV = {1: F.conv1d, 2: F.conv2d}
+
+
+class _Block(nn.Module):
+    """One masked weight: a convolution from one source scale into a group of channels
+    (or, for the outputs, a linear map of the pooled channels)."""
+
+    weight2 = None  # no two-input units in conv families (`space.py` refuses them)
+    bias2 = None
+
+    def __init__(self, mask: np.ndarray, fan_in: np.ndarray, bias: bool,
+                 generator: torch.Generator) -> None:
+        super().__init__()
+        m = torch.from_numpy(mask.astype(np.float32))
+        bound = 1.0 / torch.sqrt(torch.from_numpy(fan_in.astype(np.float32)).clamp(min=1.0))
+        shape = (-1,) + (1,) * (m.dim() - 1)
+        self.weight = nn.Parameter((torch.rand(m.shape, generator=generator) * 2 - 1)
+                                   * bound.view(shape) * m)
+        self.register_buffer("mask", m)
+        self.bias: nn.Parameter | None = None
+        if bias:
+            self.bias = nn.Parameter((torch.rand(m.shape[0], generator=generator) * 2 - 1)
+                                     * bound)
+
+
+class ConvNetwork(nn.Module):
+    """The torch form of one conv genome; takes flat inputs [N, prod(shape)], returns
+    logits in output-id order."""
+
+    def __init__(self, genome: Genome, bias: bool, generator: torch.Generator,
+                 geometry: ConvGeometry) -> None:
+        super().__init__()
+        self.geometry = geometry
+        topo = analyse(genome)
+        scale = geometry.scale_of(genome)
+        kind = genome.node_kind
+        # column of each channel in its scale's stack of maps: inputs first, then by level
+        column = np.full(len(kind), -1)
+        count = np.zeros(geometry.scales + 1, dtype=np.int64)
+        inputs = np.flatnonzero(kind == INPUT)
+        column[inputs] = np.arange(len(inputs))
+        count[0] = len(inputs)
+        conn = np.flatnonzero(topo.conn_active)
+        src, dst = topo.src_row[conn], topo.dst_row[conn]
+        k = geometry.kernel
+        blocks: list[_Block] = []
+        self._plan: list[tuple[int, list[tuple[int, int]], list[tuple[str, int]]]] = []
+        """Per group: its scale, its (block index, source scale) pairs, its activation
+        runs (name, width); in computation order."""
+        self._level_ends: list[int] = []
+        for level in range(1, topo.n_levels):
+            rows = np.flatnonzero((topo.depth == level) & (kind == HIDDEN))
+            rows = rows[np.lexsort((genome.node_act[rows], scale[rows]))]
+            placed = []
+            for r in np.unique(scale[rows]).tolist():
+                group = rows[scale[rows] == r]
+                at = {int(row): i for i, row in enumerate(group)}
+                into = np.isin(dst, group)
+                fan_in = np.zeros(len(group))
+                np.add.at(fan_in, [at[int(d)] for d in dst[into]], k**geometry.dims)
+                pairs = []
+                for a in range(r + 1):
+                    here = into & (scale[src] == a)
+                    if not here.any() and (a or into.any()):
+                        continue  # no kernel from scale a (a channel without inputs still
+                        # gets its bias: an empty block from the inputs)
+                    mask = np.zeros((len(group), count[a]) + (k,) * geometry.dims, dtype=bool)
+                    mask[[at[int(d)] for d in dst[here]], column[src[here]]] = True
+                    pairs.append((len(blocks), a))
+                    blocks.append(_Block(mask, fan_in, bias and len(pairs) == 1, generator))
+                names, widths = np.unique(genome.node_act[group], return_counts=True)
+                self._plan.append((r, pairs, list(zip(names.tolist(), widths.tolist(),
+                                                      strict=True))))
+                placed.append((group, r))
+            for group, r in placed:  # a level's channels are seen from the next level on
+                column[group] = count[r] + np.arange(len(group))
+                count[r] += len(group)
+            self._level_ends.append(len(self._plan))
+        outputs = np.flatnonzero(kind == OUTPUT)
+        offset = np.concatenate([[0], np.cumsum(count)[:-1]])  # pooled column of each scale
+        pooled = np.where(column >= 0, offset[scale.clip(min=0)] + column, -1)
+        mask = np.zeros((len(outputs), int(count.sum())), dtype=bool)
+        to_out = np.isin(dst, outputs)
+        mask[np.searchsorted(outputs, dst[to_out]), pooled[src[to_out]]] = True
+        blocks.append(_Block(mask, mask.sum(axis=1), bias, generator))
+        self.levels = nn.ModuleList(blocks)
+        self._fns = {name: torch_activation(name) for _, _, runs in self._plan
+                     for name, _ in runs}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = self.geometry
+        maps = [x.reshape(x.shape[0], *g.shape)] + [x.new_zeros((x.shape[0], 0, *g.size(r)))
+                                                    for r in range(1, g.scales + 1)]
+        start = 0
+        conv = _CONV[g.dims]
+        for end in self._level_ends:
+            new: list[list[torch.Tensor]] = [[] for _ in maps]
+            for r, pairs, runs in self._plan[start:end]:
+                pre = None
+                for b, a in pairs:
+                    blk = self.levels[b]
+                    term = conv(maps[a], blk.weight * blk.mask, blk.bias, stride=1 << (r - a),
+                                padding=g.kernel // 2)
+                    pre = term if pre is None else pre + term
+                assert pre is not None
+                parts = pre.split([w for _, w in runs], dim=1)
+                new[r].append(torch.cat([self._fns[n](p) for (n, _), p in
+                                         zip(runs, parts, strict=True)], dim=1))
+            maps = [torch.cat([m, *extra], dim=1) if extra else m
+                    for m, extra in zip(maps, new, strict=True)]
+            start = end
+        pooled = torch.cat([m.flatten(2).mean(dim=2) for m in maps], dim=1)
+        head = self.levels[-1]
+        out = pooled @ (head.weight * head.mask).T
+        return out if head.bias is None else out + head.bias
+
+    def connection_sums(self, grads: dict[nn.Parameter, torch.Tensor]) -> torch.Tensor:
+        """[1, 4]: number of non-zero weights, sum |w|, sum of `grads` and sum |w| x
+        `grads` over them (as `SparseNetwork.connection_sums`, counting kernel taps)."""
+        out = torch.zeros(1, 4)
+        for blk in self.levels:
+            g = grads.get(blk.weight)
+            out += masked_sums(blk.weight.reshape(1, blk.weight.shape[0], -1),
+                               blk.mask.reshape(1, blk.mask.shape[0], -1),
+                               None if g is None else g.reshape(1, g.shape[0], -1))
+        return out
+
+    def removed_connections(self) -> np.ndarray:
+        """None: conv families prune no connection during training."""
+        return np.zeros(0, dtype=np.int64)
+
+    def added_connections(self) -> tuple[np.ndarray, np.ndarray]:
+        """None: conv families grow no connection during training."""
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+
+    def trained_values(self) -> Values:
+        """Empty: conv families inherit no weights (`inheritance: none`, see `space.py`)."""
+        return (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32),
+                np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))

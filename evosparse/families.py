@@ -1,0 +1,103 @@
+"""Network families: the one seam between a genome's meaning and everything else.
+
+A family says what a genome's nodes and connections are, how many input nodes a task
+gives it, what a genome costs (`Cost`) and how it compiles to a torch module for
+training. Search, operators, evaluators, run directory, tuning and resume never ask
+which family they hold: they pass `FitnessConfig.family` through. `mlp` (a node is a
+neuron) trains many genomes as one batched program (`batched.py`); `conv1d` and
+`conv2d` (a node is a channel, `conv_geometry.py`) train one genome at a time.
+A new family is a class with these four members and a case in `family_of`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from evosparse.conv_geometry import ConvGeometry, conv_cost
+from evosparse.errors import UserError
+from evosparse.flops import Cost, count_cost
+from evosparse.genome import Genome
+
+if TYPE_CHECKING:
+    import torch
+
+    from evosparse.space import NetworkSpec
+
+DEFAULT_SHAPES = {("mnist1d", "conv1d"): (1, 40), ("digits", "conv2d"): (1, 8, 8)}
+"""The embedded datasets' sample shapes, for conv families without `network.input_shape`."""
+
+
+class Family(Protocol):
+    name: str
+    batched: bool
+    """Whether `batched.BatchedNetworks` can train many of its genomes as one program."""
+
+    def n_inputs(self, n_features: int) -> int:
+        """Input nodes of a genome for data with `n_features` values a sample."""
+
+    def cost(self, genome: Genome, bias: bool) -> Cost:
+        """Non-zero FLOPs, parameters and connections of one sample's forward pass."""
+
+    def compile(self, genome: Genome, bias: bool, generator: torch.Generator) -> torch.nn.Module:
+        """The genome's torch module (flat inputs [N, n_features], logits out), its
+        weights drawn from `generator`."""
+
+
+@dataclass(frozen=True)
+class MLPFamily:
+    """Sparse MLPs: a node is a neuron, a connection one weight (`network.py`)."""
+
+    name: str = "mlp"
+    batched: bool = True
+
+    def n_inputs(self, n_features: int) -> int:
+        return n_features
+
+    def cost(self, genome: Genome, bias: bool) -> Cost:
+        return count_cost(genome, bias)
+
+    def compile(self, genome: Genome, bias: bool, generator: torch.Generator) -> torch.nn.Module:
+        from evosparse.network import SparseNetwork
+
+        return SparseNetwork(genome, bias, generator)
+
+
+@dataclass(frozen=True)
+class ConvFamily:
+    """Sparse CNNs: a node is a channel, a connection a kernel (`conv_geometry.py`)."""
+
+    geometry: ConvGeometry
+    batched: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"conv{self.geometry.dims}d"
+
+    def n_inputs(self, n_features: int) -> int:
+        return self.geometry.shape[0]
+
+    def cost(self, genome: Genome, bias: bool) -> Cost:
+        return conv_cost(genome, bias, self.geometry)
+
+    def compile(self, genome: Genome, bias: bool, generator: torch.Generator) -> torch.nn.Module:
+        from evosparse.conv_network import ConvNetwork
+
+        return ConvNetwork(genome, bias, generator, self.geometry)
+
+
+def family_of(network: NetworkSpec, dataset: str, n_features: int) -> Family:
+    """The family a space's `network` section names, fitted to the data; `UserError`
+    names `network.input_shape` when the data does not have that shape."""
+    if network.family == "mlp":
+        return MLPFamily()
+    shape = network.input_shape or DEFAULT_SHAPES.get((dataset, network.family))
+    if shape is None:
+        raise UserError(f"network.input_shape is needed for a {network.family} network on "
+                        f"dataset {dataset!r} (its samples have {n_features} values)")
+    if int(np.prod(shape)) != n_features:
+        raise UserError(f"network.input_shape {list(shape)} holds {int(np.prod(shape))} values "
+                        f"a sample, but the dataset's samples have {n_features}")
+    return ConvFamily(ConvGeometry(tuple(int(s) for s in shape), network.kernel, network.scales))

@@ -1,0 +1,155 @@
+"""The conv1d / conv2d families: FLOPs counted by hand, the compiled network against
+torch's own convolutions, the space's and data's errors, and searches that resume."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import evosparse
+from evosparse.activations import activation_cost
+from evosparse.conv_geometry import ConvGeometry, conv_cost
+from evosparse.conv_network import ConvNetwork
+from evosparse.errors import UserError
+from evosparse.families import family_of
+from evosparse.genome import HIDDEN, INPUT, OUTPUT, Genome
+from evosparse.space import load_space
+
+RELU, TANH = activation_cost("relu"), activation_cost("tanh")
+
+
+def small_genome(shape: tuple[int, ...] = (1, 8)) -> Genome:
+    """Input channel 0, outputs 1 and 2, channel 3 at position 0.4 (scale 1 of 2) with
+    relu, channel 4 at 0.8 (scale 2) with tanh; a skip from the input to channel 4, and
+    one connection (0 -> 2) disabled."""
+    ids = np.array([0, 1, 2, 3, 4])
+    kind = np.array([INPUT, OUTPUT, OUTPUT, HIDDEN, HIDDEN], dtype=np.int8)
+    pos = np.array([0.0, 1.0, 1.0, 0.4, 0.8])
+    act = np.array(["identity", "identity", "identity", "relu", "tanh"])
+    src = np.array([0, 3, 0, 4, 3, 0, 0])
+    dst = np.array([3, 4, 4, 1, 2, 1, 2])
+    enabled = np.array([True, True, True, True, True, True, False])
+    return Genome.build(0, (ids, kind, pos, act), (np.arange(7), src, dst, enabled))
+
+
+def test_scales_follow_positions_and_sizes_round_up() -> None:
+    geo = ConvGeometry((1, 7), kernel=3, scales=2)
+    # rows in canonical order: input 0, channels 3 and 4, outputs 1 and 2
+    assert geo.scale_of(small_genome()).tolist() == [0, 1, 2, -1, -1]
+    assert [geo.size(s) for s in range(3)] == [(7,), (4,), (2,)]
+    assert ConvGeometry((3, 8, 5), 3, 1).size(1) == (4, 3)
+
+
+def test_conv1d_flops_counted_by_hand() -> None:
+    geo = ConvGeometry((1, 8), kernel=3, scales=2)
+    cost = conv_cost(small_genome(), bias=True, geometry=geo)
+    # channel 3: scale 1, 4 positions, one kernel of 3 taps: 2*3*4 + bias 4 + relu 4
+    # channel 4: scale 2, 2 positions, kernels from 3 and from the input: 2*(2*3*2) + 2 + tanh 2
+    # outputs: averages of channels 4 (2), 3 (4) and the input (8), 3 weights, 2 biases
+    want = (24 + 4 + 4 * RELU) + (24 + 2 + 2 * TANH) + (2 + 4 + 8) + 2 * 3 + 2
+    assert cost.flops == want
+    assert cost.params == 3 * 3 + 3 + 4  # three kernels, three head weights, four biases
+    assert cost.connections == 6
+    no_bias = conv_cost(small_genome(), bias=False, geometry=geo)
+    assert no_bias.flops == want - (4 + 2 + 2)
+
+
+def test_conv2d_flops_counted_by_hand() -> None:
+    geo = ConvGeometry((2, 8, 8), kernel=3, scales=2)
+    ids = np.array([0, 1, 2, 3])
+    kind = np.array([INPUT, INPUT, OUTPUT, HIDDEN], dtype=np.int8)
+    g = Genome.build(0, (ids, kind, np.array([0.0, 0.0, 1.0, 0.5]),
+                         np.array(["identity", "identity", "identity", "relu"])),
+                     (np.arange(3), np.array([0, 1, 3]), np.array([3, 3, 2]), np.ones(3, bool)))
+    # channel 3 at scale 1: 4x4 positions, two 3x3 kernels: 2*2*9*16, bias 16, relu 16
+    want = 2 * 2 * 9 * 16 + 16 + 16 * RELU + 16 + 2 + 1
+    assert conv_cost(g, bias=True, geometry=geo).flops == want
+
+
+def test_conv1d_network_is_torch_convolutions_with_strides_and_skips() -> None:
+    geo = ConvGeometry((1, 8), kernel=3, scales=2)
+    g = small_genome()
+    net = ConvNetwork(g, True, torch.Generator().manual_seed(0), geo)
+    x = torch.randn(5, 8, generator=torch.Generator().manual_seed(1))
+    blocks = list(net.levels)
+    # level 1: channel 3 from the input, stride 2; level 2: channel 4 from channel 3
+    # (stride 2) and from the input (stride 4); then the head
+    w3, w4a, w4b, head = (b.weight * b.mask for b in blocks)
+    assert [tuple(w.shape) for w in (w3, w4a, w4b, head)] == [(1, 1, 3), (1, 1, 3), (1, 1, 3),
+                                                              (2, 3)]
+    h3 = torch.relu(F.conv1d(x[:, None], w3, blocks[0].bias, stride=2, padding=1))
+    pre4 = F.conv1d(x[:, None], w4a, blocks[1].bias, stride=4, padding=1)
+    h4 = torch.tanh(pre4 + F.conv1d(h3, w4b, None, stride=2, padding=1))
+    pooled = torch.cat([x.mean(1, keepdim=True), h3.mean(2), h4.mean(2)], dim=1)
+    want = pooled @ head.T + blocks[3].bias
+    torch.testing.assert_close(net(x), want)
+    # the disabled connection 0 -> 2 has no weight; 2 reads channel 3 only, 1 reads 0 and 4
+    assert head.ne(0).tolist() == [[True, False, True], [False, True, False]]
+
+
+def test_compiled_weights_are_the_counted_parameters() -> None:
+    geo = ConvGeometry((1, 8, 8), kernel=3, scales=2)
+    rng = np.random.default_rng(0)
+    space = load_space("search_spaces/digits_conv.yaml")
+    from evosparse.genome import InnovationRegistry
+    from evosparse.operators import minimal_genome, mutate
+
+    reg = InnovationRegistry(1, 10)
+    g = minimal_genome(0, reg, 1.0, rng)
+    for _ in range(12):
+        g = mutate(g, rng, reg, space.network, space.activations, space.mutation)
+    net = ConvNetwork(g, True, torch.Generator().manual_seed(0), geo)
+    nonzero = sum(int((b.weight * b.mask).ne(0).sum()) + (0 if b.bias is None else
+                                                         b.bias.numel()) for b in net.levels)
+    assert g.n_hidden > 3
+    assert nonzero == conv_cost(g, True, geo).params
+    assert net(torch.randn(4, 64)).shape == (4, 10)
+
+
+def test_bad_conv_spaces_and_shapes_are_named(tmp_path: Path) -> None:
+    base = load_space("search_spaces/digits_conv.yaml")
+    with pytest.raises(UserError, match="network.kernel must be odd"):
+        base.with_overrides(network={"kernel": 4})
+    with pytest.raises(UserError, match="training.inheritance lamarckian"):
+        base.with_overrides(training={"inheritance": "lamarckian"})
+    with pytest.raises(UserError, match="sparse_training.method set"):
+        base.with_overrides(sparse_training={"method": "set"})
+    with pytest.raises(UserError, match=r"input_shape must be 3 positive sizes"):
+        base.with_overrides(network={"input_shape": [1, 64]})
+    with pytest.raises(UserError, match=r"input_shape \[1, 4, 4\] holds 16 values.*64"):
+        family_of(base.with_overrides(network={"input_shape": [1, 4, 4]}).network, "digits", 64)
+    with pytest.raises(UserError, match="network.input_shape is needed"):
+        family_of(base.network.model_copy(update={"input_shape": None}), "file", 64)
+    # through the CLI: one message, exit 2, no run directory
+    space = tmp_path / "s.yaml"
+    space.write_text(Path("search_spaces/digits_conv.yaml").read_text().replace(
+        "input_shape: [1, 8, 8]", "input_shape: [1, 8, 4]"))
+    out = subprocess.run([sys.executable, "-m", "evosparse.cli", "run", str(space),
+                          "--runs-dir", str(tmp_path / "runs")], capture_output=True, text=True)
+    assert out.returncode == 2, out.stderr
+    assert "network.input_shape [1, 8, 4] holds 32 values" in out.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_conv_search_records_the_family_cost_and_resumes_exactly(tmp_path: Path) -> None:
+    overrides = {"population": 8, "generations": 2, "seed": 3}
+    whole = evosparse.search("search_spaces/digits_conv.yaml", runs_dir=tmp_path, name="whole",
+                             progress=False, **overrides)
+    part = evosparse.search("search_spaces/digits_conv.yaml", runs_dir=tmp_path, name="part",
+                            progress=False, **{**overrides, "generations": 1})
+    resumed = evosparse.resume(part.path, generations=2, progress=False)
+    history = [(r["genome_id"], r["val_accuracy"], r["flops"]) for r in whole.history()]
+    assert history == [(r["genome_id"], r["val_accuracy"], r["flops"]) for r in resumed.history()]
+    family = family_of(whole.space.network, "digits", 64)
+    assert any(m.genome.n_hidden for m in whole.front)
+    for m in whole.front:
+        assert m.flops == family.cost(m.genome, True).flops
+    assert max(m.val_accuracy for m in whole.front) > 0.2  # ten classes: chance is 0.1
+    with pytest.raises(UserError, match="conv2d networks is not built yet"):
+        whole.export()
