@@ -351,6 +351,17 @@ class ParamSpec(_Model):
         return self
 
 
+class MedianStoppingSpec(_Model):
+    """Ray Tune's `MedianStoppingRule` for `evosparse tune --ray-address` (the Optuna pruner
+    is not used there). From its `grace_period`-th generation on (generation 0 is the first),
+    a trial is stopped when its best hypervolume is strictly below the median of the other
+    trials' mean hypervolumes over the same generations; the rule judges a trial only when
+    at least `min_samples_required` other trials have reached that generation."""
+
+    grace_period: int = Field(2, ge=1)
+    min_samples_required: int = Field(3, ge=1)
+
+
 class TuneSpec(_Model):
     """What `evosparse tune` varies (dotted keys of this file) and how Optuna searches."""
 
@@ -360,6 +371,7 @@ class TuneSpec(_Model):
     sampler_args: dict[str, Any] = {}
     pruner: str = "MedianPruner"
     pruner_args: dict[str, Any] = {}
+    median_stopping: MedianStoppingSpec = MedianStoppingSpec()
 
 
 class SearchSpace(_Model):

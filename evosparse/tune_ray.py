@@ -4,8 +4,9 @@ Ray Tune's `OptunaSearch` asks the study (same storage, same sampler) for each
 trial's values; every trial is a Tune function trainable that runs the short
 search and, after each generation, reports the hypervolume with a checkpoint
 holding the trial's run directory. Tune's `MedianStoppingRule` stops weak
-trials (Tune's stand-in for Optuna's pruners here), and a trial whose worker
-died is restarted by Tune (twice at most) from its last generation.
+trials (Tune's stand-in for Optuna's pruners here, set by `tune.median_stopping`),
+and a trial whose worker died is restarted by Tune (twice at most) from its last
+generation.
 Intermediate hypervolumes reach the Optuna study through `OptunaSearch`, so
 `best.yaml`, `trials.json` and optuna-dashboard work as without Ray. Besides
 `evaluators/ray.py`, this is the only module that imports ray.
@@ -97,8 +98,10 @@ def tune_on_ray(space: SearchSpace, spec: TuneSpec, trials: int, storage: Any, s
 
     search_alg = OptunaSearch(space=_Suggest(spec), metric="hypervolume", mode="max",
                               sampler=sampler, study_name=study_name, storage=storage)
+    stopping = spec.median_stopping  # training_iteration 1 is generation 0
     scheduler = MedianStoppingRule(time_attr="training_iteration", metric="hypervolume",
-                                   mode="max", grace_period=2, min_samples_required=3)
+                                   mode="max", grace_period=stopping.grace_period,
+                                   min_samples_required=stopping.min_samples_required)
     trainable = tune.with_resources(
         tune.with_parameters(_trial, base=space, study_dir=str(study_dir.resolve()),
                              generations=spec.generations),

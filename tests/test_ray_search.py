@@ -281,21 +281,40 @@ def test_ray_batches_past_the_timeout_stop_a_generation_failing_as_a_whole(
     assert RunDir(tmp_path / "tiny").latest_checkpoint() is None
 
 
-def test_tune_trials_run_through_ray_tune_on_the_same_study(cluster, write_space,
-                                                           tmp_path: Path) -> None:
+def test_tune_trials_run_through_ray_tune_and_the_median_rule_stops_the_weak_one(
+        cluster, write_space, tmp_path: Path) -> None:
+    """Three Ray Tune trials on the same Optuna study; `tune.median_stopping` judges each
+    trial from generation 0 against one other trial. Seed 6 draws lr 0.05, 0.05, 1e-6:
+    the third trial, which barely trains (hypervolume about 0.17 against 0.60), starts
+    once the first two have reported, so the rule stops it before its last generation,
+    and its run directory holds only the generations it reported. The two good trials
+    tie, and a tie is not stopped. Without the stopping rule (or with Ray's defaults back,
+    which need 3 other trials) every trial runs all 3 generations and this fails."""
     from tests.test_tune import TUNE
 
-    space = write_space(TUNE)
+    space = write_space({**TUNE, "seed": 6, "tune": {
+        "generations": 2, "params": {"training.lr": {"type": "categorical",
+                                                     "choices": [0.05, 1e-6]}},
+        "median_stopping": {"grace_period": 1, "min_samples_required": 1}}})
     out = evosparse("tune", str(space), "--trials", "3", "--runs-dir", str(tmp_path),
                     "--ray-address", cluster.address)
     assert out.returncode == 0, out.stderr
     trials = json.loads((tmp_path / "tiny" / "trials.json").read_text())
     assert len(trials) == 3 and {t["state"] for t in trials} == {"COMPLETE"}
+    lrs = [t["params"]["training.lr"] for t in trials]
+    assert sorted(lrs) == [1e-6, 0.05, 0.05], lrs  # the seeded sampler's draws
+    assert [t["generations"] for t in trials if t["params"]["training.lr"] == 0.05] == [3, 3]
     runs = sorted((tmp_path / "tiny").glob("trial-*/generations.jsonl"))
     assert len(runs) == 3
-    logged = sorted([json.loads(line)["hypervolume"] for line in p.open()][-1] for p in runs)
-    assert sorted(t["hypervolume"] for t in trials) == logged
-    assert (tmp_path / "tiny" / "best.yaml").is_file()
+    logged = sorted(([json.loads(line)["hypervolume"] for line in p.open()] for p in runs),
+                    key=len)
+    assert [len(hv) for hv in logged][1:] == [3, 3]
+    assert 1 <= len(logged[0]) < 3, logged  # the weak trial, stopped early by the rule
+    weak = next(t for t in trials if t["params"]["training.lr"] == 1e-6)
+    assert weak["hypervolume"] == logged[0][-1] < min(hv[-1] for hv in logged[1:])
+    assert sorted(t["hypervolume"] for t in trials) == sorted(hv[-1] for hv in logged)
+    best = load_space(tmp_path / "tiny" / "best.yaml")
+    assert best.training.lr == 0.05
 
 
 def test_a_ray_tune_trial_killed_mid_run_resumes_from_its_checkpoint(cluster, write_space,

@@ -23,6 +23,9 @@ def test_shipped_spaces_include_the_documented_ones() -> None:
     assert {"digits.yaml", "mnist1d.yaml", "xor.yaml"} <= {p.name for p in SPACES}
 
 
+LR = {"params": {"training.lr": {"type": "float", "low": 0.001, "high": 0.1}}}
+
+
 @pytest.mark.parametrize(
     ("extra", "needle"),
     [
@@ -35,6 +38,12 @@ def test_shipped_spaces_include_the_documented_ones() -> None:
         ({"dataset": {"name": "file"}}, "needs a 'path'"),
         ({"dataset": {"name": "imagenet"}}, "dataset.name"),
         ({"objectives": {"reference_flops": -5}}, "objectives.reference_flops"),
+        ({"tune": {**LR, "median_stopping": {"grace_period": 0}}},
+         "tune.median_stopping.grace_period: Input should be greater than or equal to 1"),
+        ({"tune": {**LR, "median_stopping": {"min_samples_required": 0}}},
+         "tune.median_stopping.min_samples_required"),
+        ({"tune": {**LR, "median_stopping": {"grace": 1}}},
+         "tune.median_stopping.grace: unknown key"),
     ],
 )
 def test_bad_values_name_the_key(write_space, extra, needle) -> None:
@@ -77,3 +86,13 @@ def test_fingerprint_ignores_generations_only(write_space) -> None:
     space = load_space(write_space())
     assert space.with_overrides(generations=99).fingerprint() == space.fingerprint()
     assert space.with_overrides(seed=99).fingerprint() != space.fingerprint()
+
+
+def test_the_ray_median_stopping_rule_has_documented_defaults(write_space) -> None:
+    """README: `tune.median_stopping` defaults to grace_period 2, min_samples_required 3."""
+    tune = load_space(write_space({"tune": LR})).tune
+    assert tune is not None
+    assert (tune.median_stopping.grace_period, tune.median_stopping.min_samples_required) == (2, 3)
+    set_ = load_space(write_space({"tune": {**LR, "median_stopping": {"grace_period": 1}}})).tune
+    assert set_ is not None
+    assert (set_.median_stopping.grace_period, set_.median_stopping.min_samples_required) == (1, 3)
