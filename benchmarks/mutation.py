@@ -82,7 +82,13 @@ def main() -> int:
                         ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", work / "pyproject.toml")
     (work / "setup.cfg").write_text(_setup_cfg(tuple(args.only)))
-    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "HYPOTHESIS_PROFILE": "mutation",
+    # mutmut forks each mutant's test run from a process that already ran the tests: an
+    # OpenMP thread pool (torch, scikit-learn) started there deadlocks the forked child on
+    # a futex that no CPU-time limit catches (seen: a mutant asleep for 7 minutes), so the
+    # pools stay single-threaded
+    threads = {k: "1" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    env = {**os.environ, **threads, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+           "HYPOTHESIS_PROFILE": "mutation",
            "EVOSPARSE_CACHE": os.environ.get("EVOSPARSE_CACHE", str(ROOT / ".cache"))}
     start = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "mutmut", "run", "--max-children",
