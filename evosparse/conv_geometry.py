@@ -20,7 +20,7 @@ import numpy as np
 
 from evosparse.activations import activation_cost
 from evosparse.flops import Cost
-from evosparse.genome import HIDDEN, INPUT, OUTPUT, Genome
+from evosparse.genome import HIDDEN, INPUT, OUTPUT, Genome, locate
 from evosparse.graph import Topology, analyse
 
 
@@ -65,8 +65,8 @@ def conv_cost(genome: Genome, bias: bool, geometry: ConvGeometry,
     """Non-zero FLOPs per sample, parameters and active connections of a conv genome.
 
     A hidden channel at scale r computes P_r = positions(r) outputs: each incoming kernel
-    costs 2 x taps x P_r (multiply and add per tap and position), its bias P_r adds and
-    its activation `activation_cost` x P_r. An output costs 2 per incoming connection
+    costs 2 x its taps x P_r (multiply and add per kept tap and position), its bias P_r
+    adds and its activation `activation_cost` x P_r. An output costs 2 per incoming connection
     plus its bias, and each channel that feeds an output is averaged once: P adds (its
     positions, the last a scaling). Only the live subgraph counts (`graph.analyse`).
     """
@@ -79,8 +79,8 @@ def conv_cost(genome: Genome, bias: bool, geometry: ConvGeometry,
     conn = topo.conn_active
     into_hidden = conn & (genome.node_kind[topo.dst_row] == HIDDEN)
     into_output = conn & (genome.node_kind[topo.dst_row] == OUTPUT)
-    kernels = int(np.count_nonzero(into_hidden))
-    flops = 2 * geometry.taps * int(at[topo.dst_row[into_hidden]].sum())
+    taps = tap_counts(genome, geometry)[into_hidden]
+    flops = 2 * int((taps * at[topo.dst_row[into_hidden]]).sum())
     costs = np.array([activation_cost(str(a)) for a in genome.node_act[hidden]], dtype=np.int64)
     flops += int((costs * at[hidden]).sum())
     pooled = np.unique(topo.src_row[into_output])
@@ -89,5 +89,53 @@ def conv_cost(genome: Genome, bias: bool, geometry: ConvGeometry,
     n_bias = int(np.count_nonzero(hidden)) + n_out if bias else 0
     if bias:
         flops += int(at[hidden].sum()) + n_out
-    params = geometry.taps * kernels + int(np.count_nonzero(into_output)) + n_bias
+    params = int(taps.sum()) + int(np.count_nonzero(into_output)) + n_bias
     return Cost(flops=flops, params=params, connections=int(np.count_nonzero(conn)))
+
+
+def full_taps(geometry: ConvGeometry) -> int:
+    """The tap mask of a whole kernel: one bit per tap."""
+    return (1 << geometry.taps) - 1
+
+
+def tap_masks(genome: Genome, geometry: ConvGeometry) -> np.ndarray:
+    """int64 (C,): each connection's tap mask within the kernel (-1 or None: all taps)."""
+    full = full_taps(geometry)
+    if genome.conn_taps is None:
+        return np.full(len(genome.conn_innov), full, dtype=np.int64)
+    return genome.conn_taps & full
+
+
+def tap_counts(genome: Genome, geometry: ConvGeometry) -> np.ndarray:
+    """int (C,): how many taps each connection's kernel keeps."""
+    masks = tap_masks(genome, geometry)
+    return np.array([bin(int(m)).count("1") for m in masks], dtype=np.int64)
+
+
+def with_parent_taps(child: Genome, parents: list[Genome]) -> Genome:
+    """`child` with each connection's taps as its first parent holding that gene has
+    them (structural operators keep innovation ids but rebuild the genome without taps);
+    new genes keep every tap."""
+    taps = np.full(len(child.conn_innov), -1, dtype=np.int64)
+    for parent in reversed(parents):  # the first parent's taps win
+        if parent.conn_taps is not None:
+            at, found = locate(parent.conn_innov, child.conn_innov)
+            taps[found] = parent.conn_taps[at[found]]
+    return child.with_taps(None if (taps == -1).all() else taps)
+
+
+def mutate_taps(genome: Genome, geometry: ConvGeometry, rng: np.random.Generator,
+                count: int) -> Genome:
+    """Flip one random tap of each of up to `count` random enabled kernels (connections
+    into hidden channels); a kernel never loses its last tap. Returns `genome` itself when
+    it has no kernel."""
+    dst_kind = genome.node_kind[genome.index_of(genome.conn_dst)]
+    kernels = np.flatnonzero(genome.conn_enabled & (dst_kind == HIDDEN))
+    if kernels.size == 0 or geometry.taps < 2:
+        return genome
+    taps = tap_masks(genome, geometry)
+    for row in rng.choice(kernels, size=min(count, kernels.size), replace=False):
+        flipped = int(taps[row]) ^ (1 << int(rng.integers(geometry.taps)))
+        if flipped:
+            taps[row] = flipped
+    return genome.with_taps(taps)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from evosparse.activations import torch_activation
-from evosparse.conv_geometry import ConvGeometry
+from evosparse.conv_geometry import ConvGeometry, tap_masks
 from evosparse.genome import HIDDEN, INPUT, OUTPUT, Genome
 from evosparse.graph import analyse
 from evosparse.network import Values, masked_sums
@@ -68,6 +68,9 @@ class ConvNetwork(nn.Module):
         conn = np.flatnonzero(topo.conn_active)
         src, dst = topo.src_row[conn], topo.dst_row[conn]
         k = geometry.kernel
+        bits = tap_masks(genome, geometry)[conn]
+        kernels = ((bits[:, None] >> np.arange(geometry.taps)) & 1).astype(bool).reshape(
+            (len(conn),) + (k,) * geometry.dims)  # each connection's kept taps
         blocks: list[_Block] = []
         self._plan: list[tuple[int, list[tuple[int, int]], list[tuple[str, int]]]] = []
         """Per group: its scale, its (block index, source scale) pairs, its activation
@@ -82,7 +85,8 @@ class ConvNetwork(nn.Module):
                 at = {int(row): i for i, row in enumerate(group)}
                 into = np.isin(dst, group)
                 fan_in = np.zeros(len(group))
-                np.add.at(fan_in, [at[int(d)] for d in dst[into]], k**geometry.dims)
+                np.add.at(fan_in, [at[int(d)] for d in dst[into]],
+                          kernels[into].reshape(int(into.sum()), -1).sum(axis=1))
                 pairs = []
                 for a in range(r + 1):
                     here = into & (scale[src] == a)
@@ -90,7 +94,7 @@ class ConvNetwork(nn.Module):
                         continue  # no kernel from scale a (a channel without inputs still
                         # gets its bias: an empty block from the inputs)
                     mask = np.zeros((len(group), count[a]) + (k,) * geometry.dims, dtype=bool)
-                    mask[[at[int(d)] for d in dst[here]], column[src[here]]] = True
+                    mask[[at[int(d)] for d in dst[here]], column[src[here]]] = kernels[here]
                     pairs.append((len(blocks), a))
                     blocks.append(_Block(mask, fan_in, bias and len(pairs) == 1, generator))
                 names, widths = np.unique(genome.node_act[group], return_counts=True)

@@ -269,6 +269,7 @@ class Search:
             child = mutate(child, s.rng, s.registry, sp.network, sp.activations, sp.mutation)
             if sp.coevolution is not None:
                 child = coevolution.assign(child, parents, s.functions, sp.coevolution, s.rng)
+            child = self.config.family.vary(child, parents, s.rng, sp.mutation)
             children.append(inherit(child, parents) if self.lamarckian else child)
             lineage.append(parents)
         ks = sp.kstarts

@@ -6,7 +6,7 @@ training. Search, operators, evaluators, run directory, tuning and resume never 
 which family they hold: they pass `FitnessConfig.family` through. `mlp` (a node is a
 neuron) trains many genomes as one batched program (`batched.py`); `conv1d` and
 `conv2d` (a node is a channel, `conv_geometry.py`) train one genome at a time.
-A new family is a class with these four members and a case in `family_of`.
+A new family is a class with these members and a case in `family_of`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from evosparse.conv_geometry import ConvGeometry, conv_cost
+from evosparse.conv_geometry import ConvGeometry, conv_cost, mutate_taps, with_parent_taps
 from evosparse.errors import UserError
 from evosparse.flops import Cost, count_cost
 from evosparse.genome import Genome
@@ -24,7 +24,7 @@ from evosparse.genome import Genome
 if TYPE_CHECKING:
     import torch
 
-    from evosparse.space import NetworkSpec
+    from evosparse.space import MutationSpec, NetworkSpec
 
 DEFAULT_SHAPES = {("mnist1d", "conv1d"): (1, 40), ("digits", "conv2d"): (1, 8, 8)}
 """The embedded datasets' sample shapes, for conv families without `network.input_shape`."""
@@ -45,6 +45,11 @@ class Family(Protocol):
         """The genome's torch module (flat inputs [N, n_features], logits out), its
         weights drawn from `generator`."""
 
+    def vary(self, child: Genome, parents: list[Genome], rng: np.random.Generator,
+             rates: MutationSpec) -> Genome:
+        """The family's own variation of a child after the shared operators (`mutate`,
+        crossover, co-evolution) made it from `parents`."""
+
 
 @dataclass(frozen=True)
 class MLPFamily:
@@ -63,6 +68,10 @@ class MLPFamily:
         from evosparse.network import SparseNetwork
 
         return SparseNetwork(genome, bias, generator)
+
+    def vary(self, child: Genome, parents: list[Genome], rng: np.random.Generator,
+             rates: MutationSpec) -> Genome:
+        return child
 
 
 @dataclass(frozen=True)
@@ -86,6 +95,15 @@ class ConvFamily:
         from evosparse.conv_network import ConvNetwork
 
         return ConvNetwork(genome, bias, generator, self.geometry)
+
+    def vary(self, child: Genome, parents: list[Genome], rng: np.random.Generator,
+             rates: MutationSpec) -> Genome:
+        """The parents' kernel taps back on the genes they share, then (with probability
+        `mutation.taps`) up to `mutation.taps_max` taps flipped."""
+        child = with_parent_taps(child, parents)
+        if rates.taps > 0 and rng.random() < rates.taps:
+            child = mutate_taps(child, self.geometry, rng, int(rng.integers(1, rates.taps_max + 1)))
+        return child
 
 
 def family_of(network: NetworkSpec, dataset: str, n_features: int) -> Family:

@@ -58,6 +58,10 @@ class Genome:
     """float32 (C,): Lamarckian starting weight of each connection, NaN where none."""
     node_bias: np.ndarray | None = None
     """float32 (N,): Lamarckian starting bias of each node, NaN where none."""
+    conn_taps: np.ndarray | None = None
+    """int64 (C,): which taps of a conv family's kernel each connection keeps, one bit per
+    tap (-1: all); None: every kernel whole (and always for MLPs). Operators that rebuild
+    a genome drop it; the family's `vary` gives a child its parents' taps back."""
 
     @staticmethod
     def build(
@@ -154,6 +158,10 @@ class Genome:
              np.append(en, np.ones(int(new.sum()), dtype=bool))),
             self.parents, self.generation, weights)
 
+    def with_taps(self, taps: np.ndarray | None) -> Genome:
+        """This genome with the tap masks `taps` (aligned with its connections; None: all)."""
+        return replace(self, conn_taps=None if taps is None else np.asarray(taps, np.int64))
+
     def with_weights(self, conn_weight: np.ndarray, node_bias: np.ndarray) -> Genome:
         """This genome carrying Lamarckian weights (aligned with its arrays; NaN: none)."""
         return replace(self, conn_weight=np.asarray(conn_weight, dtype=np.float32),
@@ -205,6 +213,7 @@ class Genome:
                 "src": self.conn_src.tolist(),
                 "dst": self.conn_dst.tolist(),
                 "enabled": self.conn_enabled.tolist(),
+                **({} if self.conn_taps is None else {"taps": self.conn_taps.tolist()}),
             },
             **({} if self.conn_weight is None or self.node_bias is None else {"weights": {
                 "connection": _json_floats(self.conn_weight),
@@ -216,7 +225,7 @@ class Genome:
     def from_dict(d: dict[str, Any]) -> Genome:
         n, c = d["nodes"], d["connections"]
         kind = np.array([KIND_NAMES.index(k) for k in n["kind"]], dtype=np.int8)
-        return Genome.build(
+        genome = Genome.build(
             d["genome_id"],
             (np.array(n["id"], dtype=np.int64), kind, np.array(n["pos"], dtype=np.float64),
              np.array(n["activation"], dtype=ACT_DTYPE)),
@@ -228,6 +237,10 @@ class Genome:
                 _floats_from_json(d["weights"]["connection"]),
                 _floats_from_json(d["weights"]["bias"])),
         )
+        if "taps" not in c:
+            return genome
+        order = np.argsort(np.array(c["innovation"], dtype=np.int64), kind="stable")
+        return genome.with_taps(np.array(c["taps"], dtype=np.int64)[order])
 
 
 def _json_floats(a: np.ndarray) -> list[float | None]:

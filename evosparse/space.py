@@ -165,6 +165,9 @@ class MutationSpec(_Model):
     remove_connection: float = Field(0.3, ge=0.0, le=1.0)
     remove_connection_max: int = Field(4, ge=1)
     change_activation: float = Field(0.1, ge=0.0, le=1.0)
+    taps: float = Field(0.0, ge=0.0, le=1.0)
+    """conv families: switch kernel taps off or on (sparse kernels; `conv_geometry.py`)."""
+    taps_max: int = Field(4, ge=1)
 
 
 class TrainingSpec(_Model):

@@ -38,7 +38,8 @@ def genome_digest(genome: Genome) -> str:
     """
     h = hashlib.sha256(json.dumps([genome.genome_id, genome.generation,
                                    list(genome.parents)]).encode())
-    for a in (*genome.nodes, *genome.conns):
+    taps = () if genome.conn_taps is None else (genome.conn_taps,)
+    for a in (*genome.nodes, *genome.conns, *taps):
         h.update(np.ascontiguousarray(a).tobytes())
     return h.hexdigest()
 

@@ -14,12 +14,13 @@ import torch.nn.functional as F
 
 import evosparse
 from evosparse.activations import activation_cost
-from evosparse.conv_geometry import ConvGeometry, conv_cost
+from evosparse.conv_geometry import ConvGeometry, conv_cost, mutate_taps
 from evosparse.conv_network import ConvNetwork
 from evosparse.errors import UserError
 from evosparse.families import family_of
 from evosparse.genome import HIDDEN, INPUT, OUTPUT, Genome
 from evosparse.space import load_space
+from evosparse.weights import genome_digest
 
 RELU, TANH = activation_cost("relu"), activation_cost("tanh")
 
@@ -58,6 +59,43 @@ def test_conv1d_flops_counted_by_hand() -> None:
     assert cost.connections == 6
     no_bias = conv_cost(small_genome(), bias=False, geometry=geo)
     assert no_bias.flops == want - (4 + 2 + 2)
+
+
+def test_kernel_taps_count_and_compute_only_where_kept() -> None:
+    geo = ConvGeometry((1, 8), kernel=3, scales=2)
+    g = small_genome()
+    taps = np.full(7, -1)
+    taps[0] = 0b101  # 0 -> 3 keeps its outer taps
+    taps[2] = 0b010  # 0 -> 4 keeps its middle tap
+    sparse = g.with_taps(taps)
+    full, cut = conv_cost(g, True, geo), conv_cost(sparse, True, geo)
+    assert full.flops - cut.flops == 2 * 1 * 4 + 2 * 2 * 2  # a tap at 4, two at 2 positions
+    assert full.params - cut.params == 3
+    net = ConvNetwork(sparse, True, torch.Generator().manual_seed(0), geo)
+    w3, w4a = (b.weight * b.mask for b in list(net.levels)[:2])
+    assert w3[0, 0].ne(0).tolist() == [True, False, True]
+    assert w4a[0, 0].ne(0).tolist() == [False, True, False]
+    back = Genome.from_dict(sparse.to_dict())
+    assert back.conn_taps.tolist() == sparse.conn_taps.tolist()
+    assert genome_digest(back) == genome_digest(sparse) != genome_digest(g)
+
+
+def test_children_keep_their_parents_taps_and_kernels_keep_a_tap() -> None:
+    from evosparse.families import ConvFamily
+    from evosparse.space import MutationSpec
+
+    geo = ConvGeometry((1, 8), kernel=3, scales=2)
+    parent = small_genome().with_taps(np.array([0b001, 0b110, -1, -1, -1, -1, -1]))
+    rng = np.random.default_rng(0)
+    rebuilt = Genome.build(5, parent.nodes, parent.conns)  # what a structural operator returns
+    assert rebuilt.conn_taps is None
+    child = ConvFamily(geo).vary(rebuilt, [parent], rng, MutationSpec(taps=0.0))
+    assert child.conn_taps.tolist() == parent.conn_taps.tolist()
+    for _ in range(200):  # flipping taps at random never empties a kernel
+        child = mutate_taps(child, geo, rng, 3)
+        masks = child.conn_taps & 0b111
+        assert (masks[[0, 1, 2]] != 0).all()  # the kernels: connections into channels 3, 4
+    assert (child.conn_taps[[0, 1, 2]] & 0b111 != 0b111).any()
 
 
 def test_conv2d_flops_counted_by_hand() -> None:
