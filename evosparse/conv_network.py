@@ -72,10 +72,11 @@ class ConvNetwork(nn.Module):
         kernels = ((bits[:, None] >> np.arange(geometry.taps)) & 1).astype(bool).reshape(
             (len(conn),) + (k,) * geometry.dims)  # each connection's kept taps
         blocks: list[_Block] = []
-        self._plan: list[tuple[int, list[tuple[int, int]], list[tuple[str, int]]]] = []
+        self.plan: list[tuple[int, list[tuple[int, int]], list[tuple[str, int]]]] = []
         """Per group: its scale, its (block index, source scale) pairs, its activation
         runs (name, width); in computation order."""
-        self._level_ends: list[int] = []
+        self.level_ends: list[int] = []
+        """Where each level's groups end in `plan`."""
         for level in range(1, topo.n_levels):
             rows = np.flatnonzero((topo.depth == level) & (kind == HIDDEN))
             rows = rows[np.lexsort((genome.node_act[rows], scale[rows]))]
@@ -98,13 +99,13 @@ class ConvNetwork(nn.Module):
                     pairs.append((len(blocks), a))
                     blocks.append(_Block(mask, fan_in, bias and len(pairs) == 1, generator))
                 names, widths = np.unique(genome.node_act[group], return_counts=True)
-                self._plan.append((r, pairs, list(zip(names.tolist(), widths.tolist(),
+                self.plan.append((r, pairs, list(zip(names.tolist(), widths.tolist(),
                                                       strict=True))))
                 placed.append((group, r))
             for group, r in placed:  # a level's channels are seen from the next level on
                 column[group] = count[r] + np.arange(len(group))
                 count[r] += len(group)
-            self._level_ends.append(len(self._plan))
+            self.level_ends.append(len(self.plan))
         outputs = np.flatnonzero(kind == OUTPUT)
         offset = np.concatenate([[0], np.cumsum(count)[:-1]])  # pooled column of each scale
         pooled = np.where(column >= 0, offset[scale.clip(min=0)] + column, -1)
@@ -113,7 +114,9 @@ class ConvNetwork(nn.Module):
         mask[np.searchsorted(outputs, dst[to_out]), pooled[src[to_out]]] = True
         blocks.append(_Block(mask, mask.sum(axis=1), bias, generator))
         self.levels = nn.ModuleList(blocks)
-        self._fns = {name: torch_activation(name) for _, _, runs in self._plan
+        self.channels = count.tolist()
+        """Channels computed at each scale (inputs included): the pooled columns' layout."""
+        self._fns = {name: torch_activation(name) for _, _, runs in self.plan
                      for name, _ in runs}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -122,9 +125,9 @@ class ConvNetwork(nn.Module):
                                                     for r in range(1, g.scales + 1)]
         start = 0
         conv = _CONV[g.dims]
-        for end in self._level_ends:
+        for end in self.level_ends:
             new: list[list[torch.Tensor]] = [[] for _ in maps]
-            for r, pairs, runs in self._plan[start:end]:
+            for r, pairs, runs in self.plan[start:end]:
                 pre = None
                 for b, a in pairs:
                     blk = self.levels[b]

@@ -27,8 +27,11 @@ import torch
 from torch import nn
 
 from evosparse.activations import activation_cost
+from evosparse.conv_export import conv_flops_from_weights, conv_latency, conv_to_onnx
+from evosparse.conv_network import ConvNetwork
 from evosparse.data import load_raw_test
 from evosparse.errors import UserError
+from evosparse.families import MLP, Family, family_from_dict, family_of
 from evosparse.genome import HIDDEN, INPUT, OUTPUT, Genome
 from evosparse.graph import analyse
 from evosparse.network import SparseNetwork
@@ -57,21 +60,23 @@ class ExportedModel(nn.Module):
     `classes` are the data's labels in logit order: `predict` returns them.
     """
 
-    def __init__(self, genome: Genome, net: SparseNetwork,
+    def __init__(self, genome: Genome, net: SparseNetwork | ConvNetwork,
                  scale: tuple[torch.Tensor, torch.Tensor] | None,
-                 classes: list[Label] | None = None) -> None:
+                 classes: list[Label] | None = None, family: Family = MLP) -> None:
         super().__init__()
         self.genome = genome
         self.net = net.eval()
         self.scale = scale
+        self.family = family
         self.classes = np.asarray(classes if classes is not None
-                                  else range(len(net._outputs)))
+                                  else range(int((genome.node_kind == OUTPUT).sum())))
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickled (by a user: `joblib`, a fitted estimator) as its genome, safetensors bytes
         and classes: the compiled network holds functions that do not pickle."""
         return (model_from_bytes, (self.genome.to_dict(), model_to_bytes(self),
-                                   self.classes.tolist(), "a pickled model"))
+                                   self.classes.tolist(), "a pickled model",
+                                   self.family.to_dict()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.scale is not None:
@@ -100,9 +105,11 @@ class ExportedModel(nn.Module):
 
 # -- genome.json ------------------------------------------------------------------------------
 
-def genome_document(genome: Genome, classes: list[Label]) -> dict[str, Any]:
-    """genome.json: the exact genome, the class labels in logit order, and a readable view
-    of what the network computes."""
+def genome_document(genome: Genome, classes: list[Label], family: Family = MLP
+                    ) -> dict[str, Any]:
+    """genome.json: the exact genome, its network family (with a conv family's input
+    shape, kernel and scales), the class labels in logit order, and a readable view of
+    what the network computes."""
     topo = analyse(genome)
     ids = genome.node_id
     levels = [
@@ -114,6 +121,7 @@ def genome_document(genome: Genome, classes: list[Label]) -> dict[str, Any]:
     live = np.flatnonzero(topo.conn_active)
     return {
         "format": GENOME_FORMAT,
+        "family": family.to_dict(),
         "inputs": ids[genome.node_kind == INPUT].tolist(),
         "outputs": ids[genome.node_kind == OUTPUT].tolist(),
         "classes": list(classes),
@@ -135,8 +143,9 @@ def readable_json(value: Any, indent: str = "") -> str:
     return json.dumps(value)
 
 
-def _read_genome(path: Path) -> tuple[Genome, list[Label] | None]:
-    """The genome and class labels of a genome.json (labels None in older exports)."""
+def _read_genome(path: Path) -> tuple[Genome, list[Label] | None, Family]:
+    """The genome, class labels and family of a genome.json (labels None and family mlp
+    in older exports)."""
     try:
         doc = json.loads(read_bytes(path))
         if doc.get("format") != GENOME_FORMAT:
@@ -145,7 +154,7 @@ def _read_genome(path: Path) -> tuple[Genome, list[Label] | None]:
         classes = doc.get("classes")
         if classes is not None and len(classes) != len(doc["outputs"]):
             raise ValueError(f"{len(classes)} classes for {len(doc['outputs'])} outputs")
-        return genome, classes
+        return genome, classes, family_from_dict(doc.get("family", {"name": "mlp"}))
     except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
         raise UserError(f"{path}: not a valid evosparse genome file ({exc})") from None
 
@@ -154,21 +163,23 @@ def load(path: str | Path) -> ExportedModel:
     """Rebuild an exported network from `path` (a folder with genome.json and
     model.safetensors). A damaged, mismatched or edited file raises `UserError`."""
     folder = Path(path)
-    genome, classes = _read_genome(folder / "genome.json")
+    genome, classes, family = _read_genome(folder / "genome.json")
     source = folder / "model.safetensors"
-    return model_from_bytes(genome, read_bytes(source), classes, str(source))
+    return model_from_bytes(genome, read_bytes(source), classes, str(source), family)
 
 
 def model_from_bytes(genome: Genome | dict[str, Any], data: bytes, classes: list[Label] | None,
-                     source: str) -> ExportedModel:
+                     source: str, family: Family | dict[str, Any] = MLP) -> ExportedModel:
     """A model from its genome and the bytes of its `model.safetensors` (checked)."""
     if isinstance(genome, dict):
         genome = Genome.from_dict(genome)
-    net, tensors = network_from_model(genome, data, source)
+    if isinstance(family, dict):
+        family = family_from_dict(family)
+    net, tensors = network_from_model(genome, data, source, family)
     scale = None
     if "input.mean" in tensors:
         scale = (tensors["input.mean"].to(torch.float64), tensors["input.std"].to(torch.float64))
-    return ExportedModel(genome, net, scale, classes)
+    return ExportedModel(genome, net, scale, classes, family)
 
 
 def model_to_bytes(model: ExportedModel) -> bytes:
@@ -220,19 +231,17 @@ def run_model(run: Run, candidate: Candidate) -> ExportedModel:
 def _stored(run: Run, candidate: Candidate) -> tuple[ExportedModel, np.ndarray]:
     """`run_model` and the test-split predictions the search recorded with the weights."""
     g = candidate.genome
-    family = run.space.network.family
-    if family != "mlp":
-        raise UserError(f"exporting and loading {family} networks is not built yet (the run's "
-                        "front, status and report work)")
+    family = family_of(run.space.network, run.space.dataset.name, run.task.n_features)
     path = run.dir.model_file(g.genome_id)
     if not path.is_file():
         raise UserError(f"{path} is missing: the trained weights of genome {g.genome_id} "
                         "were not kept (a run made before weights were stored?)")
-    net, tensors = network_from_model(g, read_bytes(path), str(path))
+    net, tensors = network_from_model(g, read_bytes(path), str(path), family)
     task = run.task
     scale = None if task.mean is None else (torch.from_numpy(task.mean),
                                             torch.from_numpy(task.std))
-    return ExportedModel(g, net, scale, run.classes), tensors[TEST_PREDICTIONS].numpy()
+    return (ExportedModel(g, net, scale, run.classes, family),
+            tensors[TEST_PREDICTIONS].numpy())
 
 
 @dataclass(frozen=True)
@@ -257,12 +266,13 @@ def _check(candidate: Candidate, run: Run, raw_test: tuple[np.ndarray, np.ndarra
                         f"the search on {int((predictions != recorded).sum())} test samples")
     task, net = run.task, model.net
     scale = None if task.mean is None else (task.mean, task.std)
-    onnx_bytes = to_onnx(net, scale, name=f"evosparse_{g.genome_id}",
-                         classes=run.classes).SerializeToString()
+    conv = isinstance(net, ConvNetwork)
+    onnx_bytes = (conv_to_onnx if conv else to_onnx)(net, scale, name=f"evosparse_{g.genome_id}",
+                                                     classes=run.classes).SerializeToString()
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     onnx_logits = session.run(None, {"x": x_raw.astype(np.float32)})[0]
     torch_logits = model.logits(x_raw)
-    counted = flops_from_weights(net)
+    counted = conv_flops_from_weights(net) if conv else flops_from_weights(net)
     block = sum(lv.mask.numel() for lv in net.levels)
     metrics = {
         "genome_id": g.genome_id,
@@ -282,11 +292,31 @@ def _check(candidate: Candidate, run: Run, raw_test: tuple[np.ndarray, np.ndarra
         "density": counted["nonzero_weights"] / block if block else 0.0,
         "onnx": {"max_abs_diff_vs_torch": float(np.abs(onnx_logits - torch_logits).max()),
                  "test_accuracy": float((onnx_logits.argmax(axis=1) == y).mean())},
-        "latency": latency(net, net.n_inputs),
+        "latency": (conv_latency(net, x_raw.shape[1], LATENCY_BATCHES) if conv
+                    else latency(net, x_raw.shape[1])),
         "machine": {"cpu": platform.processor() or platform.machine(),
                     "torch": torch.__version__},
     }
     return _Checked(candidate, model, metrics, onnx_bytes)
+
+
+def _flops_text(m: dict[str, Any]) -> str:
+    """How the card's FLOPs were counted from the weights, for the member's family."""
+    costs = ("(FLOPs per element:\n1 for add, multiply, compare or select, 4 for a "
+             "transcendental; table in\n`evosparse/library.py`)")
+    if "pooling_flops" not in m:
+        return f"""**How FLOPs are counted** (from `model.safetensors`): 2 x the non-zero entries of the
+`levels.k.weight` tensors (a multiply and an add each) + one add per entry of the
+`levels.k.bias` tensors + the activation cost of each computed node {costs}: \
+{m['nonzero_weights']} x 2 + {m['biases']} + \
+{m['activation_flops']} = {m['flops']}. Input standardisation is not counted."""  # noqa: E501
+    return f"""**How FLOPs are counted** (from `model.safetensors`; a convolutional network): 2 x
+each non-zero kernel tap x the output positions of its channel (its scale's length, or
+height x width) + one add per bias and output position + the activation cost at every
+output position {costs} + one add per position of each channel average an output
+reads + 2 per non-zero output weight: {m['flops']} in all, of which {m['biases']} bias
+adds, {m['activation_flops']} activation FLOPs and {m['pooling_flops']} for the averages.
+Input standardisation is not counted."""
 
 
 def _model_card(c: _Checked, doc: dict[str, Any]) -> str:
@@ -315,12 +345,7 @@ these labels; the ONNX model lists them in its metadata under `classes`).
 | density of the level blocks | {m['density']:.4f} |
 | activation functions | {', '.join(acts)} |
 
-**How FLOPs are counted** (from `model.safetensors`): 2 x the non-zero entries of the
-`levels.k.weight` tensors (a multiply and an add each) + one add per entry of the
-`levels.k.bias` tensors + the activation cost of each computed node (FLOPs per element:
-1 for add, multiply, compare or select, 4 for a transcendental; table in
-`evosparse/library.py`): {m['nonzero_weights']} x 2 + {m['biases']} + \
-{m['activation_flops']} = {m['flops']}. Input standardisation is not counted.
+{_flops_text(m)}
 
 **Latency** on the exporting machine ({lat['threads']} threads, ms per batch; dense: every
 level a dense block; sparse: CSR for the levels where it pays on this machine):
@@ -363,7 +388,7 @@ def export_run(run: Run, how: str = "front", out: Path | None = None) -> list[Pa
         g = c.candidate.genome
         folder = out / str(g.genome_id)
         folder.mkdir(parents=True, exist_ok=True)
-        doc = genome_document(g, run.classes)
+        doc = genome_document(g, run.classes, c.model.family)
         atomic_write(folder / "genome.json", (readable_json(doc) + "\n").encode())
         atomic_write(folder / "model.safetensors", model_to_bytes(c.model))
         atomic_write(folder / "model.onnx", c.onnx_bytes)

@@ -12,7 +12,7 @@ A new family is a class with these members and a case in `family_of`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -50,6 +50,10 @@ class Family(Protocol):
         """The family's own variation of a child after the shared operators (`mutate`,
         crossover, co-evolution) made it from `parents`."""
 
+    def to_dict(self) -> dict[str, Any]:
+        """What an export's genome.json records, so `evosparse.load` rebuilds the network
+        (`family_from_dict`)."""
+
 
 @dataclass(frozen=True)
 class MLPFamily:
@@ -72,6 +76,13 @@ class MLPFamily:
     def vary(self, child: Genome, parents: list[Genome], rng: np.random.Generator,
              rates: MutationSpec) -> Genome:
         return child
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+
+MLP = MLPFamily()
+"""The default family, shared (families are immutable)."""
 
 
 @dataclass(frozen=True)
@@ -105,12 +116,30 @@ class ConvFamily:
             child = mutate_taps(child, self.geometry, rng, int(rng.integers(1, rates.taps_max + 1)))
         return child
 
+    def to_dict(self) -> dict[str, Any]:
+        g = self.geometry
+        return {"name": self.name, "input_shape": list(g.shape), "kernel": g.kernel,
+                "scales": g.scales}
+
+
+def family_from_dict(d: dict[str, Any]) -> Family:
+    """The family a `to_dict` describes (`ValueError` when it names none)."""
+    if d["name"] == "mlp":
+        return MLP
+    if d["name"] not in ("conv1d", "conv2d"):
+        raise ValueError(f"unknown network family {d['name']!r}")
+    family = ConvFamily(ConvGeometry(tuple(int(s) for s in d["input_shape"]), int(d["kernel"]),
+                                     int(d["scales"])))
+    if family.name != d["name"]:
+        raise ValueError(f"input_shape {d['input_shape']} does not fit {d['name']}")
+    return family
+
 
 def family_of(network: NetworkSpec, dataset: str, n_features: int) -> Family:
     """The family a space's `network` section names, fitted to the data; `UserError`
     names `network.input_shape` when the data does not have that shape."""
     if network.family == "mlp":
-        return MLPFamily()
+        return MLP
     shape = network.input_shape or DEFAULT_SHAPES.get((dataset, network.family))
     if shape is None:
         raise UserError(f"network.input_shape is needed for a {network.family} network on "

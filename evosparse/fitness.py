@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from evosparse.batched import BatchedNetworks
 from evosparse.conv_network import ConvNetwork
 from evosparse.data import Task
-from evosparse.families import Family, MLPFamily
+from evosparse.families import MLP, Family
 from evosparse.genome import Genome, InnovationRegistry
 from evosparse.graph import analyse
 from evosparse.network import SparseNetwork, Values
@@ -113,7 +113,7 @@ class FitnessConfig:
     track_gradients: bool = False
     """Sum |dL/dw| per connection over training (for `grad_magnitude`, `saliency`)."""
     sparse: SparseTrainingSpec = SparseTrainingSpec()
-    family: Family = MLPFamily()
+    family: Family = MLP
     """What the genomes mean: how they compile and what they cost (`families.py`)."""
 
 

@@ -29,6 +29,8 @@ from evosparse.library import ACTIVATIONS, ail_moments
 from evosparse.network import SparseNetwork
 
 OPSET = 18
+IR_VERSION = 8
+"""Readable by onnxruntime releases from 1.14 on."""
 
 _Emit = Callable[[str, str, list[onnx.NodeProto], list[onnx.TensorProto]], str]
 """A recipe: (input name, unique prefix, nodes, initializers) -> output name; appends nodes."""
@@ -100,7 +102,7 @@ def _ail(kind: str) -> _Emit2:
 
     def emit(x: str, y: str, p: str, nodes: list[onnx.NodeProto],
              init: list[onnx.TensorProto]) -> str:
-        zero = _const(init, p + "_zero", np.array(0.0, np.float32))
+        zero = const(init, p + "_zero", np.array(0.0, np.float32))
         if base == "xnor_ail":
             nodes += [helper.make_node("Mul", [x, y], [p + "_xy"]),
                       helper.make_node("Sign", [p + "_xy"], [p + "_sign"]),
@@ -121,9 +123,9 @@ def _ail(kind: str) -> _Emit2:
             nodes.append(helper.make_node("Identity", [p + "_f"], [p]))
             return p
         mean, std = ail_moments(base)
-        nodes += [helper.make_node("Sub", [p + "_f", _const(init, p + "_mean", np.array(
+        nodes += [helper.make_node("Sub", [p + "_f", const(init, p + "_mean", np.array(
                       mean, np.float32))], [p + "_c"]),
-                  helper.make_node("Mul", [p + "_c", _const(init, p + "_scale", np.array(
+                  helper.make_node("Mul", [p + "_c", const(init, p + "_scale", np.array(
                       1.0 / std, np.float32))], [p])]
         return p
 
@@ -134,9 +136,24 @@ RECIPES2: dict[str, _Emit2] = {name: _ail(name) for name in ACTIVATIONS
                                if ACTIVATIONS[name].arity == 2}
 
 
-def _const(init: list[onnx.TensorProto], name: str, value: np.ndarray) -> str:
+def const(init: list[onnx.TensorProto], name: str, value: np.ndarray) -> str:
     init.append(numpy_helper.from_array(value, name))
     return name
+
+
+def standardised(x: str, scale: tuple[np.ndarray, np.ndarray] | None,
+                 nodes: list[onnx.NodeProto], init: list[onnx.TensorProto]) -> str:
+    """The input `x` standardised by `scale` (mean, std) as `data.standardize` does it
+    (float64, rounded once to float32); `x` itself without a scale."""
+    if scale is None:
+        return x
+    mean = const(init, "input_mean", np.asarray(scale[0], np.float64))
+    std = const(init, "input_std", np.asarray(scale[1], np.float64))
+    nodes += [helper.make_node("Cast", [x], ["x64"], to=TensorProto.DOUBLE),
+              helper.make_node("Sub", ["x64", mean], ["x_centred"]),
+              helper.make_node("Div", ["x_centred", std], ["x_scaled"]),
+              helper.make_node("Cast", ["x_scaled"], ["z"], to=TensorProto.FLOAT)]
+    return "z"
 
 
 BINARY_OPS = {"+": "Add", "-": "Sub", "*": "Mul", "/": "Div", "max": "Max", "min": "Min"}
@@ -151,7 +168,7 @@ def _expression(tree: Tree) -> _Emit:
             if head == "x":
                 return x
             if head == "const":
-                return _const(init, at, np.array(t[1], np.float32))
+                return const(init, at, np.array(t[1], np.float32))
             args = [walk(c, f"{at}_{i}") for i, c in enumerate(t[1:])]
             if head in BINARY_OPS or head == "neg":
                 nodes.append(helper.make_node(BINARY_OPS.get(head, "Neg"), args, [at]))
@@ -185,34 +202,26 @@ def to_onnx(
     """
     nodes: list[onnx.NodeProto] = []
     init: list[onnx.TensorProto] = []
-    h = "x"
-    if scale is not None:
-        mean = _const(init, "input_mean", np.asarray(scale[0], np.float64))
-        std = _const(init, "input_std", np.asarray(scale[1], np.float64))
-        nodes += [helper.make_node("Cast", ["x"], ["x64"], to=TensorProto.DOUBLE),
-                  helper.make_node("Sub", ["x64", mean], ["x_centred"]),
-                  helper.make_node("Div", ["x_centred", std], ["x_scaled"]),
-                  helper.make_node("Cast", ["x_scaled"], ["z"], to=TensorProto.FLOAT)]
-        h = "z"
+    h = standardised("x", scale, nodes, init)
     for k, lv in enumerate(net.levels):
         w = (lv.weight * lv.mask).detach().cpu().numpy().astype(np.float32)
         pre = f"l{k}_pre"
-        nodes.append(helper.make_node("MatMul", [h, _const(init, f"l{k}_weight_t", w.T.copy())],
+        nodes.append(helper.make_node("MatMul", [h, const(init, f"l{k}_weight_t", w.T.copy())],
                                       [pre if lv.bias is None else f"l{k}_mm"]))
         if lv.bias is not None:
             b = lv.bias.detach().cpu().numpy().astype(np.float32)
-            nodes.append(helper.make_node("Add", [f"l{k}_mm", _const(init, f"l{k}_bias", b)],
+            nodes.append(helper.make_node("Add", [f"l{k}_mm", const(init, f"l{k}_bias", b)],
                                           [pre]))
         pre2 = None
         if lv.weight2 is not None:  # two-input units' second pre-activation
             pre2 = f"l{k}_pre2"
             w2 = lv.second_weight().detach().cpu().numpy().astype(np.float32)
             nodes.append(helper.make_node(
-                "MatMul", [h, _const(init, f"l{k}_weight2_t", w2.T.copy())],
+                "MatMul", [h, const(init, f"l{k}_weight2_t", w2.T.copy())],
                 [pre2 if lv.bias2 is None else f"l{k}_mm2"]))
             if lv.bias2 is not None:
                 b2 = lv.bias2.detach().cpu().numpy().astype(np.float32)
-                nodes.append(helper.make_node("Add", [f"l{k}_mm2", _const(init, f"l{k}_bias2",
+                nodes.append(helper.make_node("Add", [f"l{k}_mm2", const(init, f"l{k}_bias2",
                                                                           b2)], [pre2]))
         acts = np.asarray(lv.act_names)
         names = sorted(set(lv.act_names))
@@ -226,7 +235,7 @@ def to_onnx(
         else:
             parts = []
             for j, a in enumerate(names):
-                idx = _const(init, f"l{k}_g{j}_idx", np.flatnonzero(acts == a).astype(np.int64))
+                idx = const(init, f"l{k}_g{j}_idx", np.flatnonzero(acts == a).astype(np.int64))
                 nodes.append(helper.make_node("Gather", [pre, idx], [f"l{k}_g{j}_in"], axis=1))
                 y = None
                 if pre2 is not None and a in RECIPES2:
@@ -235,12 +244,12 @@ def to_onnx(
                 parts.append(apply(a, f"l{k}_g{j}_in", y, f"l{k}_g{j}_out"))
             order = np.concatenate([np.flatnonzero(acts == a) for a in names])
             nodes.append(helper.make_node("Concat", parts, [f"l{k}_grouped"], axis=1))
-            inverse = _const(init, f"l{k}_inverse", np.argsort(order).astype(np.int64))
+            inverse = const(init, f"l{k}_inverse", np.argsort(order).astype(np.int64))
             out = f"l{k}_act"
             nodes.append(helper.make_node("Gather", [f"l{k}_grouped", inverse], [out], axis=1))
         nodes.append(helper.make_node("Concat", [h, out], [f"h{k + 1}"], axis=1))
         h = f"h{k + 1}"
-    outputs = _const(init, "output_columns", net._outputs.cpu().numpy().astype(np.int64))
+    outputs = const(init, "output_columns", net._outputs.cpu().numpy().astype(np.int64))
     nodes.append(helper.make_node("Gather", [h, outputs], ["logits"], axis=1))
     n_out = len(net._outputs)
     graph = helper.make_graph(
@@ -251,7 +260,7 @@ def to_onnx(
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="evosparse")
-    model.ir_version = 8  # readable by onnxruntime releases from 1.14 on
+    model.ir_version = IR_VERSION
     if classes is not None:
         helper.set_model_props(model, {"classes": json.dumps(list(classes))})
     onnx.checker.check_model(model, full_check=True)

@@ -22,7 +22,9 @@ from safetensors import SafetensorError
 from safetensors.numpy import save
 from safetensors.torch import load
 
+from evosparse.conv_network import ConvNetwork
 from evosparse.errors import UserError
+from evosparse.families import MLP, Family
 from evosparse.genome import Genome
 from evosparse.network import SparseNetwork
 
@@ -44,7 +46,7 @@ def genome_digest(genome: Genome) -> str:
     return h.hexdigest()
 
 
-def network_tensors(net: SparseNetwork) -> dict[str, torch.Tensor]:
+def network_tensors(net: SparseNetwork | ConvNetwork) -> dict[str, torch.Tensor]:
     """The network's masked weights, masks and biases, on the CPU."""
     out: dict[str, torch.Tensor] = {}
     for k, lv in enumerate(net.levels):
@@ -60,7 +62,8 @@ def network_tensors(net: SparseNetwork) -> dict[str, torch.Tensor]:
 
 
 def model_bytes(
-    net: SparseNetwork, extra: dict[str, torch.Tensor] | None = None, digest: str = ""
+    net: SparseNetwork | ConvNetwork, extra: dict[str, torch.Tensor] | None = None,
+    digest: str = ""
 ) -> bytes:
     """The network's weights (and `extra` tensors) as one safetensors file."""
     return _save({**network_tensors(net), **(extra or {})}, digest)
@@ -98,8 +101,8 @@ def read_model(data: bytes, source: str) -> tuple[dict[str, torch.Tensor], dict[
 
 
 def network_from_model(
-    genome: Genome, data: bytes, source: str
-) -> tuple[SparseNetwork, dict[str, torch.Tensor]]:
+    genome: Genome, data: bytes, source: str, family: Family = MLP
+) -> tuple[SparseNetwork | ConvNetwork, dict[str, torch.Tensor]]:
     """Rebuild the trained network of `genome` from a weight file's bytes; also return
     the file's tensors (its extras: `test_predictions`, `input.mean`, ...).
 
@@ -113,7 +116,8 @@ def network_from_model(
         raise UserError(f"{source} belongs to another genome (or the genome file was edited): "
                         "its genome_sha256 does not match")
     bias = "levels.0.bias" in tensors
-    net = SparseNetwork(genome, bias, torch.Generator().manual_seed(0))
+    net = family.compile(genome, bias, torch.Generator().manual_seed(0))
+    assert isinstance(net, SparseNetwork | ConvNetwork)
     expected = network_tensors(net)
     names = {n for n in tensors if n.startswith("levels.")}
     if names != set(expected):

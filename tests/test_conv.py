@@ -3,6 +3,7 @@ torch's own convolutions, the space's and data's errors, and searches that resum
 
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -189,5 +190,35 @@ def test_conv_search_records_the_family_cost_and_resumes_exactly(tmp_path: Path)
     for m in whole.front:
         assert m.flops == family.cost(m.genome, True).flops
     assert max(m.val_accuracy for m in whole.front) > 0.2  # ten classes: chance is 0.1
-    with pytest.raises(UserError, match="conv2d networks is not built yet"):
-        whole.export()
+
+
+def test_conv_exports_run_in_onnxruntime_and_load_back(tmp_path: Path) -> None:
+    import json
+
+    import onnxruntime as ort
+
+    from evosparse.data import load_raw_test
+
+    run = evosparse.search("search_spaces/digits_conv.yaml", runs_dir=tmp_path, name="c",
+                           progress=False, population=8, generations=3, seed=1)
+    folders = run.export()
+    assert len(folders) == len(run.front) > 1
+    x, y = load_raw_test(run.space.dataset)
+    for folder in folders:
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert metrics["flops"] == metrics["flops_in_search"]  # tensors and genome agree
+        assert metrics["onnx"]["max_abs_diff_vs_torch"] < 1e-4
+        session = ort.InferenceSession(str(folder / "model.onnx"),
+                                       providers=["CPUExecutionProvider"])
+        onnx_pred = session.run(None, {"x": x.astype(np.float32)})[0].argmax(axis=1)
+        assert (onnx_pred == y).mean() == pytest.approx(metrics["test_accuracy"])
+        model = evosparse.load(folder)
+        assert np.array_equal(model.predict_index(x), onnx_pred)
+        assert np.array_equal(pickle.loads(pickle.dumps(model)).predict_index(x), onnx_pred)
+        doc = json.loads((folder / "genome.json").read_text())
+        assert doc["family"] == {"name": "conv2d", "input_shape": [1, 8, 8], "kernel": 3,
+                                 "scales": 2}
+    import onnx
+
+    ops = {n.op_type for f in folders for n in onnx.load(f / "model.onnx").graph.node}
+    assert {"Conv", "GlobalAveragePool", "MatMul"} <= ops

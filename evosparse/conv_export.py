@@ -1,0 +1,146 @@
+"""A trained `ConvNetwork` as ONNX (standard Conv operators) and its FLOPs from its tensors.
+
+The graph mirrors `conv_network.py`: the flat input is standardised (as for MLPs) and
+reshaped to [batch, channels, *spatial]; each group of channels is the sum of one Conv
+per source scale (masked kernels, stride 2^(r - a), "same" padding) followed by its
+activation functions (a Split over runs of channels with one function each); a level's
+groups are concatenated to their scale's maps; the logits are a MatMul of every
+channel's GlobalAveragePool. Activations use `onnx_export`'s recipes, so onnxruntime
+runs the file with nothing of evosparse installed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from onnx import TensorProto, helper
+
+from evosparse.activations import activation_cost
+from evosparse.conv_network import ConvNetwork
+from evosparse.onnx_export import IR_VERSION, OPSET, const, recipe, standardised
+from evosparse.sparse_inference import time_call
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy().astype(np.float32)
+
+
+def conv_to_onnx(net: ConvNetwork, scale: tuple[np.ndarray, np.ndarray] | None = None,
+                 name: str = "evosparse", classes: list[Any] | None = None) -> onnx.ModelProto:
+    """The ONNX model of a trained conv network (input `x` [batch, features] as the data
+    holds it, output `logits` [batch, classes]); checked with the full ONNX checker."""
+    g = net.geometry
+    nodes: list[onnx.NodeProto] = []
+    init: list[onnx.TensorProto] = []
+    flat = standardised("x", scale, nodes, init)
+    shape = const(init, "input_shape", np.array([-1, *g.shape], np.int64))
+    nodes.append(helper.make_node("Reshape", [flat, shape], ["m0_0"]))
+    maps: list[str | None] = ["m0_0"] + [None] * g.scales
+    start = 0
+    for level, end in enumerate(net.level_ends):
+        new: list[list[str]] = [[] for _ in maps]
+        for j, (r, pairs, runs) in enumerate(net.plan[start:end]):
+            p = f"l{level}_g{j}"
+            terms = []
+            for b, a in pairs:
+                blk = net.levels[b]
+                inputs = [maps[a], const(init, f"b{b}_w", _numpy(blk.weight * blk.mask))]
+                if blk.bias is not None:
+                    inputs.append(const(init, f"b{b}_bias", _numpy(blk.bias)))
+                terms.append(f"b{b}_out")
+                nodes.append(helper.make_node(
+                    "Conv", inputs, [terms[-1]], kernel_shape=[g.kernel] * g.dims,
+                    strides=[1 << (r - a)] * g.dims, pads=[g.kernel // 2] * (2 * g.dims)))
+            pre = terms[0]
+            for k, term in enumerate(terms[1:]):
+                nodes.append(helper.make_node("Add", [pre, term], [f"{p}_sum{k}"]))
+                pre = f"{p}_sum{k}"
+            if len(runs) == 1:
+                new[r].append(recipe(runs[0][0])(pre, f"{p}_act", nodes, init))
+                continue
+            parts = [f"{p}_in{i}" for i in range(len(runs))]
+            sizes = const(init, f"{p}_split", np.array([w for _, w in runs], np.int64))
+            nodes.append(helper.make_node("Split", [pre, sizes], parts, axis=1))
+            outs = [recipe(fn)(x, f"{p}_out{i}", nodes, init)
+                    for i, ((fn, _), x) in enumerate(zip(runs, parts, strict=True))]
+            nodes.append(helper.make_node("Concat", outs, [f"{p}_act"], axis=1))
+            new[r].append(f"{p}_act")
+        for r, extra in enumerate(new):
+            if extra:
+                parts = [m for m in (maps[r], *extra) if m is not None]
+                maps[r] = f"m{r}_{level + 1}"
+                nodes.append(helper.make_node("Concat", parts, [maps[r]], axis=1))
+        start = end
+    pooled = []
+    for r, m in enumerate(maps):
+        if m is not None:
+            nodes += [helper.make_node("GlobalAveragePool", [m], [f"pool{r}"]),
+                      helper.make_node("Flatten", [f"pool{r}"], [f"pooled{r}"], axis=1)]
+            pooled.append(f"pooled{r}")
+    nodes.append(helper.make_node("Concat", pooled, ["pooled"], axis=1))
+    head = net.levels[-1]
+    w = const(init, "head_weight_t", _numpy(head.weight * head.mask).T.copy())
+    out = "logits" if head.bias is None else "head_mm"
+    nodes.append(helper.make_node("MatMul", ["pooled", w], [out]))
+    if head.bias is not None:
+        nodes.append(helper.make_node("Add", [out, const(init, "head_bias", _numpy(head.bias))],
+                                      ["logits"]))
+    graph = helper.make_graph(
+        nodes, name,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", int(np.prod(g.shape))])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT,
+                                       ["batch", head.weight.shape[0]])], init)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="evosparse")
+    model.ir_version = IR_VERSION
+    if classes is not None:
+        helper.set_model_props(model, {"classes": json.dumps(list(classes))})
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def conv_flops_from_weights(net: ConvNetwork) -> dict[str, int]:
+    """Non-zero FLOPs per sample counted from the stored tensors, as `conv_cost` counts
+    the genome: 2 x each non-zero kernel tap x its output positions, each bias and
+    activation once per output position, each channel's average (its positions) that an
+    output reads, 2 per non-zero head weight and one add per head bias."""
+    g = net.geometry
+    nonzero = flops = biases = acts = 0
+    for r, pairs, runs in net.plan:
+        at = g.positions(r)
+        for b, _ in pairs:
+            blk = net.levels[b]
+            n = int(torch.count_nonzero(blk.weight * blk.mask))
+            nonzero, flops = nonzero + n, flops + 2 * n * at
+            biases += 0 if blk.bias is None else blk.bias.numel() * at
+        acts += sum(activation_cost(fn) * w for fn, w in runs) * at
+    head = net.levels[-1]
+    w = head.weight * head.mask
+    read = head.mask.ne(0).any(dim=0).numpy()  # pooled columns some output reads
+    starts = np.cumsum([0, *net.channels])
+    pooling = sum(int(read[starts[r]:starts[r + 1]].sum()) * g.positions(r)
+                  for r in range(len(net.channels)))
+    n_head = int(torch.count_nonzero(w))
+    biases += 0 if head.bias is None else head.bias.numel()
+    return {"flops": flops + biases + acts + pooling + 2 * n_head,
+            "nonzero_weights": nonzero + n_head, "biases": biases, "activation_flops": acts,
+            "pooling_flops": pooling}
+
+
+def conv_latency(net: ConvNetwork, n_features: int, batches: tuple[int, ...] = (1, 256)
+                 ) -> dict[str, Any]:
+    """Milliseconds per batch of the torch network on this machine, in the shape of
+    `export.latency`: conv families have no sparse kernel yet (masked taps are multiplied
+    as zeros), so "sparse" is the same dense run."""
+    out: dict[str, Any] = {"threads": torch.get_num_threads()}
+    gen = torch.Generator().manual_seed(0)
+    for batch in batches:
+        x = torch.randn(batch, n_features, generator=gen)
+        ms = time_call(lambda x=x: net(x)) * 1e3
+        out[f"batch_{batch}"] = {"dense_ms": ms, "sparse_ms": ms, "speedup": 1.0,
+                                 "kernels": ["dense conv"]}
+    return out
