@@ -69,8 +69,8 @@ class ConvNetwork(nn.Module):
         src, dst = topo.src_row[conn], topo.dst_row[conn]
         k = geometry.kernel
         bits = tap_masks(genome, geometry)[conn]
-        kernels = ((bits[:, None] >> np.arange(geometry.taps)) & 1).astype(bool).reshape(
-            (len(conn),) + (k,) * geometry.dims)  # each connection's kept taps
+        taps = (bits[:, None] >> np.arange(geometry.taps)) & 1  # each connection's kept taps
+        kernels = taps.astype(bool).reshape((len(conn),) + (k,) * geometry.dims)
         blocks: list[_Block] = []
         self.plan: list[tuple[int, list[tuple[int, int]], list[tuple[str, int]]]] = []
         """Per group: its scale, its (block index, source scale) pairs, its activation
@@ -86,8 +86,7 @@ class ConvNetwork(nn.Module):
                 at = {int(row): i for i, row in enumerate(group)}
                 into = np.isin(dst, group)
                 fan_in = np.zeros(len(group))
-                np.add.at(fan_in, [at[int(d)] for d in dst[into]],
-                          kernels[into].reshape(int(into.sum()), -1).sum(axis=1))
+                np.add.at(fan_in, [at[int(d)] for d in dst[into]], taps[into].sum(axis=1))
                 pairs = []
                 for a in range(r + 1):
                     here = into & (scale[src] == a)

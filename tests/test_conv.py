@@ -132,6 +132,16 @@ def test_conv1d_network_is_torch_convolutions_with_strides_and_skips() -> None:
     assert head.ne(0).tolist() == [[True, False, True], [False, True, False]]
 
 
+def test_a_channel_without_inputs_still_computes_its_bias() -> None:
+    geo = ConvGeometry((1, 8), kernel=3, scales=2)
+    g = small_genome()
+    lonely = g.with_disabled((0,))  # channel 3 loses its only input, keeps its outputs
+    net = ConvNetwork(lonely, True, torch.Generator().manual_seed(0), geo)
+    x = torch.randn(3, 8)
+    assert torch.isfinite(net(x)).all()
+    assert conv_cost(lonely, True, geo).flops == conv_cost(g, True, geo).flops - 2 * 3 * 4
+
+
 def test_compiled_weights_are_the_counted_parameters() -> None:
     geo = ConvGeometry((1, 8, 8), kernel=3, scales=2)
     rng = np.random.default_rng(0)
