@@ -46,9 +46,12 @@ def _setup_cfg(modules: tuple[str, ...]) -> str:
              "pytest_add_cli_args=-m\n    not slow\n    -k\n    "
              + " and ".join(f"not {k}" for k in SLOW) + "\n    -p\n    no:cacheprovider",
              "use_git_change_detection=false",
-             # mutmut's limit is 15 x the test's clean time + 1 s; on a shared machine a
-             # busy minute turns survivors into "timeouts" (counted as killed): allow more
-             "timeout_constant=30"]
+             # mutmut's wall limit is (the tests' clean time + timeout_constant) x
+             # timeout_multiplier (mutmut's default x 15: 8 minutes for each mutant that
+             # loops forever, e.g. random_expression always "relu(x)" hangs coevolution's
+             # initial populations); on a shared machine a busy minute also turns survivors
+             # into "timeouts" (counted as killed): read killed and timeout apart
+             "timeout_constant=20", "timeout_multiplier=1.5"]
     return "\n".join(lines) + "\n"
 
 

@@ -21,10 +21,13 @@ from evosparse.errors import UserError
 from evosparse.evaluators import LocalEvaluator
 from evosparse.evolution import GenerationRecord, Reporter, Search, SearchState
 from evosparse.expressions import (
+    PROBE,
+    Tree,
     canonical,
     depth,
     is_finite,
     mutate_expression,
+    parse,
     random_expression,
     tree_of,
 )
@@ -84,6 +87,7 @@ def test_random_expressions_are_reproducible_bounded_and_finite() -> None:
              for _ in range(2)]
     assert draws[0] == draws[1], "the same seed gives the same expressions"
     assert len(set(draws[0])) > 10
+    assert "identity" not in draws[0], "a drawn expression is a new function, never x itself"
     for text in draws[0]:
         assert depth(tree_of(text)) <= 3 and len(text) <= 64
         assert canonical(text) == text
@@ -200,3 +204,54 @@ def test_names_are_simplified_once_and_for_all() -> None:
     for _ in range(100):
         text = random_expression(rng, PRIMITIVES, 4)
         assert canonical(text) == text
+
+
+def test_depth_counts_the_operators_on_the_longest_path() -> None:
+    assert depth(tree_of("identity")) == 0 and depth(parse("2.0")) == 0
+    assert depth(tree_of("relu")) == 1 and depth(parse("x + 1.0")) == 1
+    assert depth(parse("relu(x) * tanh(sin(x))")) == 3
+    assert depth(parse("max(neg(sin(tanh(x))), x) + 0.5")) == 5
+
+
+def _differs_at(parent: Tree, child: Tree, path: tuple[int, ...] = ()) -> tuple[int, ...] | None:
+    """The path of the smallest subtree of `parent` outside which `child` equals it."""
+    if parent == child:
+        return None
+    if parent[0] != child[0] or len(parent) != len(child) or parent[0] in ("x", "const"):
+        return path
+    diff = [i for i in range(1, len(parent)) if parent[i] != child[i]]
+    return _differs_at(parent[diff[0]], child[diff[0]], (*path, diff[0])) if len(diff) == 1 \
+        else path
+
+
+def test_a_mutation_replaces_one_subtree_anywhere_within_the_depth() -> None:
+    """Any subtree may be replaced (the root, either operand, a deep argument, a constant),
+    the rest of the parent is kept, and a child as deep as the limit is allowed."""
+    parent = "sin(tanh(x)) * x + 0.5"  # 4 deep: + ( * ( sin ( tanh ( x ) ) ), 0.5 )
+    tree = tree_of(parent)
+    where = set()
+    for seed in range(120):
+        child = mutate_expression(parent, np.random.default_rng(seed), PRIMITIVES, 4)
+        assert child != parent and canonical(child) == child and is_finite(child)
+        assert depth(tree_of(child)) <= 4
+        where.add(_differs_at(tree, tree_of(child)))
+    assert {(), (1,), (2,), (1, 1), (1, 2), (1, 1, 1)} <= where, where
+
+
+def test_a_parent_deeper_than_the_limit_mutates_into_a_child_within_it() -> None:
+    """A hand-written expression deeper than `expression_depth` is mutated into one
+    within it (by replacing a subtree high enough, or by a fresh draw when 32 tries fail)."""
+    for seed in range(60):
+        child = mutate_expression("sin(tanh(x)) * sin(tanh(x))", np.random.default_rng(seed),
+                                  PRIMITIVES, 1)
+        assert depth(tree_of(child)) <= 1 and canonical(child) == child, child
+
+
+def test_an_expression_with_finite_values_but_an_overflowing_gradient_is_not_finite() -> None:
+    """Training needs the gradient too: sigmoid(x^64) stays in [0, 1] on the probe, but its
+    derivative overflows float32 there, so the expression is refused like an overflow."""
+    text = "sigmoid(square(square(square(square(square(square(x)))))))"
+    x = torch.from_numpy(PROBE)
+    assert bool(torch.isfinite(torch_activation(text)(x)).all())
+    assert not is_finite(text)
+    assert is_finite("sigmoid(square(square(x)))")
