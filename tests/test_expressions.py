@@ -48,6 +48,8 @@ def test_text_is_canonical_readable_and_round_trips() -> None:
     assert canonical("(x - x) - 1") == "x - x - 1.0"
     assert canonical("max(x, -2) / (1 + abs(x))") == "max(x, -2.0) / (1.0 + abs(x))"
     assert canonical("x * -2") == "x * (-2.0)"
+    assert canonical("x * 0.0") == "x * 0.0" and canonical("x - x * x") == "x - x * x"
+    assert canonical("x / (x * x)") == "x / (x * x)" and canonical("x * x / x") == "x * x / x"
     for text in ("relu(x) * tanh(x)", "x - (x - 1.0)", "max(x, -2.0) / (1.0 + abs(x))",
                  "x * (-2.0)", "neg(sin(x)) + gaussian(x * 2.0)"):
         assert canonical(text) == text, "canonical text parses back to itself"
@@ -58,6 +60,24 @@ def test_text_is_canonical_readable_and_round_trips() -> None:
 def test_anything_but_the_grammar_is_refused(bad: str) -> None:
     with pytest.raises(ValueError):
         checked_activation(bad)
+
+
+@pytest.mark.parametrize("bad", ["-y", "y + x", "x * y", "max(y, x)", "min(x, y)", "sin(y)",
+                                 "x + sin(neg(y))"])
+def test_a_refusal_quotes_the_whole_text_and_the_part_not_allowed(bad: str) -> None:
+    with pytest.raises(ValueError) as exc:
+        parse(bad)
+    assert str(exc.value).startswith(f"{bad!r}: 'y' is not allowed (use x, numbers, + - * /, "
+                                     "max(a, b), min(a, b) and abs, elu, gaussian, gelu, ")
+    with pytest.raises(ValueError, match=r"^'relu\(x' is not an expression \(.+\)$"):
+        parse("relu(x")
+
+
+def test_a_minus_sign_negates_a_number_or_applies_neg() -> None:
+    assert canonical("-x") == "neg(x)" and canonical("-(x * 2)") == "neg(x * 2.0)"
+    assert activation_cost("-x") == 1 and activation_cost("x * -2.0") == 1, \
+        "-2.0 is a number, not neg applied to 2.0"
+    assert parse("-2") == ("const", -2.0) and parse("-sin(x)") == ("neg", ("sin", ("x",)))
 
 
 def test_one_function_has_one_name() -> None:
@@ -76,6 +96,7 @@ def test_cost_and_torch_form_match_a_hand_computation() -> None:
     assert activation_cost("relu(x) * tanh(x)") == 1 + 1 + 4
     assert activation_cost("max(x, sin(x)) + 0.5") == 1 + 1 + 4
     assert activation_cost("relu") == 1
+    assert activation_cost("neg(sin(x)) + x") == 1 + 1 + 4
     x = torch.linspace(-3, 3, 61)
     got = torch_activation("relu(x) * tanh(x) - min(x, 0.5) / 2.0")(x)
     want = torch.relu(x) * torch.tanh(x) - torch.minimum(x, torch.tensor(0.5)) / 2.0
@@ -88,6 +109,11 @@ def test_random_expressions_are_reproducible_bounded_and_finite() -> None:
     assert draws[0] == draws[1], "the same seed gives the same expressions"
     assert len(set(draws[0])) > 10
     assert "identity" not in draws[0], "a drawn expression is a new function, never x itself"
+    trees = [tree_of(random_expression(np.random.default_rng(s), PRIMITIVES, 3))
+             for s in range(100)]
+    heads = {t[0] for tree in trees for t in _nodes(tree)}
+    assert {"const", "neg", "sin"} <= heads and heads & {"+", "-", "*", "/", "max", "min"}, \
+        "draws combine constants, functions and binary operators"
     for text in draws[0]:
         assert depth(tree_of(text)) <= 3 and len(text) <= 64
         assert canonical(text) == text
@@ -200,6 +226,11 @@ def test_names_are_simplified_once_and_for_all() -> None:
     assert canonical("neg(min(x, x) + 1.0)") == "neg(x + 1.0)"
     assert canonical("sin(0.5) * x") == "0.4794 * x"
     assert canonical("x / (x - x)") == "x / (x - x)", "no rewrite hides a division by zero"
+    for text, name in [("x + 0.0", "identity"), ("sin(x) - 0.0", "sin"), ("0.0 + tanh(x)", "tanh"),
+                       ("abs(x) / 1.0", "abs"), ("1.0 * square(x)", "square"),
+                       ("square(x) * 1.0", "square"), ("0.0 - x", "0.0 - x"),
+                       ("1.0 / x", "1.0 / x"), ("x - 1.0", "x - 1.0"), ("x * 0.0", "x * 0.0")]:
+        assert canonical(text) == name, text
     rng = np.random.default_rng(3)
     for _ in range(100):
         text = random_expression(rng, PRIMITIVES, 4)
@@ -232,7 +263,8 @@ def test_a_mutation_replaces_one_subtree_anywhere_within_the_depth() -> None:
     where = set()
     for seed in range(120):
         child = mutate_expression(parent, np.random.default_rng(seed), PRIMITIVES, 4)
-        assert child != parent and canonical(child) == child and is_finite(child)
+        assert child not in (parent, "identity") and canonical(child) == child
+        assert is_finite(child)
         assert depth(tree_of(child)) <= 4
         where.add(_differs_at(tree, tree_of(child)))
     assert {(), (1,), (2,), (1, 1), (1, 2), (1, 1, 1)} <= where, where
@@ -255,3 +287,17 @@ def test_an_expression_with_finite_values_but_an_overflowing_gradient_is_not_fin
     assert bool(torch.isfinite(torch_activation(text)(x)).all())
     assert not is_finite(text)
     assert is_finite("sigmoid(square(square(x)))")
+
+
+def _nodes(tree: Tree) -> list[Tree]:
+    return [tree] + ([] if tree[0] in ("x", "const") else
+                     [n for t in tree[1:] for n in _nodes(t)])
+
+
+def test_an_evolved_expression_may_fill_the_64_characters_a_genome_stores() -> None:
+    from evosparse.expressions import _usable
+
+    for tail, fits in (("tanh(x) * sin(x)", True), ("tanh(x) * tanh(x)", False)):
+        text = "x + " * 12 + tail  # 64 and 65 characters
+        assert canonical(text) == text and (len(text) <= 64) == fits
+        assert (_usable(tree_of(text)) == text) == fits
