@@ -2,10 +2,15 @@
 
     python benchmarks/batched_eval.py            # 64 MNIST-1D genomes, the space's budget
     python benchmarks/batched_eval.py --quick    # 16 genomes, 1 epoch: under a minute
+    python benchmarks/batched_eval.py --space search_spaces/mnist1d_conv.yaml  # conv genomes
 
 Genomes: about 100 hidden nodes each (one layer of 100, or two of 50), densities
 5-50%, each hidden node's activation drawn uniformly from the space's hidden set
 (a worst case for the batched program, which groups a level's rows by function).
+For a conv space: layered CNNs of 4-16 channels per layer on every one of the space's
+levels, each channel pair kept with probability 0.3-1, activations drawn the same way,
+and taps of up to a third of the kernels switched off (`conv_batched.py` pads them all to
+one grouped program; its dense-equivalent rate is not reported).
 On the CPU, for each thread count (`--threads`, default 1 and 2: this CPU's cores),
 prints evaluations per second both ways, the speed-up at that count, and the batched
 trainer's dense-equivalent GFLOP/s (padded blocks, forward and backward counted as
@@ -30,7 +35,9 @@ import numpy as np
 import torch
 
 from evosparse.batched import BatchedNetworks
+from evosparse.conv_geometry import mutate_taps
 from evosparse.data import load_task
+from evosparse.families import ConvFamily, family_of
 from evosparse.fitness import (
     BatchFallback,
     FitnessConfig,
@@ -59,6 +66,24 @@ def population(
         act[hidden] = rng.choice(acts, size=int(hidden.sum()))
         out.append(Genome.build(i, (g.node_id, g.node_kind, g.node_pos, act),
                                 (g.conn_innov, g.conn_src, g.conn_dst, keep)))
+    return out
+
+
+def conv_population(n: int, family: ConvFamily, levels: int, n_out: int, acts: list[str],
+                    rng: np.random.Generator) -> list[Genome]:
+    """`n` layered conv genomes (see the module docstring)."""
+    reg = InnovationRegistry(family.geometry.shape[0], n_out)
+    out = []
+    for i in range(n):
+        g = dense_mlp_genome(i, reg, [int(w) for w in rng.integers(4, 17, size=levels)], "relu",
+                             levels)
+        keep = rng.random(len(g.conn_innov)) < rng.uniform(0.3, 1.0)
+        act = g.node_act.copy()
+        hidden = g.node_kind == 1
+        act[hidden] = rng.choice(acts, size=int(hidden.sum()))
+        g = Genome.build(i, (g.node_id, g.node_kind, g.node_pos, act),
+                         (g.conn_innov, g.conn_src, g.conn_dst, keep))
+        out.append(mutate_taps(g, family.geometry, rng, len(g.conn_innov) // 3))
     return out
 
 
@@ -115,8 +140,11 @@ def main() -> None:
     training = space.training.model_copy(update={"epochs": 1}) if args.quick else space.training
     n = 16 if args.quick else args.genomes
     task = load_task(space.dataset)
-    genomes = population(n, task.n_features, task.n_classes, list(space.activations.hidden),
-                         np.random.default_rng(0))
+    family = family_of(space.network, space.dataset.name, task.n_features)
+    acts, rng = list(space.activations.hidden), np.random.default_rng(0)
+    genomes = (conv_population(n, family, space.network.max_levels, task.n_classes, acts, rng)
+               if isinstance(family, ConvFamily) else
+               population(n, task.n_features, task.n_classes, acts, rng))
     print(f"{n} genomes, {training.epochs} epoch(s) on {len(task.x_train)} samples; "
           f"best of {args.repeats} alternating runs per cell, on {_describe(device)}")
     print("threads | float32 matmul  | one by one       | batched          | speed-up | "
@@ -126,7 +154,7 @@ def main() -> None:
     counts = [int(t) for t in args.threads.split(",")]
     for threads in counts if device.type == "cpu" else counts[:1]:
         cfg = FitnessConfig(task=task, training=training, bias=space.network.bias, run_seed=0,
-                            threads=threads, device=device.type)
+                            threads=threads, device=device.type, family=family)
         torch.set_num_threads(threads)
         k, peak = matmul_gflops(device)
         t_alone = t_batch = math.inf
@@ -137,11 +165,13 @@ def main() -> None:
             t_batch = min(t_batch, seconds)
         gap = max(abs(a.val_accuracy - b.val_accuracy) for a, b in zip(alone, together,
                                                                        strict=True))
-        achieved = dense_equivalent_flops(genomes, cfg) / t_batch / 1e9
+        rate = "n/a"
+        if not isinstance(family, ConvFamily):
+            achieved = dense_equivalent_flops(genomes, cfg) / t_batch / 1e9
+            rate = f"{achieved:.1f} GFLOP/s = {achieved / peak:.1%} of matmul"
         print(f"{threads:7d} | {k}^3 {peak:7.0f} GFLOP/s | {t_alone:5.2f}s {n / t_alone:6.1f}/s | "
               f"{t_batch:5.2f}s {n / t_batch:6.1f}/s | {t_alone / t_batch:7.1f}x | "
-              f"{achieved:.1f} GFLOP/s = {achieved / peak:.1%} of matmul "
-              f"(val accuracy within {100 * gap:.2f} points of one by one)")
+              f"{rate} (val accuracy within {100 * gap:.2f} points of one by one)")
         best_alone, best_batch = min(best_alone, t_alone), min(best_batch, t_batch)
     print(f"fastest one by one {best_alone:.2f}s, fastest batched {best_batch:.2f}s "
           "(each at its best thread count)")

@@ -4,8 +4,8 @@ A family says what a genome's nodes and connections are, how many input nodes a 
 gives it, what a genome costs (`Cost`) and how it compiles to a torch module for
 training. Search, operators, evaluators, run directory, tuning and resume never ask
 which family they hold: they pass `FitnessConfig.family` through. `mlp` (a node is a
-neuron) trains many genomes as one batched program (`batched.py`); `conv1d` and
-`conv2d` (a node is a channel, `conv_geometry.py`) train one genome at a time.
+neuron) and `conv1d` / `conv2d` (a node is a channel, `conv_geometry.py`) both train
+many genomes as one batched program (`batched.py`, `conv_batched.py`).
 A new family is a class with these members and a case in `family_of`.
 """
 
@@ -33,7 +33,7 @@ DEFAULT_SHAPES = {("mnist1d", "conv1d"): (1, 40), ("digits", "conv2d"): (1, 8, 8
 class Family(Protocol):
     name: str
     batched: bool
-    """Whether `batched.BatchedNetworks` can train many of its genomes as one program."""
+    """Whether `batch` can train many of its genomes as one program."""
 
     def n_inputs(self, n_features: int) -> int:
         """Input nodes of a genome for data with `n_features` values a sample."""
@@ -44,6 +44,11 @@ class Family(Protocol):
     def compile(self, genome: Genome, bias: bool, generator: torch.Generator) -> torch.nn.Module:
         """The genome's torch module (flat inputs [N, n_features], logits out), its
         weights drawn from `generator`."""
+
+    def batch(self, genomes: list[Genome], bias: bool, generators: list[torch.Generator],
+              growable: bool) -> torch.nn.Module:
+        """Many genomes as one trainable program, each from its own generator, with the
+        interface of `batched.BatchedNetworks` (`growable`: room for in-training growth)."""
 
     def vary(self, child: Genome, parents: list[Genome], rng: np.random.Generator,
              rates: MutationSpec) -> Genome:
@@ -73,6 +78,12 @@ class MLPFamily:
 
         return SparseNetwork(genome, bias, generator)
 
+    def batch(self, genomes: list[Genome], bias: bool, generators: list[torch.Generator],
+              growable: bool) -> torch.nn.Module:
+        from evosparse.batched import BatchedNetworks
+
+        return BatchedNetworks(genomes, bias, generators, growable=growable)
+
     def vary(self, child: Genome, parents: list[Genome], rng: np.random.Generator,
              rates: MutationSpec) -> Genome:
         return child
@@ -90,7 +101,7 @@ class ConvFamily:
     """Sparse CNNs: a node is a channel, a connection a kernel (`conv_geometry.py`)."""
 
     geometry: ConvGeometry
-    batched: bool = False
+    batched: bool = True
 
     @property
     def name(self) -> str:
@@ -106,6 +117,12 @@ class ConvFamily:
         from evosparse.conv_network import ConvNetwork
 
         return ConvNetwork(genome, bias, generator, self.geometry)
+
+    def batch(self, genomes: list[Genome], bias: bool, generators: list[torch.Generator],
+              growable: bool) -> torch.nn.Module:
+        from evosparse.conv_batched import BatchedConvNetworks
+
+        return BatchedConvNetworks(genomes, bias, generators, self.geometry)
 
     def vary(self, child: Genome, parents: list[Genome], rng: np.random.Generator,
              rates: MutationSpec) -> Genome:

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from evosparse.batched import BatchedNetworks
 from evosparse.conv_network import ConvNetwork
 from evosparse.data import Task
 from evosparse.families import MLP, Family
@@ -281,8 +280,8 @@ def _train_batch(
     """
     gens = [torch.Generator().manual_seed(evaluation_seed(cfg.run_seed, g.genome_id))
             for g in genomes]
-    net = _on(BatchedNetworks(genomes, cfg.bias, gens,
-                              growable=cfg.sparse.method in REGROWTH), device)
+    net = _on(cfg.family.batch(genomes, cfg.bias, gens, growable=cfg.sparse.method in REGROWTH),
+              device)
     t = cfg.task
     x = torch.from_numpy(t.x_train).to(device)
     y = torch.from_numpy(t.y_train).to(device)

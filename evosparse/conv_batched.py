@@ -1,0 +1,217 @@
+"""Many conv genomes trained as one program: grouped convolutions over padded channels.
+
+Every genome's `ConvNetwork` is laid out on one padded grid: level l's channels at
+scale r take the same slots in every genome, so a source scale's maps have the same
+columns in every genome, and block (l, r, a) is one grouped convolution (`groups` =
+genomes) of weight [genomes x slots, columns, taps...] times its mask. Genome i's
+minibatch x[rows[i]] is its own input channels, so one sample index runs every genome
+on its own sample. Each activation function runs once per group, on the slots that use
+it gathered across genomes; padding slots have all-zero masks in and out. Initial weights are
+each genome's own `ConvNetwork`'s, so a genome follows the trajectory it follows
+alone, up to float rounding; `unbatch` copies them back. The interface is
+`batched.BatchedNetworks`' (one group, autograd only).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from evosparse.activations import torch_activation
+from evosparse.conv_geometry import ConvGeometry
+from evosparse.conv_network import _CONV, ConvNetwork
+from evosparse.genome import Genome
+from evosparse.network import masked_sums
+
+
+def _layout(net: ConvNetwork) -> list[dict[int, tuple[int, list[tuple[int, int]],
+                                                  list[tuple[str, int]]]]]:
+    """Per level: scale -> (group size, its (block, source scale) pairs, its runs)."""
+    out, start = [], 0
+    for end in net.level_ends:
+        out.append({r: (sum(w for _, w in runs), pairs, runs)
+                    for r, pairs, runs in net.plan[start:end]})
+        start = end
+    return out
+
+
+class BatchedConvNetworks(nn.Module):
+    """Conv genomes of one geometry as one padded program (see the module docstring)."""
+
+    def __init__(self, genomes: list[Genome], bias: bool, generators: list[torch.Generator],
+                 geometry: ConvGeometry) -> None:
+        super().__init__()
+        self.geometry = g = geometry
+        self._nets = [ConvNetwork(x, bias, gen, g)
+                      for x, gen in zip(genomes, generators, strict=True)]
+        layouts = [_layout(n) for n in self._nets]
+        n_levels = max(len(lay) for lay in layouts)
+        scales = range(g.scales + 1)
+        n, k = len(genomes), g.kernel
+        names = sorted({name for lay in layouts for level in lay for *_, runs in level.values()
+                        for name, _ in runs})
+        self._fns = [torch_activation(name) for name in names]
+        # padded column of each genome's own column, per scale, grown level by level
+        cols = [[list(range(g.shape[0])) if a == 0 else [] for a in scales] for _ in genomes]
+        columns = [g.shape[0]] + [0] * g.scales
+        self._steps: list[list[tuple[int, int, list[int], list[tuple[int, int, int]]]]] = []
+        """Per level, per padded group: its scale, slots, source scales of its blocks and
+        the activation functions its genomes use (their flat slots: buffers `slots{group}_{f}`,
+        padding with the first; `inverse{group}` puts the results back in slot order)."""
+        self._copies: list[tuple[int, int, int, int, torch.Tensor, torch.Tensor]] = []
+        """(genome, its block, padded weight, padded group, the block's rows and columns in
+        the padded weight): where `unbatch` finds each block's weights."""
+        weights, masks, biases = [], [], []
+        for lv in range(n_levels):
+            step, rows_of = [], {}
+            for r in scales:
+                members = [i for i, lay in enumerate(layouts) if lv < len(lay) and r in lay[lv]]
+                if not members:
+                    continue
+                d = max(layouts[i][lv][r][0] for i in members)  # the widest genome's channels
+                slots: list[list[int]] = [[] for _ in names]  # each function's flat slots
+                sources = sorted({a for i in members for _, a in layouts[i][lv][r][1]})
+                b_pad = torch.zeros(n, d)
+                blocks = {a: (torch.zeros((n, d, columns[a]) + (k,) * g.dims),
+                              torch.zeros((n, d, columns[a]) + (k,) * g.dims)) for a in sources}
+                for i in members:
+                    _, pairs, runs = layouts[i][lv][r]
+                    rows = torch.arange(layouts[i][lv][r][0])
+                    rows_of[i, r] = rows
+                    start = 0
+                    for name, w in runs:
+                        slots[names.index(name)] += range(i * d + start, i * d + start + w)
+                        start += w
+                    for b, a in pairs:
+                        blk = self._nets[i].levels[b]
+                        at = torch.tensor(cols[i][a])
+                        blocks[a][0][i][rows[:, None], at] = blk.weight.detach()
+                        blocks[a][1][i][rows[:, None], at] = blk.mask
+                        if blk.bias is not None:
+                            b_pad[i, rows] = blk.bias.detach()
+                        self._copies.append((i, b, len(weights) + sources.index(a), len(biases),
+                                             rows, at))
+                for a in sources:
+                    weights.append(nn.Parameter(blocks[a][0]))
+                    masks.append(blocks[a][1])
+                biases.append(nn.Parameter(b_pad))
+                used = [f for f in range(len(names)) if slots[f]]
+                taken = {x for f in used for x in slots[f]}  # padding joins the first function
+                slots[used[0]] += [x for x in range(n * d) if x not in taken]
+                for f in used:
+                    self.register_buffer(f"slots{len(biases) - 1}_{f}", torch.tensor(slots[f]))
+                order = np.concatenate([slots[f] for f in used])
+                self.register_buffer(f"inverse{len(biases) - 1}", torch.from_numpy(
+                    np.argsort(order)))
+                step.append((r, d, sources, used))
+            for (i, r), rows in rows_of.items():  # the level's slots join their scale's columns
+                cols[i][r] += (columns[r] + rows).tolist()
+            for r, d, _, _ in step:
+                columns[r] += d
+            self._steps.append(step)
+        offset = np.cumsum([0, *columns])
+        n_out = self._nets[0].levels[-1].weight.shape[0]
+        head_w, head_m = torch.zeros(n, n_out, offset[-1]), torch.zeros(n, n_out, offset[-1])
+        head_b = torch.zeros(n, n_out)
+        self._head_cols = []
+        for i, net in enumerate(self._nets):
+            at = torch.tensor([offset[a] + c for a in scales for c in cols[i][a]])
+            head = net.levels[-1]
+            head_w[i][:, at], head_m[i][:, at] = head.weight.detach(), head.mask
+            if head.bias is not None:
+                head_b[i] = head.bias.detach()
+            self._head_cols.append(at)
+        self.weights = nn.ParameterList([*weights, nn.Parameter(head_w)])
+        """Each padded block's weights [genomes, slots, columns, taps...], the head's last."""
+        self.biases = nn.ParameterList([*biases, nn.Parameter(head_b)] if bias else [])
+        """Each padded group's biases [genomes, slots], the head's last (none without bias)."""
+        for j, m in enumerate([*masks, head_m]):
+            self.register_buffer(f"mask{j}", m)
+        self.groups = [self]
+        self.members = [list(range(n))]
+
+    def _mask(self, j: int) -> torch.Tensor:
+        return getattr(self, f"mask{j}")
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        """x [samples, genomes, features] -> logits [samples, genomes, outputs]."""
+        g, n = self.geometry, len(self._nets)
+        s = x.shape[0]
+        conv = _CONV[g.dims]
+        maps = [x.reshape(s, n, *g.shape)] + [x.new_zeros((s, n, 0, *g.size(r)))
+                                               for r in range(1, g.scales + 1)]
+        w_at = group = 0
+        for step in self._steps:
+            new: dict[int, torch.Tensor] = {}
+            for r, d, sources, used in step:
+                pre = None
+                for a in sources:
+                    w = self.weights[w_at] * self._mask(w_at)
+                    term = conv(maps[a].flatten(1, 2), w.flatten(0, 1), None,
+                                stride=1 << (r - a), padding=g.kernel // 2, groups=n)
+                    pre = term if pre is None else pre + term
+                    w_at += 1
+                assert pre is not None
+                if self.biases:
+                    pre = pre + self.biases[group].reshape(1, -1, *([1] * g.dims))
+                if len(used) == 1:  # padding slots are read by nothing: no need to skip them
+                    out = self._fns[used[0]](pre)
+                else:  # each function on its own slots, gathered across genomes, put back
+                    out = torch.cat([self._fns[f](pre.index_select(
+                        1, getattr(self, f"slots{group}_{f}"))) for f in used], dim=1)
+                    out = out.index_select(1, getattr(self, f"inverse{group}"))
+                new[r] = out.reshape(s, n, d, *g.size(r))
+                group += 1
+            maps = [torch.cat([m, new[r]], dim=2) if r in new else m for r, m in enumerate(maps)]
+        pooled = torch.cat([m.flatten(3).mean(dim=3) for m in maps], dim=2)
+        head = self.weights[-1] * self._mask(len(self.weights) - 1)
+        logits = torch.einsum("sgc,goc->sgo", pooled, head)
+        return logits + self.biases[-1] if self.biases else logits
+
+    def sample_losses(self, x: torch.Tensor, y: torch.Tensor, rows: list[torch.Tensor]
+                      ) -> list[torch.Tensor]:
+        """[genomes, samples]: genome i's cross-entropy on x[rows[0][i]] (one group)."""
+        r = rows[0]
+        logits = self._logits(x[r.T])
+        loss = F.cross_entropy(logits.flatten(0, 1), y[r.T].flatten(), reduction="none")
+        return [loss.view(r.shape[1], r.shape[0]).T]
+
+    def losses(self, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy [genomes] of each genome on its samples x[rows[i]], y[rows[i]]."""
+        return self.sample_losses(x, y, [rows])[0].mean(dim=1)
+
+    def group_rows(self, rows: torch.Tensor) -> list[torch.Tensor]:
+        return [rows]
+
+    def direct(self) -> bool:
+        """Autograd runs every step (no hand-written backward for convolutions)."""
+        return False
+
+    def unbatch(self, i: int) -> ConvNetwork:
+        """Genome i's network (on the CPU) holding its current trained weights."""
+        net = self._nets[i]
+        with torch.no_grad():
+            for genome, b, j, group, rows, at in self._copies:
+                if genome != i:
+                    continue
+                blk = net.levels[b]
+                blk.weight.copy_(self.weights[j][i][rows[:, None], at].cpu())
+                if blk.bias is not None:
+                    blk.bias.copy_(self.biases[group][i, rows].cpu())
+            head = net.levels[-1]
+            head.weight.copy_(self.weights[-1][i][:, self._head_cols[i]].cpu())
+            if head.bias is not None:
+                head.bias.copy_(self.biases[-1][i].cpu())
+        return net
+
+    def connection_sums(self, grads: dict[nn.Parameter, torch.Tensor]) -> torch.Tensor:
+        """[genomes, 4]: `ConvNetwork.connection_sums` of each genome, in order."""
+        out = torch.zeros(len(self._nets), 4)
+        for j, w in enumerate(self.weights):
+            grad = grads.get(w)
+            out += masked_sums(w.reshape(w.shape[0], w.shape[1], -1),
+                               self._mask(j).reshape(w.shape[0], w.shape[1], -1),
+                               None if grad is None else grad.reshape(w.shape[0], w.shape[1], -1))
+        return out

@@ -1,0 +1,89 @@
+"""Batched conv training: one grouped program follows each genome's own training."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from evosparse.conv_batched import BatchedConvNetworks
+from evosparse.conv_geometry import ConvGeometry, mutate_taps
+from evosparse.conv_network import ConvNetwork
+from evosparse.families import ConvFamily
+from evosparse.fitness import FitnessConfig, evaluate_batch, evaluation_seed
+from evosparse.genome import Genome, InnovationRegistry
+from evosparse.operators import minimal_genome, mutate
+from evosparse.space import ActivationSpec, MutationSpec, NetworkSpec, TrainingSpec
+from tests.test_fitness import ACROSS_MODES, DIGITS
+
+GEOMETRY = ConvGeometry((1, 8, 8), kernel=3, scales=2)
+
+
+def population(n: int, seed: int = 0) -> list[Genome]:
+    """Conv genomes of different depths, widths, activations and kernel taps, some with
+    a channel whose inputs are all disabled."""
+    rng = np.random.default_rng(seed)
+    reg = InnovationRegistry(1, 10)
+    net = NetworkSpec(topology="layered", max_levels=2, max_hidden=12, family="conv2d")
+    acts = ActivationSpec(hidden=("relu", "tanh", "sigmoid", "identity"))
+    rates = MutationSpec(add_node=0.8, add_node_max=3, add_node_fan_in=2, add_node_fan_out=4,
+                         add_connection=0.6, remove_connection=0.3, change_activation=0.5)
+    out = []
+    for i in range(n):
+        g = minimal_genome(i, reg, 1.0, rng)
+        for _ in range(int(rng.integers(0, 6))):
+            g = mutate(g, rng, reg, net, acts, rates)
+        out.append(mutate_taps(g, GEOMETRY, rng, 4))
+    return out
+
+
+def test_a_batch_of_conv_genomes_follows_one_by_one_loss_curves() -> None:
+    genomes = population(8)
+    assert len({len(ConvNetwork(g, True, torch.Generator(), GEOMETRY).level_ends)
+                for g in genomes}) > 1, "genomes of several depths share the program"
+    seeds = [evaluation_seed(1, g.genome_id) for g in genomes]
+    singles = [ConvNetwork(g, True, torch.Generator().manual_seed(s), GEOMETRY)
+               for g, s in zip(genomes, seeds, strict=True)]
+    batched = BatchedConvNetworks(genomes, True, [torch.Generator().manual_seed(s)
+                                                  for s in seeds], GEOMETRY)
+    opts = [torch.optim.Adam(n.parameters(), lr=0.01) for n in singles]
+    bopt = torch.optim.Adam(batched.parameters(), lr=0.01)
+    x, y = torch.from_numpy(DIGITS.x_train), torch.from_numpy(DIGITS.y_train)
+    rng = torch.Generator().manual_seed(0)
+    for _ in range(30):
+        idx = torch.stack([torch.randperm(len(x), generator=rng)[:32] for _ in genomes])
+        single_losses = []
+        for net, opt, rows in zip(singles, opts, idx, strict=True):
+            loss = F.cross_entropy(net(x[rows]), y[rows])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            single_losses.append(loss.item())
+        losses = batched.losses(x, y, idx)
+        bopt.zero_grad()
+        losses.sum().backward()
+        bopt.step()
+        np.testing.assert_allclose(losses.detach().numpy(), single_losses, rtol=1e-4)
+    for j, w in enumerate(batched.weights):
+        assert torch.all(w[batched._mask(j) == 0] == 0), "absent and padded weights stay zero"
+    for i, net in enumerate(singles):  # unbatch gives each genome its own trained weights
+        torch.testing.assert_close(batched.unbatch(i)(x[:50]), net(x[:50]), rtol=1e-4,
+                                   atol=1e-5)
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_batched_and_one_by_one_conv_evaluations_agree(schedule: str) -> None:
+    genomes = population(6, seed=1)
+    cfg = FitnessConfig(task=DIGITS, training=TrainingSpec(epochs=2, lr_schedule=schedule),
+                        bias=True, run_seed=3, family=ConvFamily(GEOMETRY))
+    alone = evaluate_batch(genomes, replace(cfg, batched=False))
+    together = evaluate_batch(genomes, cfg)
+    for a, b in zip(alone, together, strict=True):
+        assert a.ok and b.ok, (a.error, b.error)
+        assert abs(a.val_accuracy - b.val_accuracy) <= ACROSS_MODES
+        assert abs(a.test_accuracy - b.test_accuracy) <= ACROSS_MODES
+        assert (a.flops, a.params) == (b.flops, b.params)
+    assert max(r.val_accuracy for r in together) > 0.2  # they learn: chance is 0.1
