@@ -44,6 +44,8 @@ class Task:
     classes: tuple[Label, ...] = ()
     """The labels as the user's data holds them, in logit order (class i is classes[i]);
     empty means 0..n_classes-1."""
+    sample_shape: tuple[int, ...] = ()
+    """One sample's shape as the data holds it (x is always flat: [samples, features])."""
 
     @property
     def labels(self) -> list[Label]:
@@ -154,15 +156,18 @@ def _indices(spec: DatasetSpec, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     return train, val, np.arange(n_train, len(y))
 
 
-def _raw(spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray, tuple[Label, ...]]:
-    """Features, class indices and classes of a named or file dataset, before splitting."""
+def _raw(spec: DatasetSpec
+         ) -> tuple[np.ndarray, np.ndarray, tuple[Label, ...], tuple[int, ...]]:
+    """Features (flat), class indices, classes and one sample's shape of a named or file
+    dataset, before splitting."""
     if spec.name == "digits":
         x, y = _digits()
     elif spec.name == "mnist1d":
         x, y = _mnist1d(spec.mnist1d_samples)
     else:
-        return checked(*_read_file(spec), str(spec.path))
-    return x, y, tuple(range(int(y.max()) + 1))
+        raw_x, raw_y = _read_file(spec)
+        return (*checked(raw_x, raw_y, str(spec.path)), tuple(np.shape(raw_x)[1:]))
+    return x, y, tuple(range(int(y.max()) + 1)), x.shape[1:]
 
 
 def load_task(spec: DatasetSpec) -> Task:
@@ -171,7 +176,7 @@ def load_task(spec: DatasetSpec) -> Task:
         # Boolean functions: every input is a test case, so all three splits are the full table.
         x, y = _parity(2 if spec.name == "xor" else spec.parity_bits)
         return Task(spec.name, x, y, x, y, x, y, n_classes=2, classes=(0, 1))
-    x, y, classes = _raw(spec)
+    x, y, classes, shape = _raw(spec)
     train, val, test = _indices(spec, y)
     if min(len(train), len(val), len(test)) == 0:
         source = spec.path if spec.name == "file" else repr(spec.name)
@@ -183,7 +188,7 @@ def load_task(spec: DatasetSpec) -> Task:
         std[std == 0] = 1.0
         x = standardize(x, mean, std)
     return Task(spec.name, x[train], y[train], x[val], y[val], x[test], y[test], len(classes),
-                mean, std, classes)
+                mean, std, classes, shape)
 
 
 def standardize(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
@@ -196,6 +201,6 @@ def load_raw_test(spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
     take, with its class indices."""
     if spec.name in ("xor", "parity"):
         return _parity(2 if spec.name == "xor" else spec.parity_bits)
-    x, y, _ = _raw(spec)
+    x, y, _, _ = _raw(spec)
     _, _, test = _indices(spec, y)
     return x[test], y[test]

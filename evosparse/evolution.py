@@ -186,7 +186,7 @@ class Search:
         self.space = space
         self.evaluator = evaluator
         self.reporters = list(reporters or [])
-        family = family_of(space.network, space.dataset.name, task.n_features)
+        family = family_of(space.network, space.dataset.name, task.n_features, task.sample_shape)
         self.config = FitnessConfig(
             task=task,
             training=space.training,

@@ -79,6 +79,7 @@ class ExportedModel(nn.Module):
                                    self.family.to_dict()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(x.shape[0], -1)  # signals and images as the data holds them, or flat
         if self.scale is not None:
             x = (x.to(torch.float64) - self.scale[0]) / self.scale[1]
         return self.net(x.to(torch.float32))
@@ -231,13 +232,14 @@ def run_model(run: Run, candidate: Candidate) -> ExportedModel:
 def _stored(run: Run, candidate: Candidate) -> tuple[ExportedModel, np.ndarray]:
     """`run_model` and the test-split predictions the search recorded with the weights."""
     g = candidate.genome
-    family = family_of(run.space.network, run.space.dataset.name, run.task.n_features)
+    task = run.task
+    family = family_of(run.space.network, run.space.dataset.name, task.n_features,
+                       task.sample_shape)
     path = run.dir.model_file(g.genome_id)
     if not path.is_file():
         raise UserError(f"{path} is missing: the trained weights of genome {g.genome_id} "
                         "were not kept (a run made before weights were stored?)")
     net, tensors = network_from_model(g, read_bytes(path), str(path), family)
-    task = run.task
     scale = None if task.mean is None else (torch.from_numpy(task.mean),
                                             torch.from_numpy(task.std))
     return (ExportedModel(g, net, scale, run.classes, family),

@@ -152,15 +152,25 @@ def family_from_dict(d: dict[str, Any]) -> Family:
     return family
 
 
-def family_of(network: NetworkSpec, dataset: str, n_features: int) -> Family:
+def family_of(network: NetworkSpec, dataset: str, n_features: int,
+              sample_shape: tuple[int, ...] = ()) -> Family:
     """The family a space's `network` section names, fitted to the data; `UserError`
-    names `network.input_shape` when the data does not have that shape."""
+    names `network.input_shape` when the data does not have that shape.
+
+    A conv family's input shape is `network.input_shape`, else the embedded dataset's
+    (`DEFAULT_SHAPES`), else the data's own `sample_shape` (a 1-channel signal or image
+    when it has no channel axis)."""
     if network.family == "mlp":
         return MLP
+    dims = 1 if network.family == "conv1d" else 2
     shape = network.input_shape or DEFAULT_SHAPES.get((dataset, network.family))
+    if shape is None and len(sample_shape) in (dims, dims + 1):
+        shape = sample_shape if len(sample_shape) == dims + 1 else (1, *sample_shape)
     if shape is None:
         raise UserError(f"network.input_shape is needed for a {network.family} network on "
-                        f"dataset {dataset!r} (its samples have {n_features} values)")
+                        f"dataset {dataset!r} (its samples have shape {list(sample_shape)}; "
+                        f"set it, or give x as (samples, channels, "
+                        f"{'length' if dims == 1 else 'height, width'}))")
     if int(np.prod(shape)) != n_features:
         raise UserError(f"network.input_shape {list(shape)} holds {int(np.prod(shape))} values "
                         f"a sample, but the dataset's samples have {n_features}")

@@ -42,14 +42,15 @@ def start_run(
         )
     if data is None:
         task = task or load_task(space.dataset)
-        n_features = task.n_features
+        n_features, shape = task.n_features, task.sample_shape
     else:
         x, index, classes = checked(*data, "data")
         dataset = {"name": "file", "path": str(run_dir.data_file.resolve()), "header": None,
                    "label_column": -1}
         space = space.with_overrides(dataset=dataset)
-        n_features = int(np.prod(x.shape[1:]))
-    family_of(space.network, space.dataset.name, n_features)  # refuse before writing
+        n_features, shape = x.shape[1], tuple(np.shape(data[0])[1:])
+        x = x.reshape(-1, *shape)  # saved as given, so the run resumes with its shape
+    family_of(space.network, space.dataset.name, n_features, shape)  # refuse before writing
     run_dir.lock()
     if data is not None:
         run_dir.write_data(x, np.asarray(classes)[index])

@@ -113,15 +113,20 @@ def read_npz(path: Path) -> tuple[Any, Any]:
 
 
 def check_features(x: Any, source: str) -> np.ndarray:
-    """Features as a finite 2-D float32 array with at least one sample."""
+    """Features as a finite 2-D float32 array with at least one sample; signals (samples,
+    channels, length) and images (samples, [channels,] height, width) are flattened (the
+    conv families read their shape back, see `families.family_of`)."""
     try:
         x = np.asarray(x, dtype=np.float64)
     except (ValueError, TypeError) as exc:
         raise UserError(f"{source}: features must be numeric ({exc})") from None
-    if x.ndim != 2:
-        raise UserError(f"{source}: x must be 2-D (samples, features), got shape {x.shape}")
-    if x.shape[0] == 0 or x.shape[1] == 0:
+    if not 2 <= x.ndim <= 4:
+        raise UserError(f"{source}: x must be (samples, features), or for signals and images "
+                        f"(samples, channels, length) or (samples, channels, height, width); got "
+                        f"shape {x.shape}")
+    if x.size == 0:
         raise UserError(f"{source}: the dataset is empty (x has shape {x.shape})")
+    x = x.reshape(x.shape[0], -1)
     bad = ~np.isfinite(x)
     if bad.any():
         rows, cols = np.nonzero(bad)

@@ -232,3 +232,34 @@ def test_conv_exports_run_in_onnxruntime_and_load_back(tmp_path: Path) -> None:
 
     ops = {n.op_type for f in folders for n in onnx.load(f / "model.onnx").graph.node}
     assert {"Conv", "GlobalAveragePool", "MatMul"} <= ops
+
+
+def test_signals_and_images_given_with_their_shape(tmp_path: Path) -> None:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images, labels = digits.images[:400], digits.target[:400]  # (400, 8, 8)
+    space = load_space("search_spaces/digits_conv.yaml").model_dump(mode="json")
+    space["network"]["input_shape"] = None  # read from the data
+    run = evosparse.search(space, data=(images, labels), runs_dir=tmp_path, name="img",
+                           progress=False, population=4, generations=1)
+    family = family_of(run.space.network, "file", 64, run.task.sample_shape)
+    assert run.task.sample_shape == (8, 8) and family.geometry.shape == (1, 8, 8)
+    resumed = evosparse.resume(run.path, generations=2, progress=False)
+    assert resumed.generation == 2
+    model = resumed.model(resumed.front[0])  # takes the images as the data holds them
+    assert model.predict(images[:5]).shape == (5,)
+    # signals with channels from a file: (samples, 2, 16) -> 2 input channels
+    x = np.random.default_rng(0).normal(size=(300, 2, 16)).astype(np.float32)
+    y = (x[:, 0, :8].sum(axis=1) > 0).astype(int)
+    np.savez(tmp_path / "signals.npz", x=x, y=y)
+    signal_space = {**space, "network": {**space["network"], "family": "conv1d", "kernel": 3}}
+    sig = evosparse.search(signal_space, data=tmp_path / "signals.npz", runs_dir=tmp_path,
+                           name="sig", progress=False, population=4, generations=1)
+    assert family_of(sig.space.network, "file", 32, sig.task.sample_shape).geometry.shape == (
+        2, 16)
+    # a flat table has no image shape: one message naming the key
+    with pytest.raises(UserError, match="network.input_shape is needed"):
+        evosparse.search(space, data=(images.reshape(400, 64), labels), runs_dir=tmp_path,
+                         name="flat", progress=False, population=4, generations=1)
+    assert not (tmp_path / "flat").exists()
