@@ -122,6 +122,13 @@ def reference(write_space, tmp_path: Path, request) -> tuple[Path, tuple]:
     return space, _comparable(tmp_path / "ref" / "tiny")
 
 
+CONV = {"network": {"family": "conv2d", "kernel": 3, "scales": 2, "topology": "layered",
+                    "initial_density": 1.0},
+        "mutation": {"taps": 0.5}}
+"""The tiny space as sparse 2-D CNNs on the digits images."""
+
+
+@pytest.mark.parametrize("reference", [{}, CONV], indirect=True, ids=["mlp", "conv2d"])
 def test_ray_run_equals_local_run_and_warns_without_token_auth(cluster, reference,
                                                                tmp_path: Path) -> None:
     space, expected = reference
