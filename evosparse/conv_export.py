@@ -11,17 +11,16 @@ runs the file with nothing of evosparse installed.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
 import onnx
 import torch
-from onnx import TensorProto, helper
+from onnx import helper
 
 from evosparse.activations import activation_cost
 from evosparse.conv_network import ConvNetwork
-from evosparse.onnx_export import IR_VERSION, OPSET, const, recipe, standardised
+from evosparse.onnx_export import checked_model, const, recipe, standardised
 from evosparse.sparse_inference import time_call
 
 
@@ -89,18 +88,8 @@ def conv_to_onnx(net: ConvNetwork, scale: tuple[np.ndarray, np.ndarray] | None =
     if head.bias is not None:
         nodes.append(helper.make_node("Add", [out, const(init, "head_bias", _numpy(head.bias))],
                                       ["logits"]))
-    graph = helper.make_graph(
-        nodes, name,
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", int(np.prod(g.shape))])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT,
-                                       ["batch", head.weight.shape[0]])], init)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="evosparse")
-    model.ir_version = IR_VERSION
-    if classes is not None:
-        helper.set_model_props(model, {"classes": json.dumps(list(classes))})
-    onnx.checker.check_model(model, full_check=True)
-    return model
+    return checked_model(nodes, init, name, (int(np.prod(g.shape)), head.weight.shape[0]),
+                         classes)
 
 
 def conv_flops_from_weights(net: ConvNetwork) -> dict[str, int]:

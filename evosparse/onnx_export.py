@@ -252,10 +252,17 @@ def to_onnx(
     outputs = const(init, "output_columns", net._outputs.cpu().numpy().astype(np.int64))
     nodes.append(helper.make_node("Gather", [h, outputs], ["logits"], axis=1))
     n_out = len(net._outputs)
+    return checked_model(nodes, init, name, (net.n_inputs, n_out), classes)
+
+
+def checked_model(nodes: list[onnx.NodeProto], init: list[onnx.TensorProto], name: str,
+                  sizes: tuple[int, int], classes: list[Any] | None) -> onnx.ModelProto:
+    """The model of a graph from input `x` [batch, sizes[0]] to `logits` [batch, sizes[1]],
+    with `classes` in its metadata; checked with the full ONNX checker."""
     graph = helper.make_graph(
         nodes, name,
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", net.n_inputs])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", n_out])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", sizes[0]])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", sizes[1]])],
         init,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
