@@ -19,9 +19,9 @@ from torch import nn
 
 from evosparse.activations import torch_activation
 from evosparse.conv_geometry import ConvGeometry, tap_masks
-from evosparse.genome import HIDDEN, INPUT, OUTPUT, Genome
+from evosparse.genome import HIDDEN, INPUT, OUTPUT, Genome, pair_keys
 from evosparse.graph import analyse
-from evosparse.network import Values, masked_sums
+from evosparse.network import Values, masked_sums, values_for
 
 _CONV = {1: F.conv1d, 2: F.conv2d}
 
@@ -77,6 +77,8 @@ class ConvNetwork(nn.Module):
         runs (name, width); in computation order."""
         self.level_ends: list[int] = []
         """Where each level's groups end in `plan`."""
+        kernel_at: list[tuple[np.ndarray, int, np.ndarray, np.ndarray]] = []
+        bias_at: list[tuple[np.ndarray, int]] = []
         for level in range(1, topo.n_levels):
             rows = np.flatnonzero((topo.depth == level) & (kind == HIDDEN))
             rows = rows[np.lexsort((genome.node_act[rows], scale[rows]))]
@@ -95,6 +97,11 @@ class ConvNetwork(nn.Module):
                         # gets its bias: an empty block from the inputs)
                     mask = np.zeros((len(group), count[a]) + (k,) * geometry.dims, dtype=bool)
                     mask[[at[int(d)] for d in dst[here]], column[src[here]]] = kernels[here]
+                    kernel_at.append((conn[here], len(blocks),
+                                      np.array([at[int(d)] for d in dst[here]], dtype=np.int64),
+                                      column[src[here]]))
+                    if not pairs:
+                        bias_at.append((group, len(blocks)))
                     pairs.append((len(blocks), a))
                     blocks.append(_Block(mask, fan_in, bias and len(pairs) == 1, generator))
                 names, widths = np.unique(genome.node_act[group], return_counts=True)
@@ -113,6 +120,14 @@ class ConvNetwork(nn.Module):
         mask[np.searchsorted(outputs, dst[to_out]), pooled[src[to_out]]] = True
         blocks.append(_Block(mask, mask.sum(axis=1), bias, generator))
         self.levels = nn.ModuleList(blocks)
+        head_rows = np.searchsorted(outputs, dst[to_out])
+        self._sites = (kernel_at, (conn[to_out], head_rows, pooled[src[to_out]]),
+                       [*bias_at, (outputs, len(blocks) - 1)])
+        """Where each genome row lives: kernels (connection rows, block, rows, columns),
+        the head's (connection rows, rows, columns), biases (node rows, block)."""
+        self._ids = (genome.conn_src, genome.conn_dst, genome.node_id)
+        if genome.conn_weight is not None and genome.node_bias is not None:
+            self._load_inherited(genome.conn_weight, genome.node_bias)
         self.channels = count.tolist()
         """Channels computed at each scale (inputs included): the pooled columns' layout."""
         self._fns = {name: torch_activation(name) for _, _, runs in self.plan
@@ -156,6 +171,59 @@ class ConvNetwork(nn.Module):
                                None if g is None else g.reshape(1, g.shape[0], -1))
         return out
 
+    def _load_inherited(self, conn_weight: np.ndarray, node_bias: np.ndarray) -> None:
+        """Start from inherited values (Lamarckian evolution): each kernel's kept taps and
+        each head weight and bias where the genome has a finite value."""
+        kernels, (head_conns, head_rows, head_cols), biases = self._sites
+        taps = self.geometry.taps
+        if conn_weight.reshape(len(conn_weight), -1).shape[1] != taps:  # none inherited yet
+            conn_weight = np.full((len(conn_weight), taps), np.nan, dtype=np.float32)
+        with torch.no_grad():
+            for conns, b, rows, cols in kernels:
+                blk = self.levels[b]
+                values = torch.from_numpy(conn_weight[conns].reshape(len(conns),
+                                                                     *blk.mask.shape[2:]))
+                keep = torch.isfinite(values) & (blk.mask[rows, cols] > 0)
+                blk.weight[rows, cols] = torch.where(keep, values, blk.weight[rows, cols])
+            head = self.levels[-1]
+            w = conn_weight[head_conns, 0]
+            ok = np.isfinite(w)
+            head.weight[head_rows[ok], head_cols[ok]] = torch.from_numpy(w[ok])
+            for nodes, b in biases:
+                blk = self.levels[b]
+                if blk.bias is not None:
+                    v = node_bias[nodes]
+                    ok = np.isfinite(v)
+                    blk.bias[np.flatnonzero(ok)] = torch.from_numpy(v[ok])
+
+    def trained_values(self) -> Values:
+        """The network's weights and biases keyed by identity (`network.Values`): a row of
+        taps per connection (NaN where a tap is off; a head weight in its first column)."""
+        kernels, (head_conns, head_rows, head_cols), biases = self._sites
+        src, dst, node_id = self._ids
+        taps = self.geometry.taps
+        conns, rows = [head_conns], [np.full((len(head_conns), taps), np.nan, dtype=np.float32)]
+        with torch.no_grad():
+            rows[0][:, 0] = self.levels[-1].weight[head_rows, head_cols].cpu().numpy()
+            for c, b, r, col in kernels:
+                blk = self.levels[b]
+                w = torch.where(blk.mask[r, col] > 0, blk.weight[r, col], torch.nan)
+                conns.append(c)
+                rows.append(w.reshape(len(c), taps).cpu().numpy())
+            nodes, values = [], []
+            for n, b in biases:
+                if self.levels[b].bias is not None:
+                    nodes.append(node_id[n])
+                    values.append(self.levels[b].bias.detach().cpu().numpy())
+        c = np.concatenate(conns)
+        return (pair_keys(src[c], dst[c]), np.concatenate(rows).astype(np.float32),
+                np.concatenate(nodes) if nodes else np.zeros(0, dtype=np.int64),
+                np.concatenate(values) if values else np.zeros(0, dtype=np.float32))
+
+    def weights_for(self, genome: Genome) -> tuple[np.ndarray, np.ndarray]:
+        """`network.values_for(genome, self.trained_values())`."""
+        return values_for(genome, self.trained_values())
+
     def removed_connections(self) -> np.ndarray:
         """None: conv families prune no connection during training."""
         return np.zeros(0, dtype=np.int64)
@@ -164,7 +232,3 @@ class ConvNetwork(nn.Module):
         """None: conv families grow no connection during training."""
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
 
-    def trained_values(self) -> Values:
-        """Empty: conv families inherit no weights (`inheritance: none`, see `space.py`)."""
-        return (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32),
-                np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))

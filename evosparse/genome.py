@@ -55,7 +55,8 @@ class Genome:
     parents: tuple[int, ...] = field(default=())
     generation: int = 0
     conn_weight: np.ndarray | None = None
-    """float32 (C,): Lamarckian starting weight of each connection, NaN where none."""
+    """float32 (C,): Lamarckian starting weight of each connection, NaN where none; a conv
+    family's (C, taps): each kernel's taps (a connection into an output: its first)."""
     node_bias: np.ndarray | None = None
     """float32 (N,): Lamarckian starting bias of each node, NaN where none."""
     conn_taps: np.ndarray | None = None
@@ -149,7 +150,8 @@ class Genome:
         new = ~found
         weights = None
         if self.conn_weight is not None and self.node_bias is not None:
-            weights = (np.append(self.conn_weight, np.full(int(new.sum()), np.nan)),
+            w = self.conn_weight
+            weights = (np.concatenate([w, np.full((int(new.sum()), *w.shape[1:]), np.nan)]),
                        self.node_bias)
         return Genome.build(
             self.genome_id, self.nodes,
@@ -243,16 +245,20 @@ class Genome:
         return genome.with_taps(np.array(c["taps"], dtype=np.int64)[order])
 
 
-def _json_floats(a: np.ndarray) -> list[float | None]:
+def _json_floats(a: np.ndarray) -> list[Any]:
     """float32 values as JSON numbers (exact: a float32 is a float64 that prints round-trip),
-    NaN as null."""
+    NaN as null; a 2-D array (conv kernels) as a list of rows."""
+    if a.ndim > 1:
+        return [_json_floats(row) for row in a]
     out: list[float | None] = a.astype(np.float64).tolist()
     for i in np.flatnonzero(np.isnan(a)).tolist():
         out[i] = None
     return out
 
 
-def _floats_from_json(values: list[float | None]) -> np.ndarray:
+def _floats_from_json(values: list[Any]) -> np.ndarray:
+    if values and isinstance(values[0], list):
+        return np.array([_floats_from_json(row) for row in values], dtype=np.float32)
     return np.array([np.nan if v is None else v for v in values], dtype=np.float32)
 
 

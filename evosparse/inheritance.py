@@ -24,15 +24,22 @@ def written_back(genome: Genome, values: Values) -> Genome:
 
 
 def _take(keys: np.ndarray, parents: list[tuple[np.ndarray, np.ndarray | None]]) -> np.ndarray:
-    """Per key, the value of the first parent that has a finite value for it (NaN if none)."""
-    out = np.full(len(keys), np.nan, dtype=np.float32)
+    """Per key, the value of the first parent that has a finite value for it (NaN if none);
+    a conv kernel's row of taps (2-D values) comes whole from the first parent that has
+    any of its taps."""
+    out: np.ndarray | None = None
     for parent_keys, values in parents:
         if values is None:
             continue
+        if out is None:
+            out = np.full((len(keys), *values.shape[1:]), np.nan, dtype=np.float32)
         rows, found = locate(parent_keys, keys)
-        fill = np.isnan(out) & found
+        empty = np.isnan(out).reshape(len(keys), -1).all(axis=1)
+        has = np.zeros(len(keys), dtype=bool)
+        has[found] = ~np.isnan(values[rows[found]]).reshape(int(found.sum()), -1).all(axis=1)
+        fill = empty & has
         out[fill] = values[rows[fill]]
-    return out
+    return np.full(len(keys), np.nan, dtype=np.float32) if out is None else out
 
 
 def inherit(child: Genome, parents: list[Genome]) -> Genome:

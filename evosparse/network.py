@@ -137,8 +137,9 @@ def masked_sums(w: torch.Tensor, mask: torch.Tensor, grad: torch.Tensor | None) 
 
 
 def _lookup(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
-    """values[keys == w] for each w of `wanted` (float32), NaN where a key is absent."""
-    out = np.full(len(wanted), np.nan, dtype=np.float32)
+    """values[keys == w] for each w of `wanted` (float32; rows of a 2-D `values`), NaN
+    where a key is absent."""
+    out = np.full((len(wanted), *values.shape[1:]), np.nan, dtype=np.float32)
     at, found = locate(keys, wanted)
     out[found] = values[at[found]]
     return out

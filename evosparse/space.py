@@ -404,9 +404,6 @@ class SearchSpace(_Model):
         family = self.network.family
         if family == "mlp":
             return self
-        if self.training.inheritance == "lamarckian":
-            raise ValueError(f"training.inheritance lamarckian is not built for {family} "
-                             "networks yet; use baldwinian")
         if self.sparse_training.method != "none":
             raise ValueError(f"sparse_training.method {self.sparse_training.method} is not "
                              f"built for {family} networks yet; use none")

@@ -124,8 +124,9 @@ def reference(write_space, tmp_path: Path, request) -> tuple[Path, tuple]:
 
 CONV = {"network": {"family": "conv2d", "kernel": 3, "scales": 2, "topology": "layered",
                     "initial_density": 1.0},
-        "mutation": {"taps": 0.5}}
-"""The tiny space as sparse 2-D CNNs on the digits images."""
+        "mutation": {"taps": 0.5},
+        "training": {"epochs": 3, "batch_size": 32, "inheritance": "lamarckian"}}
+"""The tiny space as sparse 2-D CNNs on the digits images, Lamarckian."""
 
 
 @pytest.mark.parametrize("reference", [{}, CONV], indirect=True, ids=["mlp", "conv2d"])
