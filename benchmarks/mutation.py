@@ -33,6 +33,8 @@ TESTS = ("test_genome.py", "test_pareto.py", "test_flops.py", "test_expressions.
          "test_run_options.py::test_expression_search_draws_fresh_or_mutates")
 # tests in those files that run searches or train networks: seconds each, run for every mutant
 SLOW = ("search", "trained_masks", "initial_population_is", "non_finite_expressions")
+# fast tests whose names hold one of those words (-k matches substrings): kept
+FAST = ("expression_search",)
 MUTMUT = "mutmut==3.8.1"
 KILLED = ("killed", "timeout")  # mutmut's score counts a timeout as caught: check them
 CHECKED = (*KILLED, "survived", "no_tests", "suspicious", "segfault")
@@ -44,7 +46,8 @@ def _setup_cfg(modules: tuple[str, ...]) -> str:
              "only_mutate=" + "\n    ".join(f"evosparse/{m}" for m in modules),
              "pytest_add_cli_args_test_selection=" + "\n    ".join(tests),
              "pytest_add_cli_args=-m\n    not slow\n    -k\n    "
-             + " and ".join(f"not {k}" for k in SLOW) + "\n    -p\n    no:cacheprovider",
+             + " and ".join(f"({' or '.join(FAST)} or not {k})" for k in SLOW)
+             + "\n    -p\n    no:cacheprovider",
              "use_git_change_detection=false",
              # mutmut's wall limit is (the tests' clean time + timeout_constant) x
              # timeout_multiplier (mutmut's default x 15: 8 minutes for each mutant that

@@ -127,3 +127,104 @@ def test_search_coevolves_functions_and_checkpoints_them(tmp_path) -> None:
     state = SearchState.from_dict(json.loads(json.dumps(generations.checkpoint)))
     assert state.functions == states[-1]["functions"], "the checkpoint holds the populations"
 
+
+
+def test_function_populations_round_trip_through_checkpoint_json() -> None:
+    """A resumed co-evolving search continues from the same populations and fitness."""
+    for pop in POPS:
+        data = json.loads(json.dumps(pop.to_dict()))
+        assert data == {"name": pop.name, "members": list(pop.members),
+                        "fitness": list(pop.fitness)}
+        assert FunctionPopulation.from_dict(data) == pop
+
+
+def test_a_tournament_picks_the_fitter_of_two_and_the_earlier_of_equals() -> None:
+    rng = np.random.default_rng(0)
+    pop = FunctionPopulation("p", ("a", "b", "c"), (0.1, 0.9, 0.5))
+    counts = {m: 0 for m in pop.members}
+    for _ in range(900):
+        counts[pop.pick(rng)] += 1
+    # two uniform draws: b wins whenever drawn (5/9), c unless b is drawn (3/9), a only twice
+    assert counts["b"] > 420 and 220 < counts["c"] < 380 and counts["a"] < 160, counts
+    tie = FunctionPopulation("p", ("a", "b"), (0.5, 0.5))
+    firsts = sum(tie.pick(rng) == "a" for _ in range(400))
+    assert firsts > 250, "equals: the earlier member (3 of 4 draws)"
+
+
+def test_sides_split_positions_at_exact_thirds() -> None:
+    g = _grown(0)
+    pos = np.linspace(0.0, 1.0, len(g.node_pos))
+    pos[:5] = [0.0, 1 / 3 - 1e-6, 1 / 3, 2 / 3, 1.0]
+    s = sides(Genome.build(0, (g.node_id, g.node_kind, pos, g.node_act), g.conns))
+    assert s[:5].tolist() == [0, 0, 1, 2, 2]
+
+
+def test_one_shared_population_starts_at_zero_fitness_and_serves_every_side() -> None:
+    (shared,) = initial(CoevolutionSpec(populations=1, size=4), ACTS, np.random.default_rng(0))
+    assert shared.name == "shared" and shared.fitness == (0.0,) * 4
+    (three,) = {p.fitness for p in initial(CoevolutionSpec(size=3), ACTS,
+                                           np.random.default_rng(0))}
+    assert three == (0.0,) * 3
+    pop = (FunctionPopulation("shared", ("sin(x)", "abs(x) * x"), (0.0, 0.0)),)
+    g = _grown(1)
+    out = assign(g, [], pop, CoevolutionSpec(populations=1), np.random.default_rng(0))
+    hidden = out.node_kind == HIDDEN
+    assert set(sides(out)[hidden].tolist()) == {0, 1, 2}
+    assert set(out.node_act[hidden].tolist()) <= set(pop[0].members)
+
+
+def test_granularity_decides_which_nodes_share_a_function() -> None:
+    """node: nodes of one side differ; level: one function per level and side, levels of a
+    side differ; population: one function per side."""
+    seen = {"node": 0, "level": 0, "population": 0}
+    for seed in range(8):
+        g = _grown(1 + seed)
+        hidden, side, depth = g.node_kind == HIDDEN, sides(g), analyse(g).depth
+        for granularity in seen:
+            out = assign(g, [], POPS, CoevolutionSpec(granularity=granularity),
+                         np.random.default_rng(seed))
+            for k in (0, 2):  # the sides with two members
+                on_side = hidden & (side == k)
+                if granularity == "node":
+                    seen["node"] += len(set(out.node_act[on_side])) > 1
+                for d in set(depth[on_side].tolist()):
+                    assert granularity == "node" or \
+                        len(set(out.node_act[on_side & (depth == d)])) == 1
+                if granularity != "node":
+                    seen[granularity] += len(set(out.node_act[on_side])) > 1
+    assert seen["node"] > 0 and seen["level"] > 0 and seen["population"] == 0, seen
+
+
+def test_a_child_keeps_the_most_common_of_its_parents_functions_in_a_unit_and_its_weights(
+        ) -> None:
+    spec = CoevolutionSpec(granularity="population", reassign=0.0)
+    checked = 0
+    for seed in range(6):
+        parent = assign(_grown(seed), [], POPS, CoevolutionSpec(granularity="node"),
+                        np.random.default_rng(seed))
+        hidden, side = parent.node_kind == HIDDEN, sides(parent)
+        child = parent.derive(1, (0,), 1).with_weights(
+            np.linspace(-1, 1, len(parent.conn_innov)), np.zeros(len(parent.node_id)))
+        out = assign(child, [parent], POPS, spec, np.random.default_rng(seed))
+        for k in range(3):
+            acts = parent.node_act[hidden & (side == k)].tolist()
+            if len(set(acts)) > 1:
+                (kept,) = set(out.node_act[hidden & (side == k)].tolist())
+                assert acts.count(kept) == max(acts.count(a) for a in acts)
+                checked += sorted(set(acts))[0] != kept
+        assert np.array_equal(out.conn_weight, child.conn_weight)
+        assert np.array_equal(out.node_bias, child.node_bias)
+    assert checked, "a side whose most common function is not the first by name"
+
+
+def test_credit_and_evolution_keep_names_members_and_the_better_half() -> None:
+    pops = (FunctionPopulation("input", ("relu", "tanh"), (0.9, 0.1)),
+            FunctionPopulation("middle", ("sin(x)", "abs", "neg(x)", "square"),
+                               (0.2, 0.8, 0.5, 0.1)))
+    credited = credit(pops, [], [], CoevolutionSpec(credit="best"))
+    assert credited == pops, "no network used them: names, members and fitness stay"
+    out = evolve(pops, CoevolutionSpec(), ActivationSpec(), np.random.default_rng(0))
+    assert [p.name for p in out] == ["input", "middle"]
+    assert out[0].members[0] == "relu" and "tanh" not in out[0].members
+    assert len(out[0].members) == 2 and out[0].fitness == (0.9, 0.9)
+    assert out[1].members[:2] == ("abs", "neg(x)") and len(set(out[1].members)) == 4

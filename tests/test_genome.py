@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from evosparse.activations import OUTPUT_ACTIVATION
+from evosparse.expressions import is_finite
 from evosparse.genome import HIDDEN, INPUT, OUTPUT, Genome, InnovationRegistry
 from evosparse.graph import analyse
 from evosparse.operators import (
@@ -153,3 +155,101 @@ def test_dense_mlp_genome_is_fully_connected() -> None:
     assert g.n_hidden == 9
     assert g.n_enabled == N_IN * 5 + 5 * 4 + 4 * N_OUT
     assert analyse(g).hidden_levels == 2
+    hidden = g.node_kind == HIDDEN
+    assert set(g.node_act[hidden].tolist()) == {"relu"}
+    assert set(g.node_act[~hidden].tolist()) == {OUTPUT_ACTIVATION}
+    assert g.node_pos[g.node_kind == INPUT].tolist() == [0.0] * N_IN
+    assert g.node_pos[g.node_kind == OUTPUT].tolist() == [1.0] * N_OUT
+    assert sorted(set(g.node_pos[hidden].tolist())) == [1 / 3, 2 / 3]
+    three = dense_mlp_genome(1, reg, [2], "tanh", levels=3)  # the first of 3 levels
+    assert three.node_pos[three.node_kind == HIDDEN].tolist() == [0.25, 0.25]
+
+
+def _one_hidden(act: str = "relu") -> tuple[Genome, InnovationRegistry]:
+    reg = InnovationRegistry(N_IN, N_OUT)
+    g = minimal_genome(0, reg, 0.5, np.random.default_rng(0)).derive(5, (0, 1), 7)
+    g = add_nodes(g, np.random.default_rng(1), reg, NetworkSpec(), ActivationSpec(hidden=(act,)), 1)
+    return g, reg
+
+
+def test_changing_an_activation_picks_another_library_function_or_evolves_an_expression() -> None:
+    g, _ = _one_hidden()
+    hidden = g.node_kind == HIDDEN
+    two = ActivationSpec(hidden=("relu", "tanh"))
+    for seed in range(5):
+        child = change_activation(g, np.random.default_rng(seed), two)
+        assert child.node_act[hidden].tolist() == ["tanh"], "the other function of the set"
+        assert (child.genome_id, child.parents, child.generation) == (5, (0, 1), 7)
+    assert change_activation(g, np.random.default_rng(0), ActivationSpec(hidden=("relu",))) is g
+    rarely = ActivationSpec(hidden=("relu", "tanh"), expressions=1e-9)
+    always = ActivationSpec(hidden=("relu", "tanh"), expressions=1.0)
+    for seed in range(10):
+        assert change_activation(g, np.random.default_rng(seed), rarely).node_act[hidden] \
+            .tolist() == ["tanh"]
+        evolved = str(change_activation(g, np.random.default_rng(seed), always).node_act[hidden][0])
+        assert evolved not in ("relu", "tanh") and is_finite(evolved)
+
+
+def test_mutate_draws_each_operators_count_from_one_to_its_maximum() -> None:
+    g, reg = _one_hidden()
+    net = NetworkSpec(max_hidden=20)
+    only = {"crossover": 0.0, "add_connection": 0.0, "add_node": 0.0, "remove_connection": 0.0,
+            "change_activation": 0.0}
+    for op, limit, size in (("add_connection", "add_connection_max", lambda x: x.n_enabled),
+                            ("remove_connection", "remove_connection_max",
+                             lambda x: -x.n_enabled),
+                            ("add_node", "add_node_max", lambda x: x.n_hidden)):
+        for most in (1, 3):
+            rates = MutationSpec(**{**only, op: 1.0, limit: most})
+            steps = {size(mutate(g, np.random.default_rng(s), reg, net, ACTS, rates)) - size(g)
+                     for s in range(30)}
+            assert steps == set(range(1, most + 1)), (op, most, steps)
+
+
+def test_mutate_applies_every_drawn_operator_and_forces_one_in_proportion_to_the_rates() -> None:
+    g, reg = _one_hidden()
+    both = MutationSpec(crossover=0.0, add_connection=1.0, add_connection_max=1, add_node=0.0,
+                        remove_connection=1.0, remove_connection_max=1, change_activation=0.0)
+    for seed in range(10):
+        child = mutate(g, np.random.default_rng(seed), reg, NetworkSpec(), ACTS, both)
+        assert child.n_enabled == g.n_enabled and len(child.conn_innov) == len(g.conn_innov) + 1
+    tiny = MutationSpec(crossover=0.0, add_connection=1e-9, add_node=0.0, remove_connection=1e-6,
+                        change_activation=0.0)
+    for seed in range(30):
+        child = mutate(g, np.random.default_rng(seed), reg, NetworkSpec(), ACTS, tiny)
+        assert child.n_enabled < g.n_enabled, "forced: remove, 1000 times likelier than add"
+
+
+def test_a_new_node_sits_midway_or_on_the_nearest_free_level() -> None:
+    reg = InnovationRegistry(1, 1)
+    g = minimal_genome(0, reg, 1.0, np.random.default_rng(0))
+    acts, rng = ActivationSpec(hidden=("relu",)), np.random.default_rng(0)
+    one = add_nodes(g, rng, reg, NetworkSpec(max_levels=1), acts, 1)
+    assert one.node_pos[one.node_kind == HIDDEN].tolist() == [0.5], "a DAG: the midpoint"
+    assert add_nodes(one, rng, reg, NetworkSpec(max_levels=1), acts, 1) is one, "one level"
+    layered = NetworkSpec(topology="layered", max_levels=3)
+    first = add_nodes(g, rng, reg, layered, acts, 1)
+    assert first.node_pos[first.node_kind == HIDDEN].tolist() == [0.5]
+    second = add_nodes(first, rng, reg, layered, acts, 1)
+    assert sorted(second.node_pos[second.node_kind == HIDDEN].tolist()) in ([0.25, 0.5],
+                                                                            [0.5, 0.75])
+
+
+def test_a_new_node_grows_its_extra_in_and_out_links() -> None:
+    reg = InnovationRegistry(N_IN, N_OUT)
+    g = minimal_genome(0, reg, 0.2, np.random.default_rng(0))
+    acts = ActivationSpec(hidden=("relu",))
+    for fan_in, fan_out in ((0, 0), (2, 0), (0, 2), (2, 1)):
+        out = add_nodes(g, np.random.default_rng(3), reg, NetworkSpec(), acts, 1, fan_in, fan_out)
+        (new,) = out.node_id[out.node_kind == HIDDEN]
+        on = out.conn_enabled
+        assert (np.count_nonzero(on & (out.conn_dst == new)),
+                np.count_nonzero(on & (out.conn_src == new))) == (1 + fan_in, 1 + fan_out)
+
+
+def test_removing_connections_disables_exactly_that_many() -> None:
+    g, _ = _one_hidden()
+    for count in (1, 2):
+        out = remove_connections(g, np.random.default_rng(count), count)
+        assert out.n_enabled == g.n_enabled - count and len(out.conn_innov) == len(g.conn_innov)
+        assert (out.genome_id, out.parents, out.generation) == (5, (0, 1), 7)

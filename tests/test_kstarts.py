@@ -99,8 +99,14 @@ def test_children_masks_touch_only_what_the_mutation_added() -> None:
     parent = dense_mlp_genome(0, reg, [8], "relu", levels=2)
     child = add_connections(parent.derive(1, (0,), 1), rng, reg, NetworkSpec(max_hidden=8), 40)
     new = kstarts.new_genes(child, [parent])
+    added = set(child.conn_innov.tolist()) - set(parent.conn_innov.tolist())
+    assert new.tolist() == [int(i) in added and bool(e)
+                            for i, e in zip(child.conn_innov, child.conn_enabled, strict=True)]
     assert new.sum() > 10
+    off = child.with_disabled(tuple(child.conn_innov[new][:3].tolist()))  # added, not enabled
+    assert kstarts.new_genes(off, [parent]).sum() == new.sum() - 3
     variants = [kstarts.masked_new(child, [parent], 10 + i, 0.5, rng) for i in range(4)]
+    assert [v.genome_id for v in variants] == [10, 11, 12, 13]
     for v in variants:
         assert np.array_equal(v.conn_enabled[~new], child.conn_enabled[~new])
         assert 0 < v.conn_enabled[new].sum() < new.sum()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from evosparse.genome import HIDDEN, Genome, InnovationRegistry
@@ -55,6 +57,7 @@ def test_distance_counts_activation_differences_of_shared_nodes() -> None:
     act[hidden[0]] = "tanh"
     h = Genome.build(1, (g.node_id, g.node_kind, g.node_pos, act), g.conns)
     assert compatibility(g, h, SPEC) == 3.0 * 1 / len(hidden)
+    assert compatibility(g, g, SPEC) == 0.0, "same activations: no activation term"
 
 
 def test_species_are_assigned_and_the_threshold_moves_to_the_target() -> None:
@@ -113,3 +116,62 @@ def test_a_search_mates_within_species(tmp_path) -> None:
                 assert species[a] == species[b]
                 crossed += len(set(species.values())) > 1
     assert crossed, "a population of several species bred crossover children"
+
+
+def test_distance_of_small_and_empty_genomes_and_of_weights_left_nan() -> None:
+    empty, one, other = _genome(0, []), _genome(1, [0]), _genome(2, [1])
+    assert compatibility(empty, empty, SPEC) == 0.0
+    assert compatibility(empty, _genome(3, [0, 1]), SPEC) == 1.0 * 2 / 2, "all excess"
+    # ids 0 and 1, no shared gene: 1 is excess (beyond 0), 0 is disjoint; N = 1
+    assert compatibility(one, other, SPEC) == 1.0 + 2.0
+    assert compatibility(one, _genome(4, [0], [False]), SPEC) == 0.5, "the one shared gene"
+    a = _genome(5, [0, 1])
+    weighted = a.with_weights(np.array([1.0, 2.0]), np.full(3, np.nan))
+    assert compatibility(weighted, a, SPEC) == 0.0, "weights on one side only: masks compared"
+    fresh = a.with_weights(np.full(2, np.nan), np.full(3, np.nan))  # added genes: NaN
+    assert compatibility(weighted, fresh, SPEC) == 0.0
+
+
+EXACT = SpeciationSpec(excess=1.0, disjoint=1.0, weight=0.0, activation=0.0, threshold=0.5,
+                       target_species=2, threshold_step=0.125)
+
+
+def test_a_genome_exactly_at_the_threshold_is_not_in_the_species() -> None:
+    a, b = _genome(0, [0, 1]), _genome(1, [0, 1, 2, 3])  # 2 excess of 4: distance 0.5
+    assert compatibility(a, b, EXACT) == EXACT.threshold
+    species, state = speciate([a, b], [0.5, 0.5], Speciation(), EXACT, 0)
+    assert species == [0, 1] and state.threshold == 0.5, "two species, as wanted: it stays"
+    # next generation: species 0's representative is no closer than the threshold to b
+    species, state = speciate([_genome(2, [0, 1, 2, 3])], [0.5], state, EXACT, 1)
+    assert species == [1] and [s.species_id for s in state.species] == [1]
+
+
+def test_new_species_get_new_ids_and_their_record_starts_now() -> None:
+    genomes = [_genome(0, [0]), _genome(1, list(range(8))), _genome(2, list(range(30)))]
+    species, state = speciate(genomes, [0.0, 0.2, 0.0], Speciation(next_id=4), EXACT, 6)
+    assert species == [4, 5, 6] and state.next_id == 7
+    assert [(s.created, s.improved, s.best) for s in state.species] == [
+        (6, 6, 0.0), (6, 6, 0.2), (6, 6, 0.0)]
+    assert state.threshold == 0.625
+
+
+def test_representatives_move_to_their_closest_genome_never_taken_twice() -> None:
+    old = [_genome(0, [0, 1]), _genome(1, [0, 1, 2])]
+    spec = SpeciationSpec(excess=1.0, disjoint=1.0, weight=0.0, activation=0.0, threshold=5.0,
+                          target_species=2)
+    _, state = speciate(old, [0.5, 0.5], Speciation(threshold=5.0), spec, 0)
+    assert len(state.species) == 1, "within the threshold: one species"
+    state = Speciation((state.species[0], replace(state.species[0], species_id=1,
+                                                  representative=old[1])), 5.0, 2)
+    new = [_genome(10, [0, 1]), _genome(11, list(range(8)))]
+    species, state = speciate(new, [0.5, 0.5], state, spec, 1)
+    # species 0 takes genome 10 (distance 0); species 1 the closest genome still free: 11
+    assert species == [0, 1]
+    assert [s.representative.genome_id for s in state.species] == [10, 11]
+    # more species than genomes: the ones left without a member are dropped
+    species, state = speciate([_genome(12, [0, 1])], [0.5], state, spec, 2)
+    assert species == [0] and [s.species_id for s in state.species] == [0]
+
+
+def test_elitism_keeps_at_most_that_many_of_each_species() -> None:
+    assert protected_survivors([4, 3, 2, 1, 0], [0, 0, 1, 0, 0], set(), 2) == [4, 3, 2]
