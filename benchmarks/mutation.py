@@ -29,10 +29,11 @@ MODULES = ("genome.py", "operators/*", "pareto.py", "flops.py", "expressions.py"
            "checkpoint_json.py", "space.py")
 TESTS = ("test_genome.py", "test_pareto.py", "test_flops.py", "test_expressions.py",
          "test_checkpoint_json.py", "test_space.py", "test_speciation.py", "test_kstarts.py",
-         "test_coevolution.py", "test_properties.py",
+         "test_coevolution.py", "test_properties.py", "test_conv.py",
          "test_run_options.py::test_expression_search_draws_fresh_or_mutates")
 # tests in those files that run searches or train networks: seconds each, run for every mutant
-SLOW = ("search", "trained_masks", "initial_population_is", "non_finite_expressions")
+SLOW = ("search", "trained_masks", "initial_population_is", "non_finite_expressions",
+        "onnxruntime", "bad_conv_spaces", "signals_and_images")
 # fast tests whose names hold one of those words (-k matches substrings): kept
 FAST = ("expression_search",)
 MUTMUT = "mutmut==3.8.1"
