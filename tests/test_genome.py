@@ -237,10 +237,11 @@ def test_a_new_node_sits_midway_or_on_the_nearest_free_level() -> None:
 
 def test_a_new_node_grows_its_extra_in_and_out_links() -> None:
     reg = InnovationRegistry(N_IN, N_OUT)
-    g = minimal_genome(0, reg, 0.2, np.random.default_rng(0))
+    g = minimal_genome(0, reg, 0.2, np.random.default_rng(0)).derive(4, (1, 2), 3)
     acts = ActivationSpec(hidden=("relu",))
     for fan_in, fan_out in ((0, 0), (2, 0), (0, 2), (2, 1)):
         out = add_nodes(g, np.random.default_rng(3), reg, NetworkSpec(), acts, 1, fan_in, fan_out)
+        assert (out.genome_id, out.parents, out.generation) == (4, (1, 2), 3)
         (new,) = out.node_id[out.node_kind == HIDDEN]
         on = out.conn_enabled
         assert (np.count_nonzero(on & (out.conn_dst == new)),
@@ -253,3 +254,31 @@ def test_removing_connections_disables_exactly_that_many() -> None:
         out = remove_connections(g, np.random.default_rng(count), count)
         assert out.n_enabled == g.n_enabled - count and len(out.conn_innov) == len(g.conn_innov)
         assert (out.genome_id, out.parents, out.generation) == (5, (0, 1), 7)
+
+
+def test_crossover_enables_matching_genes_as_neat_says_and_mixes_activations() -> None:
+    """Matching genes: enabled in both parents -> enabled; disabled in either -> disabled
+    with probability 0.75 (each gene on its own draw); a shared node's activation comes
+    from either parent with even odds."""
+    reg = InnovationRegistry(N_IN, N_OUT)
+    rng = np.random.default_rng(0)
+    base = minimal_genome(0, reg, 1.0, rng)
+    base = add_nodes(base, rng, reg, NetworkSpec(max_hidden=6), ActivationSpec(hidden=("relu",)),
+                     4)
+    n = len(base.conn_innov)
+    kind = np.arange(n) % 4  # 0: on in both, 1: fitter only, 2: other only, 3: off in both
+    fitter = Genome.build(0, base.nodes, (*base.conns[:3], (kind == 0) | (kind == 1)))
+    act = base.node_act.copy()
+    act[base.node_kind == HIDDEN] = "tanh"
+    other = Genome.build(1, (base.node_id, base.node_kind, base.node_pos, act),
+                         (*base.conns[:3], (kind == 0) | (kind == 2)))
+    children = [crossover(fitter, other, 9, 7, np.random.default_rng(s)) for s in range(200)]
+    assert {(c.genome_id, c.parents, c.generation) for c in children} == {(9, (0, 1), 7)}
+    on = np.array([c.conn_enabled for c in children])
+    assert on[:, kind == 0].all(), "enabled in both parents: enabled"
+    off_in_one = on[:, kind != 0]
+    assert 0.2 < off_in_one.mean() < 0.3, off_in_one.mean()
+    assert any(0 < row.sum() < row.size for row in off_in_one), "one draw per gene"
+    hidden = base.node_kind == HIDDEN
+    taken = np.array([c.node_act[hidden] == "tanh" for c in children])
+    assert 0.4 < taken.mean() < 0.6 and any(0 < row.sum() < row.size for row in taken)
