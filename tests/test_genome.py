@@ -83,6 +83,8 @@ def test_minimal_genome_wires_every_output() -> None:
     g = minimal_genome(0, reg, 0.01, np.random.default_rng(1))
     assert g.n_hidden == 0
     assert set(g.conn_dst.tolist()) == set(range(N_IN, N_IN + N_OUT))
+    assert g.node_pos.tolist() == [0.0] * N_IN + [1.0] * N_OUT
+    assert g.conn_enabled.all() and set(g.conn_src.tolist()) <= set(range(N_IN))
 
 
 def test_same_structural_change_gets_same_ids_everywhere() -> None:
