@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+
+import pytest
 
 from evosparse.checkpoint_json import CheckpointEncoder, canonical
 from evosparse.evaluators import LocalEvaluator
@@ -33,3 +36,12 @@ def test_reused_parts_encode_exactly_what_a_whole_encoding_gives(write_space, tm
     changed = {**dumped, "seed": dumped["seed"] + 1}
     assert encoder.encode(head, changed, resumed) == whole(head, changed, resumed)
     assert encoder.encode(head, changed, resumed) == whole(head, changed, resumed)
+
+
+def test_a_checkpoint_never_holds_nan_or_infinity() -> None:
+    """Checkpoints are strict JSON (any reader parses them): a non-finite float is an error,
+    never written as NaN or Infinity."""
+    assert canonical({"b": [1.5, None], "a": "x"}) == b'{"a":"x","b":[1.5,null]}'
+    for bad in (math.nan, math.inf, -math.inf):
+        with pytest.raises(ValueError, match="not JSON compliant"):
+            canonical({"hypervolume": bad})
