@@ -284,3 +284,22 @@ def test_crossover_enables_matching_genes_as_neat_says_and_mixes_activations() -
     hidden = base.node_kind == HIDDEN
     taken = np.array([c.node_act[hidden] == "tanh" for c in children])
     assert 0.4 < taken.mean() < 0.6 and any(0 < row.sum() < row.size for row in taken)
+
+
+def test_a_derived_child_carries_no_weights_and_added_genes_get_nan_rows() -> None:
+    g, reg = _one_hidden()
+    n, m = len(g.conn_innov), len(g.node_id)
+    rows = np.arange(n * 3, dtype=np.float32).reshape(n, 3)  # a conv genome's kernel rows
+    weighted = g.with_weights(rows, np.zeros(m))
+    child = weighted.derive(8, (5,), 8)
+    assert child.conn_weight is None and child.node_bias is None, "children start afresh"
+    (hidden,) = g.node_id[g.node_kind == HIDDEN]
+    free = [(int(i), int(hidden)) for i in g.node_id[g.node_kind == INPUT]
+            if not ((g.conn_src == i) & (g.conn_dst == hidden)).any()][:2]
+    grown = weighted.with_added(free, reg.connections(free))
+    assert grown.conn_weight.shape == (n + 2, 3)
+    new = np.isin(grown.conn_innov, reg.connections(free))
+    assert np.isnan(grown.conn_weight[new]).all()
+    assert np.array_equal(np.sort(grown.conn_weight[~new].ravel()), rows.ravel())
+    assert g.with_taps(None).conn_taps is None
+    assert g.with_taps([1] * n).conn_taps.dtype == np.int64
