@@ -84,6 +84,7 @@ def test_minimal_genome_wires_every_output() -> None:
     assert g.n_hidden == 0
     assert set(g.conn_dst.tolist()) == set(range(N_IN, N_IN + N_OUT))
     assert g.node_pos.tolist() == [0.0] * N_IN + [1.0] * N_OUT
+    assert (g.genome_id, g.parents, g.generation) == (0, (), 0), "generation 0 by default"
     assert g.conn_enabled.all() and set(g.conn_src.tolist()) <= set(range(N_IN))
 
 
@@ -303,3 +304,14 @@ def test_a_derived_child_carries_no_weights_and_added_genes_get_nan_rows() -> No
     assert np.array_equal(np.sort(grown.conn_weight[~new].ravel()), rows.ravel())
     assert g.with_taps(None).conn_taps is None
     assert g.with_taps([1] * n).conn_taps.dtype == np.int64
+
+
+def test_nodes_are_found_by_id_also_when_ids_are_sparse() -> None:
+    """A genome read from another tool may number its nodes far apart (no lookup table)."""
+    ids = np.array([0, 1, 5_000_000, 2, 70_000])
+    kind = np.array([INPUT, INPUT, HIDDEN, OUTPUT, HIDDEN], dtype=np.int8)
+    g = Genome.build(0, (ids, kind, np.array([0.0, 0.0, 0.5, 1.0, 0.25]), np.full(5, "relu")),
+                     (np.array([0, 1]), np.array([0, 70_000]), np.array([70_000, 2]),
+                      np.array([True, True])))
+    wanted = np.array([70_000, 2, 5_000_000, 0, 1, 70_000])
+    assert g.node_id[g.index_of(wanted)].tolist() == wanted.tolist()
