@@ -242,13 +242,23 @@ def test_a_new_node_grows_its_extra_in_and_out_links() -> None:
     reg = InnovationRegistry(N_IN, N_OUT)
     g = minimal_genome(0, reg, 0.2, np.random.default_rng(0)).derive(4, (1, 2), 3)
     acts = ActivationSpec(hidden=("relu",))
-    for fan_in, fan_out in ((0, 0), (2, 0), (0, 2), (2, 1)):
-        out = add_nodes(g, np.random.default_rng(3), reg, NetworkSpec(), acts, 1, fan_in, fan_out)
-        assert (out.genome_id, out.parents, out.generation) == (4, (1, 2), 3)
+
+    def degrees(out: Genome) -> tuple[int, int]:
         (new,) = out.node_id[out.node_kind == HIDDEN]
         on = out.conn_enabled
-        assert (np.count_nonzero(on & (out.conn_dst == new)),
-                np.count_nonzero(on & (out.conn_src == new))) == (1 + fan_in, 1 + fan_out)
+        return (np.count_nonzero(on & (out.conn_dst == new)),
+                np.count_nonzero(on & (out.conn_src == new)))
+
+    for net in (NetworkSpec(), NetworkSpec(topology="layered", max_levels=2)):
+        for fan_in, fan_out in ((0, 0), (2, 0), (0, 2), (2, 1)):
+            out = add_nodes(g, np.random.default_rng(3), reg, net, acts, 1, fan_in, fan_out)
+            assert (out.genome_id, out.parents, out.generation) == (4, (1, 2), 3)
+            assert degrees(out) == (1 + fan_in, 1 + fan_out), (net.topology, fan_in, fan_out)
+            check_invariants(out, net)
+        assert degrees(add_nodes(g, np.random.default_rng(3), reg, net, acts, 1)) == (1, 1)
+        rates = MutationSpec(crossover=0.0, add_connection=0.0, add_node=1.0, add_node_fan_in=2,
+                             add_node_fan_out=1, remove_connection=0.0, change_activation=0.0)
+        assert degrees(mutate(g, np.random.default_rng(4), reg, net, acts, rates)) == (3, 2)
 
 
 def test_removing_connections_disables_exactly_that_many() -> None:
