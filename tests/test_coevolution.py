@@ -228,3 +228,14 @@ def test_credit_and_evolution_keep_names_members_and_the_better_half() -> None:
     assert out[0].members[0] == "relu" and "tanh" not in out[0].members
     assert len(out[0].members) == 2 and out[0].fitness == (0.9, 0.9)
     assert out[1].members[:2] == ("abs", "neg(x)") and len(set(out[1].members)) == 4
+
+
+def test_a_network_with_one_hidden_node_gets_a_function_from_its_population() -> None:
+    rng = np.random.default_rng(0)
+    reg = InnovationRegistry(6, 3)
+    g = add_nodes(minimal_genome(0, reg, 0.5, rng), rng, reg, NetworkSpec(), ACTS, 1)
+    assert g.n_hidden == 1
+    pops = tuple(FunctionPopulation(n, ("sin(x)",), (0.0,)) for n in ("input", "middle",
+                                                                      "output"))
+    out = assign(g, [], pops, CoevolutionSpec(), rng)
+    assert out.node_act[out.node_kind == HIDDEN].tolist() == ["sin(x)"]

@@ -122,6 +122,7 @@ def test_distance_of_small_and_empty_genomes_and_of_weights_left_nan() -> None:
     empty, one, other = _genome(0, []), _genome(1, [0]), _genome(2, [1])
     assert compatibility(empty, empty, SPEC) == 0.0
     assert compatibility(empty, _genome(3, [0, 1]), SPEC) == 1.0 * 2 / 2, "all excess"
+    assert compatibility(_genome(3, [0, 1]), empty, SPEC) == 1.0 * 2 / 2
     # ids 0 and 1, no shared gene: 1 is excess (beyond 0), 0 is disjoint; N = 1
     assert compatibility(one, other, SPEC) == 1.0 + 2.0
     assert compatibility(one, _genome(4, [0], [False]), SPEC) == 0.5, "the one shared gene"
