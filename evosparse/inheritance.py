@@ -23,6 +23,12 @@ def written_back(genome: Genome, values: Values) -> Genome:
     return genome.with_weights(*values_for(genome, values))
 
 
+def _all_nan(a: np.ndarray) -> np.ndarray:
+    """Per row of `a` (a value, or a conv kernel's taps): whether it holds no number."""
+    nan = np.isnan(a)
+    return nan.all(axis=tuple(range(1, a.ndim))) if a.ndim > 1 else nan
+
+
 def _take(keys: np.ndarray, parents: list[tuple[np.ndarray, np.ndarray | None]]) -> np.ndarray:
     """Per key, the value of the first parent that has a finite value for it (NaN if none);
     a conv kernel's row of taps (2-D values) comes whole from the first parent that has
@@ -34,10 +40,9 @@ def _take(keys: np.ndarray, parents: list[tuple[np.ndarray, np.ndarray | None]])
         if out is None:
             out = np.full((len(keys), *values.shape[1:]), np.nan, dtype=np.float32)
         rows, found = locate(parent_keys, keys)
-        empty = np.isnan(out).reshape(len(keys), -1).all(axis=1)
         has = np.zeros(len(keys), dtype=bool)
-        has[found] = ~np.isnan(values[rows[found]]).reshape(int(found.sum()), -1).all(axis=1)
-        fill = empty & has
+        has[found] = ~_all_nan(values[rows[found]])
+        fill = _all_nan(out) & has
         out[fill] = values[rows[fill]]
     return np.full(len(keys), np.nan, dtype=np.float32) if out is None else out
 

@@ -80,6 +80,18 @@ def test_crossover_child_takes_the_fitter_parents_weight_where_both_have_one() -
     np.testing.assert_array_equal(child.conn_weight[at], a.conn_weight[both])
 
 
+def test_a_parent_sharing_no_gene_gives_nothing_and_the_other_parent_fills_in() -> None:
+    reg = InnovationRegistry(64, 10)
+    a, _ = _trained(_parent(3, reg))
+    stranger = a.with_weights(np.full(len(a.conn_innov), 0.5, np.float32), a.node_bias)
+    stranger = Genome.build(77, stranger.nodes, (a.conn_innov + 10_000, *a.conns[1:]),
+                            weights=(stranger.conn_weight, stranger.node_bias))
+    child = inherit(a.derive(60, (77, a.genome_id), 1), [stranger, a])
+    np.testing.assert_array_equal(child.conn_weight, a.conn_weight)
+    empty = Genome.build(61, a.nodes, tuple(c[:0] for c in a.conns))
+    assert inherit(empty, [stranger, a]).conn_weight.shape == (0,)
+
+
 def test_a_lamarckian_search_writes_trained_weights_back_and_children_start_from_them(
         tmp_path) -> None:
     """With `inheritance: lamarckian`, every kept member carries the weights its training
