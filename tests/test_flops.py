@@ -34,3 +34,18 @@ def test_flops_by_hand() -> None:
 def test_flops_without_bias() -> None:
     cost = count_cost(hand_genome(), bias=False)
     assert cost.flops == 12 + 10 and cost.params == 6
+
+
+def test_a_two_input_unit_counts_its_weights_and_bias_twice_by_hand() -> None:
+    g = hand_genome()
+    act = g.node_act.copy()
+    act[g.node_id == 3] = "and_ail"  # hidden 3: in-links 0->3, 1->3, 5->3 (all active)
+    cost = count_cost(Genome.build(0, (g.node_id, g.node_kind, g.node_pos, act), g.conns),
+                      bias=True)
+    # weights 6 + 3 more for node 3's second pre-activation; biases 3 + 1 more;
+    # activations: and_ail 6 + sigmoid 6
+    assert cost.connections == 6
+    assert cost.params == 9 + 4
+    assert cost.flops == 2 * 9 + 4 + 6 + 6
+    assert count_cost(Genome.build(0, (g.node_id, g.node_kind, g.node_pos, act), g.conns),
+                      bias=False).params == 9
