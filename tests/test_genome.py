@@ -325,3 +325,13 @@ def test_nodes_are_found_by_id_also_when_ids_are_sparse() -> None:
                       np.array([True, True])))
     wanted = np.array([70_000, 2, 5_000_000, 0, 1, 70_000])
     assert g.node_id[g.index_of(wanted)].tolist() == wanted.tolist()
+
+
+def test_connections_can_be_added_to_a_genome_without_any() -> None:
+    g = Genome.build(0, (np.array([0, 1, 2]), np.array([INPUT, INPUT, OUTPUT], dtype=np.int8),
+                         np.array([0.0, 0.0, 1.0]), np.full(3, "identity")),
+                     (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
+                      np.zeros(0, bool)))
+    grown = g.with_added([(1, 2), (0, 2)], [7, 3])
+    assert grown.conn_innov.tolist() == [3, 7] and grown.conn_src.tolist() == [0, 1]
+    assert grown.conn_enabled.all()
