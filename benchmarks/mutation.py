@@ -5,7 +5,9 @@ missing, copies the package, the tests, the shipped spaces and pyproject.toml in
 scratch directory (so mutmut's `mutants/` never lands in the working tree), mutates only
 the pure modules (genome, operators, pareto, flops, expressions, checkpoint_json, space)
 and runs only the fast tests that guard them (those that run searches are left out).
-Prints mutmut's counts and the score: killed (or timed out) over mutants checked.
+Prints mutmut's counts, one line per module (killed and timeout apart: on a shared
+machine a slow survivor can time out), and the score: killed (or timed out) over mutants
+checked.
 
     nice -n 10 .venv/bin/python benchmarks/mutation.py [--children 2] [--only genome.py]
 """
@@ -72,6 +74,26 @@ def _counts(work: Path) -> dict[str, int]:
     return {k: int(v) for k, v in stats.items() if isinstance(v, int)}
 
 
+def _per_module(work: Path) -> list[str]:
+    """One line per mutated module: killed, timeout, survived, no tests, of its mutants
+    (from mutmut's per-file results; exit codes as mutmut's `status_by_exit_code`)."""
+    outcome = {1: "killed", 3: "killed", 0: "survived", 5: "no_tests", 33: "no_tests",
+               36: "timeout", -24: "timeout", 24: "timeout", 152: "timeout", 255: "timeout"}
+    lines = []
+    for meta in sorted((work / "mutants" / "evosparse").rglob("*.py.meta")):
+        codes = list(json.loads(meta.read_text())["exit_code_by_key"].values())
+        if not codes:
+            continue
+        n = {k: sum(outcome.get(c, "other") == k for c in codes)
+             for k in ("killed", "timeout", "survived", "no_tests")}
+        unchecked = sum(c is None for c in codes)
+        name = meta.relative_to(work / "mutants").as_posix().removesuffix(".meta")
+        lines.append(f"{name}: {len(codes)} mutants, {unchecked} unchecked, "
+                     + ", ".join(f"{v} {k}" for k, v in n.items())
+                     + f"; killed {n['killed'] / max(len(codes) - unchecked, 1):.1%} of checked")
+    return lines
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--children", type=int, default=2, help="parallel mutmut workers")
@@ -113,6 +135,7 @@ def main() -> int:
     # unchecked); a stopped one only those it checked
     of = sum(counts.get(k, 0) for k in CHECKED) if stopped else counts.get("total", 0)
     print(json.dumps(counts))
+    print("\n".join(_per_module(work)))
     print(f"mutated: {' '.join(args.only)}")
     print(f"killed {killed} of {of} mutants {'checked before the stop' if stopped else ''}"
           f"({counts.get('total', 0)} generated): {killed / max(of, 1):.1%} "
