@@ -41,6 +41,7 @@ from evosparse.operators import (
     mutate,
 )
 from evosparse.operators.coevolution import FunctionPopulation
+from evosparse.operators.prune import prune_smallest
 from evosparse.operators.speciation import (
     Speciation,
     protected_survivors,
@@ -234,8 +235,10 @@ class Search:
         s = self.state
         topology = dense_mlp_genome(-1, s.registry, ks.hidden, self.space.activations.initial,
                                     self.space.network.max_levels)
-        return self._choose(ks, [[kstarts.masked(topology, self._new_id(), ks.density, s.rng)
-                                  for _ in range(ks.k)] for _ in range(self.space.population)], 0)
+        size = self.space.population
+        return self._choose(ks, [[kstarts.masked(topology, self._new_id(),
+                                                 ks.member_density(i, size), s.rng)
+                                  for _ in range(ks.k)] for i in range(size)], 0)
 
     def _choose(self, ks: KStartsSpec, candidates: list[list[Genome]], generation: int
                 ) -> list[Genome]:
@@ -244,6 +247,8 @@ class Search:
         short = replace(self.config, track_gradients=True,
                         training=self.space.training.model_copy(update={"epochs": ks.epochs}))
         choices = [c for c in candidates if len(c) > 1]
+        if not choices:
+            return [c[0] for c in candidates]
         _, done = self._evaluate([g for c in choices for g in c], generation, short,
                                  report=False)
         results = iter(done)
@@ -270,14 +275,19 @@ class Search:
             if sp.coevolution is not None:
                 child = coevolution.assign(child, parents, s.functions, sp.coevolution, s.rng)
             child = self.config.family.vary(child, parents, s.rng, sp.mutation)
-            children.append(inherit(child, parents) if self.lamarckian else child)
+            if self.lamarckian:
+                child = inherit(child, parents)
+                if sp.mutation.prune > 0 and s.rng.random() < sp.mutation.prune:
+                    child = prune_smallest(child, s.rng.uniform(0.0, sp.mutation.prune_max))
+            children.append(child)
             lineage.append(parents)
         ks = sp.kstarts
         if ks is None or not ks.children:
             return children
         # K-starts for children: K masks over each child's new connections (if it has any)
         return self._choose(ks, [
-            [kstarts.masked_new(c, p, self._new_id(), ks.density, s.rng) for _ in range(ks.k)]
+            [kstarts.masked_new(c, p, self._new_id(), ks.densities[0], s.rng)
+             for _ in range(ks.k)]
             if kstarts.new_genes(c, p).any() else [c]
             for c, p in zip(children, lineage, strict=True)], generation)
 

@@ -168,6 +168,12 @@ class MutationSpec(_Model):
     taps: float = Field(0.0, ge=0.0, le=1.0)
     """conv families: switch kernel taps off or on (sparse kernels; `conv_geometry.py`)."""
     taps_max: int = Field(4, ge=1)
+    prune: float = Field(0.0, ge=0.0, le=1.0)
+    """lamarckian only: probability that a child loses a share, drawn uniformly up to
+    `prune_max`, of its inherited connections, those of smallest trained |w| (global
+    magnitude pruning, Han et al. 2015; `operators/prune.py`): a large trained network's
+    lineage shrinks along the FLOPs axis, fine-tuned by each training."""
+    prune_max: float = Field(0.5, gt=0.0, lt=1.0)
 
 
 class TrainingSpec(_Model):
@@ -277,14 +283,35 @@ class KStartsSpec(_Model):
     becomes the member (`operators/kstarts.py`).
     """
 
-    k: int = Field(4, ge=2)
-    density: float = Field(0.3, gt=0.0, le=1.0)
+    k: int = Field(4, ge=1)
+    """masks tried per member (1: no choice, each member is one random mask)."""
+    density: float | tuple[float, ...] = 0.3
+    """each connection's probability of being kept; a list spreads the initial population
+    over the FLOPs axis: member i of P takes entry floor(i x len / P) (children: the first)."""
     hidden: tuple[int, ...] = ()
     epochs: int = Field(1, ge=1)
     criterion: Literal["magnitude", "gradient", "magnitude_gradient", "val_loss"] = "magnitude"
     children: bool = False
     """Also for every child: K masks over the connections its mutation added (each kept
     with probability `density`), trained briefly, the best one kept."""
+
+    @property
+    def densities(self) -> tuple[float, ...]:
+        """`density` as a tuple."""
+        return self.density if isinstance(self.density, tuple) else (self.density,)
+
+    def member_density(self, i: int, population: int) -> float:
+        """The keep probability of the initial population's member i."""
+        d = self.densities
+        return d[i * len(d) // population]
+
+    @field_validator("density")
+    @classmethod
+    def _densities(cls, value: float | tuple[float, ...]) -> float | tuple[float, ...]:
+        listed = value if isinstance(value, tuple) else (value,)
+        if not listed or any(not 0.0 < d <= 1.0 for d in listed):
+            raise ValueError("must be in (0, 1], or a non-empty list of such")
+        return value
 
     @model_validator(mode="after")
     def _widths(self) -> KStartsSpec:
@@ -425,6 +452,9 @@ class SearchSpace(_Model):
         if last > epochs:
             raise ValueError(f"sparse_training: the {st.method} schedule ends at epoch {last}, "
                              f"after training.epochs ({epochs})")
+        if self.mutation.prune > 0 and self.training.inheritance != "lamarckian":
+            raise ValueError("mutation.prune prunes inherited trained weights: it needs "
+                             "training.inheritance: lamarckian")
         return self
 
     def to_yaml(self) -> str:

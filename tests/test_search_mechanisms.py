@@ -1,5 +1,7 @@
-"""Issue 18's mechanism: learning-rate schedules inside each candidate's budget; batched
-training still follows one-by-one training and a killed run still resumes exactly."""
+"""Issue 18's mechanisms: learning-rate schedules inside each candidate's budget (batched
+training still follows one-by-one training and a killed run still resumes exactly), and the
+dense-to-sparse path: magnitude pruning as a mutation and a first population spread over
+densities."""
 
 from __future__ import annotations
 
@@ -9,9 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from evosparse.errors import UserError
 from evosparse.fitness import FitnessConfig, evaluate_batch
+from evosparse.genome import INPUT, OUTPUT, Genome
+from evosparse.operators.prune import prune_smallest
 from evosparse.schedules import lr_factor
-from evosparse.space import TrainingSpec
+from evosparse.space import TrainingSpec, load_space
+from tests.recording import watched_search
 from tests.test_batched import heterogeneous
 from tests.test_fitness import DIGITS
 from tests.test_resume import SPACE, _kill_and_resume, _reference
@@ -48,3 +54,67 @@ def test_a_scheduled_run_resumes_identical(write_space, tmp_path: Path) -> None:
     space = write_space({**SPACE, "training": {"lr_schedule": "onecycle",
                                                "inheritance": "lamarckian"}})
     _kill_and_resume(_reference(space, tmp_path / "ref"), tmp_path, (15,))
+
+
+def _trained(genome_id: int = 0) -> Genome:
+    """A 3-input, 2-output genome with hand-set trained weights (one connection untrained)."""
+    g = Genome.build(genome_id, (np.arange(5), np.array([INPUT] * 3 + [OUTPUT] * 2),
+                                 np.array([0.0] * 3 + [1.0] * 2), np.array(["identity"] * 5)),
+                     (np.arange(6), np.array([0, 1, 2, 0, 1, 2]), np.array([3, 3, 3, 4, 4, 4]),
+                      np.array([True, True, True, True, True, False])))
+    return g.with_weights(np.array([0.5, -0.1, 0.3, np.nan, -0.9, 0.01]), np.zeros(5))
+
+
+def test_prune_disables_the_smallest_trained_weights_and_never_an_untrained_one() -> None:
+    g = _trained()
+    assert prune_smallest(g, 0.5).conn_enabled.tolist() == [True, False, False, True, True,
+                                                            False], "|-0.1|, |0.3| of 4 trained"
+    assert prune_smallest(g, 0.3).conn_enabled.tolist() == [True, False, True, True, True,
+                                                             False], "floor(0.3 x 4) = 1"
+    assert prune_smallest(g, 0.2) is g, "less than one connection: nothing pruned"
+    kept = prune_smallest(g, 0.99)
+    assert kept.conn_enabled.tolist() == [False, False, False, True, True, False]
+    assert np.array_equal(kept.conn_weight, g.conn_weight, equal_nan=True), "weights stay"
+    taps = g.with_weights(np.array([[0.5, 0.5], [1.0, -1.0], [0.1, 0.2], [np.nan, np.nan],
+                                    [0.0, 0.4], [1, 1]]), np.zeros(5))
+    assert prune_smallest(taps, 0.5).conn_enabled.tolist() == [True, True, False, True, False,
+                                                               False], "a kernel: mean |tap|"
+
+
+def test_prune_and_a_spread_of_densities_are_checked_where_written(write_space) -> None:
+    with pytest.raises(UserError, match=r"mutation.prune .* lamarckian"):
+        load_space(write_space({"mutation": {"prune": 0.5}}))
+    with pytest.raises(UserError, match=r"kstarts.*density"):
+        load_space(write_space({"kstarts": {"hidden": [4], "density": [0.5, 0.0]}}))
+    space = load_space(write_space({"kstarts": {"hidden": [4], "density": [1.0, 0.2, 0.1]}}))
+    assert space.kstarts is not None
+    assert [space.kstarts.member_density(i, 6) for i in range(6)] == [1.0, 1.0, 0.2, 0.2,
+                                                                       0.1, 0.1]
+
+
+def test_a_pruning_search_shrinks_lineages_by_trained_magnitude(tmp_path: Path) -> None:
+    """Every child of a Lamarckian search with `mutation.prune: 1` and no other variation is
+    its parent less a share of the parent's smallest trained weights; the first population
+    spreads over the densities given."""
+    still = {k: 0.0 for k in ("crossover", "add_connection", "add_node", "remove_connection",
+                              "change_activation")}
+    space, seen, gens = watched_search(tmp_path, {
+        "training": {"inheritance": "lamarckian"},
+        "mutation": {**still, "prune": 1.0, "prune_max": 0.9},
+        "kstarts": {"k": 1, "hidden": [8], "density": [1.0, 0.5]}})
+    first = [g for g, _ in seen.calls[0]]
+    assert [g.conn_enabled.mean() for g in first[:3]] == [1.0] * 3
+    assert all(0.3 < g.conn_enabled.mean() < 0.7 for g in first[3:])
+    pruned = 0
+    for generation, call in enumerate(seen.calls[1:]):
+        parents = {m.genome.genome_id: m.genome for m in gens.states[generation]["population"]}
+        for child, _ in call:
+            parent = parents[child.parents[0]]
+            assert np.array_equal(child.conn_innov, parent.conn_innov)
+            lost = parent.conn_enabled & ~child.conn_enabled
+            assert not (child.conn_enabled & ~parent.conn_enabled).any()
+            if lost.any():
+                pruned += 1
+                w = np.abs(parent.conn_weight)
+                assert w[lost].max() <= w[child.conn_enabled].min()
+    assert pruned >= len(seen.calls[1:]) * space.population // 2
