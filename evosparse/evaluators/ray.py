@@ -30,6 +30,7 @@ ray may bind to the network is decided when it is imported, see `RayEvaluator`).
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -100,6 +101,17 @@ def _accepted(gcs_address: str) -> bool:
     return True
 
 
+def _unreachable(gcs_address: str) -> str | None:
+    """None when something accepts TCP connections at `gcs_address` (host:port); else the
+    reason. Ray's own client retries for 40 s before it says the same."""
+    host, _, port = gcs_address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=10):
+            return None
+    except (OSError, ValueError) as exc:
+        return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
 def _token_source() -> str:
     """Where Ray reads the token from in this process (its order: variable, path, default)."""
     if os.environ.get("RAY_AUTH_TOKEN"):
@@ -131,6 +143,10 @@ def join_cluster(address: str, warn: Callable[[str], None]) -> None:
     prefix = f"--ray-address {address}"
     try:
         gcs = canonicalize_bootstrap_address_or_die(address)
+        why = _unreachable(gcs)
+        if why is not None:
+            raise UserError(f"{prefix}: cannot join the Ray cluster: nothing answers at "
+                            f"{gcs} ({why})")
         accepted = _accepted(gcs)
     except (ConnectionError, ValueError, RpcError) as exc:
         raise UserError(f"{prefix}: cannot join the Ray cluster ({exc})") from None
