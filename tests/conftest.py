@@ -63,8 +63,13 @@ def cluster():
     import ray
     from ray.cluster_utils import Cluster
 
+    # a node that dies is declared dead after ~3 s of failed health checks (Ray's default:
+    # ~30 s), so the tests that remove one spend their time on the search, not on waiting
+    health = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 1000,
+              "health_check_timeout_ms": 1000, "health_check_failure_threshold": 3}
     c = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 0, "node_ip_address": "127.0.0.1", "include_dashboard": False})
+        "num_cpus": 0, "node_ip_address": "127.0.0.1", "include_dashboard": False,
+        "_system_config": health})
     c.worker_nodes_list = [c.add_node(num_cpus=1, node_ip_address="127.0.0.1")
                            for _ in range(2)]
     c.wait_for_nodes()
