@@ -49,10 +49,13 @@ def test_a_schedule_trains_batched_as_one_by_one(schedule: str) -> None:
     assert [r.val_loss for r in together] != [r.val_loss for r in constant], "it changes rates"
 
 
-def test_a_scheduled_run_resumes_identical(write_space, tmp_path: Path) -> None:
-    """Killed in generation 2: the resumed run anneals each candidate's rate the same."""
+def test_a_scheduled_pruning_run_resumes_identical(write_space, tmp_path: Path) -> None:
+    """Killed in generation 2: the resumed run anneals each candidate's rate and prunes each
+    child the same, from a first population spread over densities."""
     space = write_space({**SPACE, "training": {"lr_schedule": "onecycle",
-                                               "inheritance": "lamarckian"}})
+                                               "inheritance": "lamarckian"},
+                         "mutation": {"prune": 0.5},
+                         "kstarts": {"k": 1, "hidden": [6], "density": [1.0, 0.3]}})
     _kill_and_resume(_reference(space, tmp_path / "ref"), tmp_path, (15,))
 
 
