@@ -10,7 +10,6 @@ group's forward and backward are plain functions (`_program_forward`,
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,141 +21,14 @@ from evosparse.activations import arity, torch_activation
 from evosparse.genome import Genome
 from evosparse.library import ACTIVATIONS, InPlace, in_place
 from evosparse.network import Layout, Signal, SparseNetwork, allowed, masked_sums
-
-Run = tuple[int, Callable[..., torch.Tensor], int, InPlace | None]
-"""Rows of one activation function in a level's sorted rows: (count, function, arity, the
-function in place with its gradient from the output (`library.in_place`; None: run the
-function again under autograd in the backward))."""
-
-Saved = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]
-"""What an activation's backward needs: its output rows, and its input rows (first and
-second pre-activation) when a function must run again (in `order`'s row order)."""
-
-
-def _activation_forward(pre: torch.Tensor, pre2: torch.Tensor | None,
-                        order: torch.Tensor | None, inverse: torch.Tensor | None,
-                        runs: list[Run]) -> tuple[torch.Tensor, Saved]:
-    """Each node's activation on node-major rows [genomes, nodes, samples], without
-    autograd. The rows are gathered by function (`order`; None: `runs` is one function
-    over all rows, and `pre` is overwritten), each function runs once on its contiguous
-    rows (in place where `library.in_place` has it) and the rows are put back
-    (`inverse`)."""
-    rows = pre.reshape(-1, pre.shape[2])
-    flat = rows if order is None else rows.index_select(0, order)
-    flat2 = None if pre2 is None else pre2.reshape(-1, pre.shape[2])
-    if flat2 is not None and order is not None:
-        flat2 = flat2.index_select(0, order)
-    widths = [n for n, *_ in runs]
-    again = any(inplace is None for *_, inplace in runs)
-    done = torch.empty_like(flat) if again else flat  # else: overwritten run by run
-    seconds = flat.split(widths) if flat2 is None else flat2.split(widths)
-    for (_, fn, ar, inplace), x, q, d in zip(runs, flat.split(widths), seconds,
-                                             done.split(widths), strict=True):
-        if again:
-            d.copy_(fn(x) if ar == 1 else fn(x, q))
-        else:
-            inplace[0](d)  # type: ignore[index]
-    out = done if inverse is None else done.index_select(0, inverse)
-    return out.view(pre.shape), (done, flat if again else None, flat2 if again else None)
-
-
-def _activation_backward(grad: torch.Tensor, saved: Saved, order: torch.Tensor | None,
-                         inverse: torch.Tensor | None, runs: list[Run], two: bool,
-                         owned: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The gradients of the pre-activations (and of the second ones, for two-input units:
-    zero for one-input rows) from the gradient of `_activation_forward`'s output. `grad`
-    is overwritten when `owned` (nobody else reads it)."""
-    done, flat, flat2 = saved
-    widths = [n for n, *_ in runs]
-    rows = grad.reshape(-1, grad.shape[2])
-    if order is not None:
-        g = rows.index_select(0, order)
-    else:
-        g = rows if owned else torch.empty_like(rows)
-    second = torch.zeros_like(g) if two else None
-    ys = done.split(widths)
-    xs = flat.split(widths) if flat is not None else ys
-    xs2 = flat2.split(widths) if flat2 is not None else xs
-    seconds = second.split(widths) if second is not None else xs
-    sources = g.split(widths) if order is not None else rows.split(widths)
-    for (_, fn, ar, inplace), src, gp, y, x, x2, s2 in zip(
-            runs, sources, g.split(widths), ys, xs, xs2, seconds, strict=True):
-        if inplace is not None:
-            inplace[1](src, y, gp)
-            continue
-        with torch.enable_grad():
-            inputs = [x.detach().requires_grad_()] + ([x2.detach().requires_grad_()]
-                                                      if ar == 2 else [])
-            grads = torch.autograd.grad(fn(*inputs), inputs, src, allow_unused=True)
-        if second is not None and len(grads) == 2 and grads[1] is not None:
-            s2.copy_(grads[1])
-        if grads[0] is None:
-            gp.zero_()
-        else:
-            gp.copy_(grads[0])
-
-    def back(r: torch.Tensor) -> torch.Tensor:
-        return (r if inverse is None else r.index_select(0, inverse)).view(grad.shape)
-
-    return back(g), back(second) if second is not None else None
-
-
-def _put_rows(flat: torch.Tensor, rows: torch.Tensor, values: torch.Tensor) -> None:
-    """flat[rows] = values for row-major float32 [rows, samples]; moved as 16-byte
-    elements where a row allows (samples a multiple of 4): torch's CPU `index_copy_` moves
-    one element at a time, and takes about half the time for complex128 elements as for
-    float32 ones (30 -> 14 us for 2,511 rows of 64 at two threads on this project's test
-    CPU). The bits are copied as they are."""
-    if flat.shape[1] % 4 == 0:
-        flat, values = flat.view(torch.complex128), values.view(torch.complex128)
-    flat.index_copy_(0, rows, values)
-
-
-def _gathered_forward(pre: torch.Tensor, rows: torch.Tensor,
-                      runs: list[tuple[int, InPlace]]) -> torch.Tensor:
-    """Each function in place on its `rows` of pre [genomes, nodes, samples] (gathered,
-    then written back); the rest of `pre` (identity) is left as it is. Returns the gathered
-    outputs, which the backward needs."""
-    flat = pre.view(-1, pre.shape[2])
-    done = flat.index_select(0, rows)
-    for (_, inplace), part in zip(runs, done.split([n for n, _ in runs]), strict=True):
-        inplace[0](part)
-    _put_rows(flat, rows, done)
-    return done
-
-
-def _gathered_backward(grad: torch.Tensor, done: torch.Tensor, rows: torch.Tensor,
-                       runs: list[tuple[int, InPlace]]) -> None:
-    """`_gathered_forward`'s backward, in place on `grad`: its `rows` become the gradients
-    of the pre-activations (identity rows pass as they are)."""
-    flat = grad.view(-1, grad.shape[2])
-    g = flat.index_select(0, rows)
-    widths = [n for n, _ in runs]
-    for (_, inplace), gp, y in zip(runs, g.split(widths), done.split(widths), strict=True):
-        inplace[1](gp, y, gp)
-    _put_rows(flat, rows, g)
-
-
-class _SortedActivation(torch.autograd.Function):
-    """A mixed level's activation (`_activation_forward`) as one autograd node: two
-    gathers each way instead of autograd's zero-filled scatters, functions in place on
-    the gathered rows. Used where a level cannot run inside `_GroupProgram`."""
-
-    @staticmethod
-    def forward(ctx: Any, pre: torch.Tensor, pre2: torch.Tensor | None, order: torch.Tensor,
-                inverse: torch.Tensor, runs: list[Run]) -> torch.Tensor:
-        out, saved = _activation_forward(pre, pre2, order, inverse, runs)
-        ctx.save_for_backward(*saved, order, inverse)
-        ctx.runs, ctx.two = runs, pre2 is not None
-        return out
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        done, flat, flat2, order, inverse = ctx.saved_tensors
-        g, g2 = _activation_backward(grad, (done, flat, flat2), order, inverse, ctx.runs,
-                                     ctx.two, owned=False)
-        return g, g2, None, None, None
-
+from evosparse.sorted_activations import (
+    Run,
+    SortedActivation,
+    activation_backward,
+    activation_forward,
+    gathered_backward,
+    gathered_forward,
+)
 
 Pass = tuple[list[torch.Tensor], list[Any]]
 """What a group program's forward keeps for its backward: every level's output (the
@@ -181,11 +53,11 @@ def _program_forward(group: _PaddedGroup, x: torch.Tensor, biases: list[torch.Te
             pre = pre.contiguous()
         gathered = group._gathered[k]
         if gathered is not None:
-            saved.append(_gathered_forward(pre, getattr(group, f"gather{k}"), gathered))
+            saved.append(gathered_forward(pre, getattr(group, f"gather{k}"), gathered))
         else:
             order, inverse, runs = group._plan(k)
             if runs:
-                pre, keep = _activation_forward(pre, None, order, inverse, runs)
+                pre, keep = activation_forward(pre, None, order, inverse, runs)
                 saved.append(keep)
             else:
                 saved.append(None)
@@ -210,11 +82,11 @@ def _program_backward(group: _PaddedGroup, done: Pass, weights: list[torch.Tenso
         assert g is not None
         gathered = group._gathered[k]
         if gathered is not None:  # a hidden level: `g` is this backward's own tensor
-            _gathered_backward(g, saved[k], getattr(group, f"gather{k}"), gathered)
+            gathered_backward(g, saved[k], getattr(group, f"gather{k}"), gathered)
         else:
             order, inverse, runs = group._plan(k)
             if runs:
-                g, _ = _activation_backward(g, saved[k], order, inverse, runs, False,
+                g, _ = activation_backward(g, saved[k], order, inverse, runs, False,
                                             owned=k + 1 < n_levels)
         if need_bias[k]:
             grad_b[k] = g.sum(2)
@@ -317,7 +189,7 @@ class _PaddedGroup(nn.Module):
         self.biases2 = nn.ParameterDict()
         self._blocks: list[tuple[int, int]] = []  # (level k, source level j) of each weight
         self._groups: list[list[tuple[int, int]]] = []  # per level: (function index, rows)
-        self._runs: list[list[Run]] = []  # per level: the same, as `_SortedActivation` takes it
+        self._runs: list[list[Run]] = []  # per level: the same, as `SortedActivation` takes it
         # per level: the in-place functions run on gathered rows by `_GroupProgram` (None: it
         # follows `_plan`), their rows in buffer `gather{k}`
         self._gathered: list[list[tuple[int, InPlace]] | None] = []
@@ -446,15 +318,15 @@ class _PaddedGroup(nn.Module):
     def _activate(self, k: int, pre: torch.Tensor, pre2: torch.Tensor | None) -> torch.Tensor:
         """Apply each node's activation to pre [genomes, nodes, samples] of level k (and, for
         two-input units, to the second pre-activation pre2 of the same shape), through
-        autograd: one function, or one `_SortedActivation` node."""
+        autograd: one function, or one `SortedActivation` node."""
         order, _, runs = self._plan(k)
         if order is None and pre2 is None:
             return runs[0][1](pre) if runs else pre
-        return _SortedActivation.apply(pre, pre2, getattr(self, f"order{k}"),
+        return SortedActivation.apply(pre, pre2, getattr(self, f"order{k}"),
                                        getattr(self, f"inverse{k}"), self._runs[k])
 
     def _plan(self, k: int) -> tuple[torch.Tensor | None, torch.Tensor | None, list[Run]]:
-        """Level k's activation as `_activation_forward` takes it: (order, inverse, runs);
+        """Level k's activation as `activation_forward` takes it: (order, inverse, runs);
         no order for a one-function level, no runs for an identity level."""
         groups = self._groups[k]
         if len(groups) == 1:
