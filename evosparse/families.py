@@ -38,6 +38,14 @@ class Family(Protocol):
     def n_inputs(self, n_features: int) -> int:
         """Input nodes of a genome for data with `n_features` values a sample."""
 
+    @property
+    def node_values(self) -> int:
+        """Values one node holds per sample at most (memory estimates: `fitness._bytes`)."""
+
+    @property
+    def connection_weights(self) -> int:
+        """Weights one connection holds."""
+
     def cost(self, genome: Genome, bias: bool) -> Cost:
         """Non-zero FLOPs, parameters and connections of one sample's forward pass."""
 
@@ -69,6 +77,14 @@ class MLPFamily:
 
     def n_inputs(self, n_features: int) -> int:
         return n_features
+
+    @property
+    def node_values(self) -> int:
+        return 1
+
+    @property
+    def connection_weights(self) -> int:
+        return 1
 
     def cost(self, genome: Genome, bias: bool) -> Cost:
         return count_cost(genome, bias)
@@ -109,6 +125,14 @@ class ConvFamily:
 
     def n_inputs(self, n_features: int) -> int:
         return self.geometry.shape[0]
+
+    @property
+    def node_values(self) -> int:
+        return self.geometry.positions(0)  # a channel at full resolution: the most it holds
+
+    @property
+    def connection_weights(self) -> int:
+        return self.geometry.taps
 
     def cost(self, genome: Genome, bias: bool) -> Cost:
         return conv_cost(genome, bias, self.geometry)

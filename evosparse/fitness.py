@@ -372,9 +372,14 @@ def _level_widths(genome: Genome) -> np.ndarray:
 
 
 def _bytes(widths: np.ndarray, n_genomes: int, n_acts: int, cfg: FitnessConfig) -> int:
-    starts = cfg.task.n_features + np.concatenate([[0], np.cumsum(widths)[:-1]])
-    weights = n_genomes * int(np.dot(widths, starts))
-    cols = cfg.task.n_features + int(widths.sum())
+    """Bytes of a padded batch whose levels are `widths` nodes wide; a node holds
+    `family.node_values` values a sample (a conv channel: its map) and a connection
+    `family.connection_weights` weights (a kernel's taps)."""
+    family = cfg.family
+    inputs = family.n_inputs(cfg.task.n_features)
+    starts = inputs + np.concatenate([[0], np.cumsum(widths)[:-1]])
+    weights = n_genomes * int(np.dot(widths, starts)) * family.connection_weights
+    cols = (inputs + int(widths.sum())) * family.node_values
     rows = max(cfg.training.batch_size, len(cfg.task.x_val), len(cfg.task.x_test))
     return 4 * (6 * weights + n_genomes * rows * cols * (3 + n_acts))
 
@@ -388,7 +393,8 @@ def _padded(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def estimate_batch_bytes(genomes: list[Genome], cfg: FitnessConfig) -> int:
-    """An upper estimate of the memory one batched training of `genomes` takes.
+    """An upper estimate of the memory one batched training of `genomes` takes (conv
+    genomes: as if every channel kept the input's resolution).
 
     Padded weight blocks are held six times (weights, gradients, masks, two
     optimiser states, and the masked product of autograd's path, which the group

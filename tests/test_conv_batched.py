@@ -13,7 +13,7 @@ from evosparse.conv_batched import BatchedConvNetworks
 from evosparse.conv_geometry import ConvGeometry, mutate_taps
 from evosparse.conv_network import ConvNetwork
 from evosparse.families import ConvFamily
-from evosparse.fitness import FitnessConfig, evaluate_batch, evaluation_seed
+from evosparse.fitness import FitnessConfig, estimate_batch_bytes, evaluate_batch, evaluation_seed
 from evosparse.genome import Genome, InnovationRegistry
 from evosparse.operators import minimal_genome, mutate
 from evosparse.space import ActivationSpec, MutationSpec, NetworkSpec, TrainingSpec
@@ -87,3 +87,20 @@ def test_batched_and_one_by_one_conv_evaluations_agree(schedule: str) -> None:
         assert abs(a.test_accuracy - b.test_accuracy) <= ACROSS_MODES
         assert (a.flops, a.params) == (b.flops, b.params)
     assert max(r.val_accuracy for r in together) > 0.2  # they learn: chance is 0.1
+
+
+def test_the_memory_estimate_holds_a_conv_batch_s_kernels_and_maps() -> None:
+    """The estimate that splits batches under `memory_cap_mb` counts each channel's maps
+    and each kernel's taps: at least the batch's parameters with their gradients and two
+    Adam states, plus every channel's maps (input, pre- and post-activation) over the
+    largest scoring pass. Mutant that fails this: the MLP formula (one value a node, one
+    weight a connection)."""
+    genomes = population(6)
+    cfg = FitnessConfig(task=DIGITS, training=TrainingSpec(epochs=1), bias=True, run_seed=0,
+                        family=ConvFamily(GEOMETRY))
+    net = BatchedConvNetworks(genomes, True, [torch.Generator() for _ in genomes], GEOMETRY)
+    params = 4 * sum(p.numel() for p in net.parameters())
+    maps = sum(GEOMETRY.positions(int(s)) for g in genomes for s in GEOMETRY.scale_of(g)
+               if s >= 0)
+    rows = max(len(DIGITS.x_val), len(DIGITS.x_test))
+    assert estimate_batch_bytes(genomes, cfg) >= 4 * params + 3 * 4 * maps * rows
