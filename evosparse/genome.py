@@ -24,6 +24,13 @@ ACT_DTYPE = np.dtype("<U64")
 """Activation names are fixed-width strings, so assigning a longer name never truncates."""
 
 
+def untrained(weights: np.ndarray) -> np.ndarray:
+    """Per row of Lamarckian `weights` (a value, or a conv kernel's taps): whether it
+    holds no number (NaN: no trained value)."""
+    nan = np.isnan(weights)
+    return nan.all(axis=tuple(range(1, weights.ndim))) if weights.ndim > 1 else nan
+
+
 def locate(keys: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Where each of `wanted` sits in `keys` (unsorted, distinct), by binary search:
     (rows into `keys`, meaningful where found; found)."""

@@ -14,19 +14,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from evosparse.genome import Genome, locate
+from evosparse.genome import Genome, locate, untrained
 from evosparse.network import Values, values_for
 
 
 def written_back(genome: Genome, values: Values) -> Genome:
     """The evaluated genome carrying its trained weights (`EvalResult.values`)."""
     return genome.with_weights(*values_for(genome, values))
-
-
-def _all_nan(a: np.ndarray) -> np.ndarray:
-    """Per row of `a` (a value, or a conv kernel's taps): whether it holds no number."""
-    nan = np.isnan(a)
-    return nan.all(axis=tuple(range(1, a.ndim))) if a.ndim > 1 else nan
 
 
 def _take(keys: np.ndarray, parents: list[tuple[np.ndarray, np.ndarray | None]]) -> np.ndarray:
@@ -41,8 +35,8 @@ def _take(keys: np.ndarray, parents: list[tuple[np.ndarray, np.ndarray | None]])
             out = np.full((len(keys), *values.shape[1:]), np.nan, dtype=np.float32)
         rows, found = locate(parent_keys, keys)
         has = np.zeros(len(keys), dtype=bool)
-        has[found] = ~_all_nan(values[rows[found]])
-        fill = _all_nan(out) & has
+        has[found] = ~untrained(values[rows[found]])
+        fill = untrained(out) & has
         out[fill] = values[rows[fill]]
     return np.full(len(keys), np.nan, dtype=np.float32) if out is None else out
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from evosparse.genome import Genome
+from evosparse.genome import Genome, untrained
 
 
 def magnitudes(g: Genome) -> np.ndarray:
@@ -24,7 +24,7 @@ def magnitudes(g: Genome) -> np.ndarray:
     a = np.abs(w.astype(np.float64))
     if a.ndim == 1:
         return a
-    rows = ~np.isnan(a).all(axis=tuple(range(1, a.ndim)))
+    rows = ~untrained(a)
     out = np.full(len(a), np.nan)
     out[rows] = np.nanmean(a[rows].reshape(int(rows.sum()), -1), axis=1)
     return out
