@@ -82,6 +82,8 @@ def test_prune_disables_the_smallest_trained_weights_and_never_an_untrained_one(
                                     [0.0, 0.4], [1, 1]]), np.zeros(5))
     assert prune_smallest(taps, 0.5).conn_enabled.tolist() == [True, True, False, True, False,
                                                                False], "a kernel: mean |tap|"
+    fresh = g.with_weights(np.full((6, 2), np.nan), np.zeros(5))  # a conv child of new kernels
+    assert prune_smallest(fresh, 0.5) is fresh, "no trained kernel: nothing to prune"
 
 
 def test_prune_and_a_spread_of_densities_are_checked_where_written(write_space) -> None:

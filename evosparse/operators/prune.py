@@ -26,7 +26,8 @@ def magnitudes(g: Genome) -> np.ndarray:
         return a
     rows = ~untrained(a)
     out = np.full(len(a), np.nan)
-    out[rows] = np.nanmean(a[rows].reshape(int(rows.sum()), -1), axis=1)
+    if rows.any():  # (an empty selection cannot be reshaped with -1)
+        out[rows] = np.nanmean(a[rows].reshape(int(rows.sum()), -1), axis=1)
     return out
 
 
