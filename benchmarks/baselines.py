@@ -367,11 +367,11 @@ def main() -> None:
             base = load_space(path)
             if args.datasets and base.dataset.name not in args.datasets:
                 continue
-            task = load_task(base.dataset)
             budget = args.budget * base.objectives.reference_flops
             for seed in range(args.first_seed, args.first_seed + args.seeds):
                 space = base.with_overrides(seed=seed, generations=args.generations,
                                             **overrides(args.set))
+                task = load_task(space.dataset)  # --set dataset.* changes every method's split
                 results = run_all(space, task, seed, budget, clock, Path(tmp), args)
                 for name, s in results.items():
                     row = (f"{s.val_hv:.4f}", f"{s.test_hv:.4f}",
