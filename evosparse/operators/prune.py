@@ -26,8 +26,7 @@ def magnitudes(g: Genome) -> np.ndarray:
         return a
     rows = ~untrained(a)
     out = np.full(len(a), np.nan)
-    if rows.any():  # (an empty selection cannot be reshaped with -1)
-        out[rows] = np.nanmean(a[rows].reshape(int(rows.sum()), -1), axis=1)
+    out[rows] = np.nanmean(a[rows], axis=tuple(range(1, a.ndim)))
     return out
 
 
