@@ -21,7 +21,7 @@ from torch import nn
 
 from evosparse.activations import torch_activation
 from evosparse.conv_geometry import ConvGeometry
-from evosparse.conv_network import _CONV, ConvNetwork
+from evosparse.conv_network import _CONV, ConvNetwork, pooled
 from evosparse.genome import Genome
 from evosparse.network import masked_sums
 
@@ -111,13 +111,15 @@ class BatchedConvNetworks(nn.Module):
             for r, d, _, _ in step:
                 columns[r] += d
             self._steps.append(step)
-        offset = np.cumsum([0, *columns])
+        offset, bins = np.cumsum([0, *columns]), g.bins
         n_out = self._nets[0].levels[-1].weight.shape[0]
-        head_w, head_m = torch.zeros(n, n_out, offset[-1]), torch.zeros(n, n_out, offset[-1])
+        head_w = torch.zeros(n, n_out, offset[-1] * bins)
+        head_m = torch.zeros(n, n_out, offset[-1] * bins)
         head_b = torch.zeros(n, n_out)
         self._head_cols = []
         for i, net in enumerate(self._nets):
-            at = torch.tensor([offset[a] + c for a in scales for c in cols[i][a]])
+            at = torch.tensor([(offset[a] + c) * bins + b for a in scales for c in cols[i][a]
+                               for b in range(bins)])
             head = net.levels[-1]
             head_w[i][:, at], head_m[i][:, at] = head.weight.detach(), head.mask
             if head.bias is not None:
@@ -129,6 +131,8 @@ class BatchedConvNetworks(nn.Module):
         """Each padded group's biases [genomes, slots], the head's last (none without bias)."""
         for j, m in enumerate([*masks, head_m]):
             self.register_buffer(f"mask{j}", m)
+        for r in scales:
+            self.register_buffer(f"pooling{r}", torch.from_numpy(g.pooling(r)), persistent=False)
         self.groups = [self]
         self.members = [list(range(n))]
 
@@ -165,9 +169,9 @@ class BatchedConvNetworks(nn.Module):
                 new[r] = out.reshape(s, n, d, *g.size(r))
                 group += 1
             maps = [torch.cat([m, new[r]], dim=2) if r in new else m for r, m in enumerate(maps)]
-        pooled = torch.cat([m.flatten(3).mean(dim=3) for m in maps], dim=2)
+        poolings = [getattr(self, f"pooling{r}") for r in range(g.scales + 1)]
         head = self.weights[-1] * self._mask(len(self.weights) - 1)
-        logits = torch.einsum("sgc,goc->sgo", pooled, head)
+        logits = torch.einsum("sgc,goc->sgo", pooled(maps, poolings, g.dims), head)
         return logits + self.biases[-1] if self.biases else logits
 
     def sample_losses(self, x: torch.Tensor, y: torch.Tensor, rows: list[torch.Tensor]

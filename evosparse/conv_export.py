@@ -5,8 +5,9 @@ reshaped to [batch, channels, *spatial]; each group of channels is the sum of on
 per source scale (masked kernels, stride 2^(r - a), "same" padding) followed by its
 activation functions (a Split over runs of channels with one function each); a level's
 groups are concatenated to their scale's maps; the logits are a MatMul of every
-channel's GlobalAveragePool. Activations use `onnx_export`'s recipes, so onnxruntime
-runs the file with nothing of evosparse installed.
+channel's pooled map (GlobalAveragePool; with the `bins` head a MatMul of the flattened
+maps by the scale's `ConvGeometry.pooling` matrix). Activations use `onnx_export`'s
+recipes, so onnxruntime runs the file with nothing of evosparse installed.
 """
 
 from __future__ import annotations
@@ -76,10 +77,18 @@ def conv_to_onnx(net: ConvNetwork, scale: tuple[np.ndarray, np.ndarray] | None =
         start = end
     pooled = []
     for r, m in enumerate(maps):
-        if m is not None:
-            nodes += [helper.make_node("GlobalAveragePool", [m], [f"pool{r}"]),
-                      helper.make_node("Flatten", [f"pool{r}"], [f"pooled{r}"], axis=1)]
-            pooled.append(f"pooled{r}")
+        if m is None:
+            continue
+        if g.bins == 1:
+            nodes.append(helper.make_node("GlobalAveragePool", [m], [f"pool{r}"]))
+        else:
+            flat_shape = const(init, f"maps{r}_shape", np.array([0, 0, -1], np.int64))
+            nodes += [helper.make_node("Reshape", [m, flat_shape], [f"maps{r}_flat"]),
+                      helper.make_node("MatMul", [f"maps{r}_flat",
+                                                  const(init, f"pooling{r}", g.pooling(r))],
+                                       [f"pool{r}"])]
+        nodes.append(helper.make_node("Flatten", [f"pool{r}"], [f"pooled{r}"], axis=1))
+        pooled.append(f"pooled{r}")
     nodes.append(helper.make_node("Concat", pooled, ["pooled"], axis=1))
     head = net.levels[-1]
     w = const(init, "head_weight_t", _numpy(head.weight * head.mask).T.copy())
@@ -96,7 +105,8 @@ def conv_flops_from_weights(net: ConvNetwork) -> dict[str, int]:
     """Non-zero FLOPs per sample counted from the stored tensors, as `conv_cost` counts
     the genome: 2 x each non-zero kernel tap x its output positions, each bias and
     activation once per output position, each channel's average (its positions) that an
-    output reads, 2 per non-zero head weight and one add per head bias."""
+    output reads (an add per non-zero of its pooling matrix), 2 per non-zero head weight
+    and one add per head bias."""
     g = net.geometry
     nonzero = flops = biases = acts = 0
     for r, pairs, runs in net.plan:
@@ -109,9 +119,9 @@ def conv_flops_from_weights(net: ConvNetwork) -> dict[str, int]:
         acts += sum(activation_cost(fn) * w for fn, w in runs) * at
     head = net.levels[-1]
     w = head.weight * head.mask
-    read = head.mask.ne(0).any(dim=0).numpy()  # pooled columns some output reads
-    starts = np.cumsum([0, *net.channels])
-    pooling = sum(int(read[starts[r]:starts[r + 1]].sum()) * g.positions(r)
+    read = head.mask.ne(0).reshape(head.mask.shape[0], -1, g.bins).any(dim=(0, 2)).numpy()
+    starts = np.cumsum([0, *net.channels])  # read: the pooled channels some output reads
+    pooling = sum(int(read[starts[r]:starts[r + 1]].sum()) * int(np.count_nonzero(g.pooling(r)))
                   for r in range(len(net.channels)))
     n_head = int(torch.count_nonzero(w))
     biases += 0 if head.bias is None else head.bias.numel()

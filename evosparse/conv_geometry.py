@@ -2,7 +2,10 @@
 
 In the `conv1d` and `conv2d` families (`families.py`) a node is a channel and a
 connection between two channels is a full kernel of `kernel` taps (`kernel` x `kernel`
-in 2-D); a connection into an output is one weight on the channel's global average.
+in 2-D). A connection into an output reads the channel's pooled map: with the `average`
+head one weight on its global average; with the `bins` head `taps` weights, one per bin
+of its map averaged over `kernel` equal bins per spatial dimension (where the signal
+is, not only how much of it: a map as short as the kernel is read whole).
 Every channel has a scale r: its maps are the input's downsampled r times by 2
 (length ceil(L / 2^r), per spatial dimension). Inputs have scale 0, outputs none; a
 hidden channel's scale follows from its position (`scale_of`), so scales never fall
@@ -15,6 +18,8 @@ across scales for free, and a layered space (`network.topology: layered`,
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import reduce
+from typing import Literal
 
 import numpy as np
 
@@ -26,11 +31,13 @@ from evosparse.graph import Topology, analyse
 
 @dataclass(frozen=True)
 class ConvGeometry:
-    """The input's shape (channels, *spatial), the kernel width and the number of scales."""
+    """The input's shape (channels, *spatial), the kernel width, the number of scales and
+    how the outputs read a channel (`head`: average | bins)."""
 
     shape: tuple[int, ...]
     kernel: int
     scales: int
+    head: Literal["average", "bins"] = "average"
 
     @property
     def dims(self) -> int:
@@ -50,6 +57,18 @@ class ConvGeometry:
         """Output positions of a map at `scale` (length, or height x width)."""
         return int(np.prod(self.size(scale)))
 
+    @property
+    def bins(self) -> int:
+        """Numbers the head reads from each channel (weights of a connection into an
+        output): 1 with the `average` head, `taps` with `bins`."""
+        return self.taps if self.head == "bins" else 1
+
+    def pooling(self, scale: int) -> np.ndarray:
+        """float32 [positions(scale), bins]: the matrix that turns a flattened map at
+        `scale` into the numbers the head reads (each column the average of its bin)."""
+        per_side = self.kernel if self.head == "bins" else 1
+        return reduce(np.kron, [_bin_average(side, per_side) for side in self.size(scale)])
+
     def scale_of(self, genome: Genome) -> np.ndarray:
         """int (N,): each node's scale; inputs 0, hidden channels by position (the
         interval (0, 1) cut into `scales` + 1 equal parts), outputs -1 (no map)."""
@@ -60,15 +79,27 @@ class ConvGeometry:
         return np.where(genome.node_kind == OUTPUT, -1, scale)
 
 
+def _bin_average(side: int, bins: int) -> np.ndarray:
+    """float32 [side, bins]: bin i averages positions [i side / bins, (i + 1) side / bins)
+    (rounded down, at least one position: a side shorter than `bins` repeats positions)."""
+    out = np.zeros((side, bins), dtype=np.float32)
+    for i in range(bins):
+        lo = i * side // bins
+        hi = max(lo + 1, (i + 1) * side // bins)
+        out[lo:hi, i] = 1.0 / (hi - lo)
+    return out
+
+
 def conv_cost(genome: Genome, bias: bool, geometry: ConvGeometry,
               topo: Topology | None = None) -> Cost:
     """Non-zero FLOPs per sample, parameters and active connections of a conv genome.
 
     A hidden channel at scale r computes P_r = positions(r) outputs: each incoming kernel
     costs 2 x its taps x P_r (multiply and add per kept tap and position), its bias P_r
-    adds and its activation `activation_cost` x P_r. An output costs 2 per incoming connection
-    plus its bias, and each channel that feeds an output is averaged once: P adds (its
-    positions, the last a scaling). Only the live subgraph counts (`graph.analyse`).
+    adds and its activation `activation_cost` x P_r. An output costs 2 per weight of each
+    incoming connection (`bins` of them) plus its bias, and each channel that feeds an
+    output is pooled once: an add per non-zero of its `pooling` matrix (P_r with the
+    average head, the last a scaling). Only the live subgraph counts (`graph.analyse`).
     """
     topo = topo or analyse(genome)
     scale = geometry.scale_of(genome)
@@ -84,12 +115,15 @@ def conv_cost(genome: Genome, bias: bool, geometry: ConvGeometry,
     costs = np.array([activation_cost(str(a)) for a in genome.node_act[hidden]], dtype=np.int64)
     flops += int((costs * at[hidden]).sum())
     pooled = np.unique(topo.src_row[into_output])
-    flops += int(at[pooled].sum()) + 2 * int(np.count_nonzero(into_output))
+    reads = np.array([np.count_nonzero(geometry.pooling(s)) for s in range(geometry.scales + 1)],
+                     dtype=np.int64)
+    head = geometry.bins * int(np.count_nonzero(into_output))
+    flops += int(reads[scale[pooled]].sum()) + 2 * head
     n_out = int(np.count_nonzero(genome.node_kind == OUTPUT))
     n_bias = int(np.count_nonzero(hidden)) + n_out if bias else 0
     if bias:
         flops += int(at[hidden].sum()) + n_out
-    params = int(taps.sum()) + int(np.count_nonzero(into_output)) + n_bias
+    params = int(taps.sum()) + head + n_bias
     return Cost(flops=flops, params=params, connections=int(np.count_nonzero(conn)))
 
 

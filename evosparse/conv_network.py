@@ -5,7 +5,8 @@ scale and then activation. A level's channels at scale r read every channel comp
 before the level: those at scale a through one masked convolution of stride 2^(r - a)
 (a `_Block`: weight [channels, sources, taps...] times a fixed 0/1 mask that holds the
 genome's connections, so pruned pairs stay exactly zero). The outputs are a masked
-linear map of every channel's global average. Blocks are a flat `levels` list with
+linear map of every channel's pooled map (`ConvGeometry.pooling`: its global average,
+or its `bins` bin averages, column c x bins + b). Blocks are a flat `levels` list with
 `weight`, `mask` and `bias` as the MLP's levels have them, so the weight files
 (`weights.model_bytes`) are written the same way.
 """
@@ -24,6 +25,13 @@ from evosparse.graph import analyse
 from evosparse.network import Values, masked_sums, values_for
 
 _CONV = {1: F.conv1d, 2: F.conv2d}
+
+
+def pooled(maps: list[torch.Tensor], poolings: list[torch.Tensor], dims: int) -> torch.Tensor:
+    """[..., channels x bins]: each scale's maps [..., channels, *spatial] times its
+    `ConvGeometry.pooling` matrix, concatenated in scale order (a channel's bins adjacent)."""
+    return torch.cat([m.flatten(-dims) @ p for m, p in zip(maps, poolings, strict=True)],
+                     dim=-2).flatten(-2)
 
 
 class _Block(nn.Module):
@@ -113,18 +121,24 @@ class ConvNetwork(nn.Module):
                 count[r] += len(group)
             self.level_ends.append(len(self.plan))
         outputs = np.flatnonzero(kind == OUTPUT)
-        offset = np.concatenate([[0], np.cumsum(count)[:-1]])  # pooled column of each scale
-        pooled = np.where(column >= 0, offset[scale.clip(min=0)] + column, -1)
-        mask = np.zeros((len(outputs), int(count.sum())), dtype=bool)
+        offset = np.concatenate([[0], np.cumsum(count)[:-1]])  # pooled channel of each scale
+        channel = np.where(column >= 0, offset[scale.clip(min=0)] + column, -1)
+        bins = geometry.bins
         to_out = np.isin(dst, outputs)
-        mask[np.searchsorted(outputs, dst[to_out]), pooled[src[to_out]]] = True
+        head_rows = np.searchsorted(outputs, dst[to_out])
+        head_cols = channel[src[to_out]][:, None] * bins + np.arange(bins)  # a row per link
+        mask = np.zeros((len(outputs), int(count.sum()) * bins), dtype=bool)
+        mask[head_rows[:, None], head_cols] = True
         blocks.append(_Block(mask, mask.sum(axis=1), bias, generator))
         self.levels = nn.ModuleList(blocks)
-        head_rows = np.searchsorted(outputs, dst[to_out])
-        self._sites = (kernel_at, (conn[to_out], head_rows, pooled[src[to_out]]),
+        self._sites = (kernel_at, (conn[to_out], head_rows, head_cols),
                        [*bias_at, (outputs, len(blocks) - 1)])
         """Where each genome row lives: kernels (connection rows, block, rows, columns),
-        the head's (connection rows, rows, columns), biases (node rows, block)."""
+        the head's (connection rows, rows, [links, bins] columns), biases (node rows,
+        block)."""
+        for r in range(geometry.scales + 1):
+            self.register_buffer(f"pooling{r}", torch.from_numpy(geometry.pooling(r)),
+                                 persistent=False)
         self._ids = (genome.conn_src, genome.conn_dst, genome.node_id)
         if genome.conn_weight is not None and genome.node_bias is not None:
             self._load_inherited(genome.conn_weight, genome.node_bias)
@@ -155,9 +169,9 @@ class ConvNetwork(nn.Module):
             maps = [torch.cat([m, *extra], dim=1) if extra else m
                     for m, extra in zip(maps, new, strict=True)]
             start = end
-        pooled = torch.cat([m.flatten(2).mean(dim=2) for m in maps], dim=1)
+        poolings = [getattr(self, f"pooling{r}") for r in range(g.scales + 1)]
         head = self.levels[-1]
-        out = pooled @ (head.weight * head.mask).T
+        out = pooled(maps, poolings, g.dims) @ (head.weight * head.mask).T
         return out if head.bias is None else out + head.bias
 
     def connection_sums(self, grads: dict[nn.Parameter, torch.Tensor]) -> torch.Tensor:
@@ -186,9 +200,10 @@ class ConvNetwork(nn.Module):
                 keep = torch.isfinite(values) & (blk.mask[rows, cols] > 0)
                 blk.weight[rows, cols] = torch.where(keep, values, blk.weight[rows, cols])
             head = self.levels[-1]
-            w = conn_weight[head_conns, 0]
+            w = conn_weight.reshape(len(conn_weight), -1)[head_conns, :head_cols.shape[1]]
             ok = np.isfinite(w)
-            head.weight[head_rows[ok], head_cols[ok]] = torch.from_numpy(w[ok])
+            rows = np.broadcast_to(head_rows[:, None], w.shape)
+            head.weight[rows[ok], head_cols[ok]] = torch.from_numpy(w[ok])
             for nodes, b in biases:
                 blk = self.levels[b]
                 if blk.bias is not None:
@@ -198,13 +213,15 @@ class ConvNetwork(nn.Module):
 
     def trained_values(self) -> Values:
         """The network's weights and biases keyed by identity (`network.Values`): a row of
-        taps per connection (NaN where a tap is off; a head weight in its first column)."""
+        taps per connection (NaN where a tap is off; a head link's weights in its first
+        `bins` columns)."""
         kernels, (head_conns, head_rows, head_cols), biases = self._sites
         src, dst, node_id = self._ids
         taps = self.geometry.taps
         conns, rows = [head_conns], [np.full((len(head_conns), taps), np.nan, dtype=np.float32)]
         with torch.no_grad():
-            rows[0][:, 0] = self.levels[-1].weight[head_rows, head_cols].cpu().numpy()
+            rows[0][:, :head_cols.shape[1]] = (self.levels[-1].weight[head_rows[:, None],
+                                                                      head_cols].cpu().numpy())
             for c, b, r, col in kernels:
                 blk = self.levels[b]
                 w = torch.where(blk.mask[r, col] > 0, blk.weight[r, col], torch.nan)

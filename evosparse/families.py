@@ -160,7 +160,7 @@ class ConvFamily:
     def to_dict(self) -> dict[str, Any]:
         g = self.geometry
         return {"name": self.name, "input_shape": list(g.shape), "kernel": g.kernel,
-                "scales": g.scales}
+                "scales": g.scales, "head": g.head}
 
 
 def family_from_dict(d: dict[str, Any]) -> Family:
@@ -170,7 +170,7 @@ def family_from_dict(d: dict[str, Any]) -> Family:
     if d["name"] not in ("conv1d", "conv2d"):
         raise ValueError(f"unknown network family {d['name']!r}")
     family = ConvFamily(ConvGeometry(tuple(int(s) for s in d["input_shape"]), int(d["kernel"]),
-                                     int(d["scales"])))
+                                     int(d["scales"]), d.get("head", "average")))
     if family.name != d["name"]:
         raise ValueError(f"input_shape {d['input_shape']} does not fit {d['name']}")
     return family
@@ -198,4 +198,5 @@ def family_of(network: NetworkSpec, dataset: str, n_features: int,
     if int(np.prod(shape)) != n_features:
         raise UserError(f"network.input_shape {list(shape)} holds {int(np.prod(shape))} values "
                         f"a sample, but the dataset's samples have {n_features}")
-    return ConvFamily(ConvGeometry(tuple(int(s) for s in shape), network.kernel, network.scales))
+    return ConvFamily(ConvGeometry(tuple(int(s) for s in shape), network.kernel, network.scales,
+                                   network.head))

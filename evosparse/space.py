@@ -79,11 +79,15 @@ class NetworkSpec(_Model):
     bias: bool = True
     family: Literal["mlp", "conv1d", "conv2d"] = "mlp"
     """mlp: nodes are neurons; conv1d / conv2d: nodes are channels, connections kernels
-    (`conv_geometry.py`), and the outputs read each channel's global average."""
+    (`conv_geometry.py`), and the outputs read each channel's pooled map (`head`)."""
     kernel: int = Field(3, ge=1, le=15)
     """conv families: taps of every kernel along each spatial dimension (odd)."""
     scales: int = Field(2, ge=0, le=6)
     """conv families: how many times hidden channels may halve the input's resolution."""
+    head: Literal["average", "bins"] = "average"
+    """conv families: what an output reads of a channel: its global average (one weight)
+    or its averages over `kernel` bins per spatial dimension (a weight each: where in the
+    signal, not only how much)."""
     input_shape: tuple[int, ...] | None = None
     """conv families: (channels, length) or (channels, height, width) of one sample;
     default: MNIST-1D (1, 40), digits (1, 8, 8); other data must give it."""
@@ -91,6 +95,9 @@ class NetworkSpec(_Model):
     @model_validator(mode="after")
     def _conv_shape(self) -> NetworkSpec:
         if self.family == "mlp":
+            if self.head != "average":
+                raise ValueError("network.head is for conv1d and conv2d networks (family "
+                                 f"mlp has no pooling; got head {self.head!r})")
             return self
         if self.kernel % 2 == 0:
             raise ValueError(f"network.kernel must be odd for {self.family} (got {self.kernel})")

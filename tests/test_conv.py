@@ -62,6 +62,38 @@ def test_conv1d_flops_counted_by_hand() -> None:
     assert no_bias.flops == want - (4 + 2 + 2)
 
 
+def test_bins_head_reads_where_the_signal_is_counted_by_hand() -> None:
+    from evosparse.inheritance import written_back
+
+    geo = ConvGeometry((1, 8), kernel=3, scales=2, head="bins")
+    g = small_genome()
+    # the outputs read 3 bins of the input (8 positions: 2, 3, 3), of channel 3 (4: 1, 1, 2)
+    # and of channel 4 (2 positions: the first twice, then the second), a weight each
+    want = (24 + 4 + 4 * RELU) + (24 + 2 + 2 * TANH) + (8 + 4 + 3) + 2 * 3 * 3 + 2
+    cost = conv_cost(g, bias=True, geometry=geo)
+    assert cost.flops == want
+    assert cost.params == 3 * 3 + 3 * 3 + 4
+    net = ConvNetwork(g, True, torch.Generator().manual_seed(0), geo)
+    x = torch.randn(5, 8, generator=torch.Generator().manual_seed(1))
+    blocks = list(net.levels)
+    w3, w4a, w4b, head = (b.weight * b.mask for b in blocks)
+    assert tuple(head.shape) == (2, 9)  # 3 channels x 3 bins
+    h3 = torch.relu(F.conv1d(x[:, None], w3, blocks[0].bias, stride=2, padding=1))
+    pre4 = F.conv1d(x[:, None], w4a, blocks[1].bias, stride=4, padding=1)
+    h4 = torch.tanh(pre4 + F.conv1d(h3, w4b, None, stride=2, padding=1))[:, 0]
+    h3 = h3[:, 0]
+    pooled = torch.stack([x[:, :2].mean(1), x[:, 2:5].mean(1), x[:, 5:].mean(1),
+                          h3[:, 0], h3[:, 1], h3[:, 2:].mean(1), h4[:, 0], h4[:, 0], h4[:, 1]],
+                         dim=1)
+    torch.testing.assert_close(net(x), pooled @ head.T + blocks[3].bias)
+    assert head.ne(0).tolist() == [[True] * 3 + [False] * 3 + [True] * 3,
+                                   [False] * 3 + [True] * 3 + [False] * 3]
+    carried = written_back(g, net.trained_values())  # a link's bins in its first columns
+    again = ConvNetwork(Genome.from_dict(carried.to_dict()), True,
+                        torch.Generator().manual_seed(9), geo)
+    torch.testing.assert_close(again(x), net(x))
+
+
 def test_kernel_taps_count_and_compute_only_where_kept() -> None:
     geo = ConvGeometry((1, 8), kernel=3, scales=2)
     g = small_genome()
@@ -190,6 +222,8 @@ def test_compiled_weights_are_the_counted_parameters() -> None:
 
 def test_bad_conv_spaces_and_shapes_are_named(tmp_path: Path) -> None:
     base = load_space("search_spaces/digits_conv.yaml")
+    with pytest.raises(UserError, match="network.head is for conv1d and conv2d"):
+        load_space("search_spaces/digits.yaml").with_overrides(network={"head": "bins"})
     with pytest.raises(UserError, match="network.kernel must be odd"):
         base.with_overrides(network={"kernel": 4})
     with pytest.raises(UserError, match="sparse_training.method set"):
@@ -230,7 +264,8 @@ def test_conv_search_records_the_family_cost_and_resumes_exactly(tmp_path: Path,
     assert max(m.val_accuracy for m in whole.front) > 0.2  # ten classes: chance is 0.1
 
 
-def test_conv_exports_run_in_onnxruntime_and_load_back(tmp_path: Path) -> None:
+@pytest.mark.parametrize("head", ["average", "bins"])
+def test_conv_exports_run_in_onnxruntime_and_load_back(tmp_path: Path, head: str) -> None:
     import json
 
     import onnxruntime as ort
@@ -238,7 +273,8 @@ def test_conv_exports_run_in_onnxruntime_and_load_back(tmp_path: Path) -> None:
     from evosparse.data import load_raw_test
 
     run = evosparse.search("search_spaces/digits_conv.yaml", runs_dir=tmp_path, name="c",
-                           progress=False, population=8, generations=3, seed=1)
+                           progress=False, population=8, generations=3, seed=1,
+                           network={"head": head})
     folders = run.export()
     assert len(folders) == len(run.front) > 1
     x, y = load_raw_test(run.space.dataset)
@@ -255,11 +291,11 @@ def test_conv_exports_run_in_onnxruntime_and_load_back(tmp_path: Path) -> None:
         assert np.array_equal(pickle.loads(pickle.dumps(model)).predict_index(x), onnx_pred)
         doc = json.loads((folder / "genome.json").read_text())
         assert doc["family"] == {"name": "conv2d", "input_shape": [1, 8, 8], "kernel": 3,
-                                 "scales": 2}
+                                 "scales": 2, "head": head}
     import onnx
 
     ops = {n.op_type for f in folders for n in onnx.load(f / "model.onnx").graph.node}
-    assert {"Conv", "GlobalAveragePool", "MatMul"} <= ops
+    assert {"Conv", "MatMul", "GlobalAveragePool" if head == "average" else "Reshape"} <= ops
 
 
 def test_signals_and_images_given_with_their_shape(tmp_path: Path) -> None:

@@ -40,15 +40,16 @@ def population(n: int, seed: int = 0) -> list[Genome]:
     return out
 
 
-def test_a_batch_of_conv_genomes_follows_one_by_one_loss_curves() -> None:
-    genomes = population(8)
-    assert len({len(ConvNetwork(g, True, torch.Generator(), GEOMETRY).level_ends)
+@pytest.mark.parametrize("head", ["average", "bins"])
+def test_a_batch_of_conv_genomes_follows_one_by_one_loss_curves(head: str) -> None:
+    genomes, geo = population(8), replace(GEOMETRY, head=head)
+    assert len({len(ConvNetwork(g, True, torch.Generator(), geo).level_ends)
                 for g in genomes}) > 1, "genomes of several depths share the program"
     seeds = [evaluation_seed(1, g.genome_id) for g in genomes]
-    singles = [ConvNetwork(g, True, torch.Generator().manual_seed(s), GEOMETRY)
+    singles = [ConvNetwork(g, True, torch.Generator().manual_seed(s), geo)
                for g, s in zip(genomes, seeds, strict=True)]
     batched = BatchedConvNetworks(genomes, True, [torch.Generator().manual_seed(s)
-                                                  for s in seeds], GEOMETRY)
+                                                  for s in seeds], geo)
     opts = [torch.optim.Adam(n.parameters(), lr=0.01) for n in singles]
     bopt = torch.optim.Adam(batched.parameters(), lr=0.01)
     x, y = torch.from_numpy(DIGITS.x_train), torch.from_numpy(DIGITS.y_train)
