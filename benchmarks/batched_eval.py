@@ -3,10 +3,13 @@
     python benchmarks/batched_eval.py            # 64 MNIST-1D genomes, the space's budget
     python benchmarks/batched_eval.py --quick    # 16 genomes, 1 epoch: under a minute
     python benchmarks/batched_eval.py --space search_spaces/mnist1d_conv.yaml  # conv genomes
+    python benchmarks/batched_eval.py --run runs/mnist1d_conv  # a search's last population
 
 Genomes: about 100 hidden nodes each (one layer of 100, or two of 50), densities
 5-50%, each hidden node's activation drawn uniformly from the space's hidden set
 (a worst case for the batched program, which groups a level's rows by function).
+With `--run`, the genomes are a run directory's last checkpointed population (with their
+inherited weights) and the space is the run's: what a search really trains.
 For a conv space: layered CNNs of 4-16 channels per layer on every one of the space's
 levels, each channel pair kept with probability 0.3-1, activations drawn the same way,
 and taps of up to a third of the kernels switched off (`conv_batched.py` pads them all to
@@ -37,6 +40,8 @@ import torch
 from evosparse.batched import BatchedNetworks
 from evosparse.conv_geometry import mutate_taps
 from evosparse.data import load_task
+from evosparse.errors import UserError
+from evosparse.evolution import Member, SearchState
 from evosparse.families import ConvFamily, family_of
 from evosparse.fitness import (
     BatchFallback,
@@ -48,6 +53,7 @@ from evosparse.fitness import (
 )
 from evosparse.genome import Genome, InnovationRegistry
 from evosparse.operators import dense_mlp_genome
+from evosparse.rundir import RunDir
 from evosparse.space import load_space
 
 
@@ -87,6 +93,14 @@ def conv_population(n: int, family: ConvFamily, levels: int, n_out: int, acts: l
     return out
 
 
+def last_population(run: RunDir) -> list[Member]:
+    """The population of `run`'s newest checkpoint (`UserError` when it has none)."""
+    checkpoint = run.latest_checkpoint()
+    if checkpoint is None:
+        raise UserError(f"{run.path}: no checkpoint to take a population from")
+    return SearchState.from_dict(checkpoint["state"]).population
+
+
 def matmul_gflops(device: torch.device, repeats: int = 20) -> tuple[int, float]:
     """(k, GFLOP/s) of a float32 k x k x k torch.matmul on `device` (k = 1024 on the CPU,
     8192 on a GPU, which a small product cannot fill)."""
@@ -124,6 +138,8 @@ def timed(genomes: list[Genome], cfg: FitnessConfig) -> tuple[float, list]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--space", type=Path, default=Path("search_spaces/mnist1d.yaml"))
+    p.add_argument("--run", type=Path, help="time this run directory's last population "
+                   "(and its space) instead of random genomes")
     p.add_argument("--genomes", type=int, default=64)
     p.add_argument("--quick", action="store_true", help="16 genomes, 1 epoch")
     p.add_argument("--threads", default="1,2",
@@ -136,15 +152,20 @@ def main() -> None:
     args = p.parse_args()
     device = resolve_device(args.device)
     warnings.simplefilter("error", BatchFallback)  # a batch run one by one would mislead
-    space = load_space(args.space)
+    run = RunDir(args.run) if args.run else None
+    space = run.load_space() if run else load_space(args.space)
     training = space.training.model_copy(update={"epochs": 1}) if args.quick else space.training
     n = 16 if args.quick else args.genomes
     task = load_task(space.dataset)
     family = family_of(space.network, space.dataset.name, task.n_features)
     acts, rng = list(space.activations.hidden), np.random.default_rng(0)
-    genomes = (conv_population(n, family, space.network.max_levels, task.n_classes, acts, rng)
-               if isinstance(family, ConvFamily) else
-               population(n, task.n_features, task.n_classes, acts, rng))
+    if run:
+        genomes = [m.genome for m in last_population(run)]
+        n = len(genomes)
+    elif isinstance(family, ConvFamily):
+        genomes = conv_population(n, family, space.network.max_levels, task.n_classes, acts, rng)
+    else:
+        genomes = population(n, task.n_features, task.n_classes, acts, rng)
     print(f"{n} genomes, {training.epochs} epoch(s) on {len(task.x_train)} samples; "
           f"best of {args.repeats} alternating runs per cell, on {_describe(device)}")
     print("threads | float32 matmul  | one by one       | batched          | speed-up | "

@@ -412,28 +412,19 @@ class _PaddedGroup(nn.Module):
         return hs[-1]  # the last level holds exactly the outputs, in order
 
 
-class BatchedNetworks(nn.Module):
-    """Many genomes as a few padded, batched programs: one per network depth.
+class Programs(nn.Module):
+    """Genomes split among a few batched programs (`groups`) that run side by side, and
+    the bookkeeping between genome order and group order, shared by every family's
+    batched form. Group k holds the genomes at positions `members[k]`; a group is a
+    module with `weights`, `sample_losses(x, y, rows)`, `connection_sums(grads)` and
+    `direct()` (and `train_losses` where `direct`). A training step takes the groups'
+    losses per group, unordered: `train_losses` (no autograd) where every group is
+    `direct`, else `sample_losses` and autograd; `losses` puts them in genome order."""
 
-    Padding every genome to the widest level of the deepest one wastes most of the
-    work on a mixed population (a one-level network padded to three levels), so
-    genomes of equal depth share one `_PaddedGroup` and the groups run side by side.
-    `losses(x, y, rows)` runs genome i on the samples x[rows[i]] (each genome sees its
-    own minibatch) and returns its mean cross-entropy, in the order of `genomes`;
-    a training step takes them per group, unordered: `train_losses` (no autograd) where
-    the network is `direct`, else `sample_losses` and autograd.
-    """
-
-    def __init__(self, genomes: list[Genome], bias: bool, generators: list[torch.Generator],
-                 growable: bool = False):
+    def __init__(self, groups: list[nn.Module], members: list[np.ndarray]) -> None:
         super().__init__()
-        self._nets = [SparseNetwork(g, bias, gen)
-                      for g, gen in zip(genomes, generators, strict=True)]
-        depth = np.array([len(n.levels) for n in self._nets])
-        members = [np.flatnonzero(depth == d) for d in np.unique(depth)]
-        self.groups = nn.ModuleList(_PaddedGroup([self._nets[i] for i in m], growable)
-                                    for m in members)
-        self._where = [(0, 0)] * len(genomes)  # genome -> (group, position in group)
+        self.groups = nn.ModuleList(groups)
+        self._where = [(0, 0)] * sum(len(m) for m in members)  # genome -> (group, position)
         for gi, m in enumerate(members):
             self.register_buffer(f"members{gi}", torch.from_numpy(m))
             for pos, i in enumerate(m.tolist()):
@@ -442,18 +433,8 @@ class BatchedNetworks(nn.Module):
         self.members = [m.tolist() for m in members]
         """Per group, the positions in `genomes` of its members, in order."""
 
-    def padded_weights(self) -> int:
-        """Weights the batched program multiplies per sample (padding included)."""
-        return sum(w.numel() for g in self.groups for w in g.weights)
-
-    def unbatch(self, i: int) -> SparseNetwork:
-        """Genome i's network (on the CPU) holding its current trained weights."""
-        group, pos = self._where[i]
-        self.groups[group].copy_into(pos, self._nets[i])
-        return self._nets[i]
-
     def connection_sums(self, grads: dict[nn.Parameter, torch.Tensor]) -> torch.Tensor:
-        """[genomes, 4]: `SparseNetwork.connection_sums` of each genome, in order."""
+        """[genomes, 4]: each genome's `connection_sums` (`network.masked_sums`), in order."""
         sums = torch.cat([g.connection_sums(grads) for g in self.groups])
         return sums.index_select(0, self._inverse.cpu())
 
@@ -477,8 +458,8 @@ class BatchedNetworks(nn.Module):
 
     def train_losses(self, x: torch.Tensor, y: torch.Tensor, rows: list[torch.Tensor],
                      scale: float) -> list[torch.Tensor]:
-        """Per group, `_PaddedGroup.train_losses`: each member's summed loss; the gradient of
-        their sum times `scale` is added to `.grad` (`direct` networks only)."""
+        """Per group, its `train_losses`: each member's summed loss; the gradient of their
+        sum times `scale` is added to `.grad` (`direct` groups only)."""
         return [g.train_losses(x, y, r, scale) for g, r in zip(self.groups, rows, strict=True)]
 
     def in_order(self, parts: list[torch.Tensor]) -> torch.Tensor:
@@ -489,3 +470,33 @@ class BatchedNetworks(nn.Module):
         """Mean cross-entropy [genomes] of each genome on its samples x[rows[i]], y[rows[i]]."""
         parts = self.sample_losses(x, y, self.group_rows(rows))
         return self.in_order([p.mean(dim=1) for p in parts])
+
+
+class BatchedNetworks(Programs):
+    """Many genomes as a few padded, batched programs: one per network depth.
+
+    Padding every genome to the widest level of the deepest one wastes most of the
+    work on a mixed population (a one-level network padded to three levels), so
+    genomes of equal depth share one `_PaddedGroup` and the groups run side by side.
+    `losses(x, y, rows)` runs genome i on the samples x[rows[i]] (each genome sees its
+    own minibatch) and returns its mean cross-entropy, in the order of `genomes`.
+    """
+
+    def __init__(self, genomes: list[Genome], bias: bool, generators: list[torch.Generator],
+                 growable: bool = False):
+        nets = [SparseNetwork(g, bias, gen) for g, gen in zip(genomes, generators, strict=True)]
+        depth = np.array([len(n.levels) for n in nets])
+        members = [np.flatnonzero(depth == d) for d in np.unique(depth)]
+        super().__init__([_PaddedGroup([nets[i] for i in m], growable) for m in members],
+                         members)
+        self._nets = nets
+
+    def padded_weights(self) -> int:
+        """Weights the batched program multiplies per sample (padding included)."""
+        return sum(w.numel() for g in self.groups for w in g.weights)
+
+    def unbatch(self, i: int) -> SparseNetwork:
+        """Genome i's network (on the CPU) holding its current trained weights."""
+        group, pos = self._where[i]
+        self.groups[group].copy_into(pos, self._nets[i])
+        return self._nets[i]

@@ -1,4 +1,4 @@
-"""Many conv genomes trained as one program: grouped convolutions over padded channels.
+"""Many conv genomes trained as a few programs: grouped convolutions over padded channels.
 
 Every genome's `ConvNetwork` is laid out on one padded grid: level l's channels at
 scale r take the same slots in every genome, so a source scale's maps have the same
@@ -8,8 +8,9 @@ minibatch x[rows[i]] is its own input channels, so one sample index runs every g
 on its own sample. Each activation function runs once per group, on the slots that use
 it gathered across genomes; padding slots have all-zero masks in and out. Initial weights are
 each genome's own `ConvNetwork`'s, so a genome follows the trajectory it follows
-alone, up to float rounding; `unbatch` copies them back. The interface is
-`batched.BatchedNetworks`' (one group, autograd only).
+alone, up to float rounding; `unbatch` copies them back. `ConvPrograms` splits a batch
+into programs of alike genomes (`batched.Programs`; autograd only), as the padding of
+one program for all grows with how unlike they are.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from evosparse.activations import torch_activation
+from evosparse.batched import Programs
 from evosparse.conv_geometry import ConvGeometry
 from evosparse.conv_network import _CONV, ConvNetwork, pooled
 from evosparse.genome import Genome
@@ -40,21 +42,20 @@ def _layout(net: ConvNetwork) -> list[dict[int, tuple[int, list[tuple[int, int]]
 class BatchedConvNetworks(nn.Module):
     """Conv genomes of one geometry as one padded program (see the module docstring)."""
 
-    def __init__(self, genomes: list[Genome], bias: bool, generators: list[torch.Generator],
-                 geometry: ConvGeometry) -> None:
+    def __init__(self, nets: list[ConvNetwork], geometry: ConvGeometry) -> None:
         super().__init__()
         self.geometry = g = geometry
-        self._nets = [ConvNetwork(x, bias, gen, g)
-                      for x, gen in zip(genomes, generators, strict=True)]
+        self._nets = nets
+        bias = nets[0].levels[-1].bias is not None
         layouts = [_layout(n) for n in self._nets]
         n_levels = max(len(lay) for lay in layouts)
         scales = range(g.scales + 1)
-        n, k = len(genomes), g.kernel
+        n, k = len(nets), g.kernel
         names = sorted({name for lay in layouts for level in lay for *_, runs in level.values()
                         for name, _ in runs})
         self._fns = [torch_activation(name) for name in names]
         # padded column of each genome's own column, per scale, grown level by level
-        cols = [[list(range(g.shape[0])) if a == 0 else [] for a in scales] for _ in genomes]
+        cols = [[list(range(g.shape[0])) if a == 0 else [] for a in scales] for _ in nets]
         columns = [g.shape[0]] + [0] * g.scales
         self._steps: list[list[tuple[int, int, list[int], list[tuple[int, int, int]]]]] = []
         """Per level, per padded group: its scale, slots, source scales of its blocks and
@@ -133,8 +134,13 @@ class BatchedConvNetworks(nn.Module):
             self.register_buffer(f"mask{j}", m)
         for r in scales:
             self.register_buffer(f"pooling{r}", torch.from_numpy(g.pooling(r)), persistent=False)
-        self.groups = [self]
-        self.members = [list(range(n))]
+
+    def padded_work(self) -> int:
+        """Multiply-adds of one sample through the padded program (every weight of every
+        block at its output positions, the head's once): what padding costs."""
+        at = [self.geometry.positions(r) for step in self._steps for r, _, sources, _ in step
+              for _ in sources]
+        return sum(w.numel() * p for w, p in zip(self.weights, [*at, 1], strict=True))
 
     def _mask(self, j: int) -> torch.Tensor:
         return getattr(self, f"mask{j}")
@@ -174,20 +180,16 @@ class BatchedConvNetworks(nn.Module):
         logits = torch.einsum("sgc,goc->sgo", pooled(maps, poolings, g.dims), head)
         return logits + self.biases[-1] if self.biases else logits
 
-    def sample_losses(self, x: torch.Tensor, y: torch.Tensor, rows: list[torch.Tensor]
-                      ) -> list[torch.Tensor]:
-        """[genomes, samples]: genome i's cross-entropy on x[rows[0][i]] (one group)."""
-        r = rows[0]
-        logits = self._logits(x[r.T])
-        loss = F.cross_entropy(logits.flatten(0, 1), y[r.T].flatten(), reduction="none")
-        return [loss.view(r.shape[1], r.shape[0]).T]
+    def sample_losses(self, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor
+                      ) -> torch.Tensor:
+        """[genomes, samples]: genome i's cross-entropy on x[rows[i]], y[rows[i]]."""
+        logits = self._logits(x[rows.T])
+        loss = F.cross_entropy(logits.flatten(0, 1), y[rows.T].flatten(), reduction="none")
+        return loss.view(rows.shape[1], rows.shape[0]).T
 
     def losses(self, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy [genomes] of each genome on its samples x[rows[i]], y[rows[i]]."""
-        return self.sample_losses(x, y, [rows])[0].mean(dim=1)
-
-    def group_rows(self, rows: torch.Tensor) -> list[torch.Tensor]:
-        return [rows]
+        return self.sample_losses(x, y, rows).mean(dim=1)
 
     def direct(self) -> bool:
         """Autograd runs every step (no hand-written backward for convolutions)."""
@@ -219,3 +221,65 @@ class BatchedConvNetworks(nn.Module):
                                self._mask(j).reshape(w.shape[0], w.shape[1], -1),
                                None if grad is None else grad.reshape(w.shape[0], w.shape[1], -1))
         return out
+
+
+def own_work(net: ConvNetwork) -> int:
+    """Multiply-adds of one sample through a genome's own dense blocks (as `padded_work`)."""
+    g = net.geometry
+    at = [g.positions(r) for r, pairs, _ in net.plan for _ in pairs]
+    return sum(b.weight.numel() * p for b, p in zip(net.levels, [*at, 1], strict=True))
+
+
+SPLIT_SAVING = 0.75
+"""A program is cut in two (its members in order of their own work) when the halves'
+padded work is at most this share of its own (`ConvPrograms`): on a search's population
+the first cut saved 30%, on the benchmark's random CNNs 13% (and cost time there)."""
+
+
+def _programs(nets: list[ConvNetwork], geometry: ConvGeometry) -> list[np.ndarray]:
+    """Positions of `nets` per program: nets of equal depth, in order of their own work,
+    halved while halving saves enough padded work (`SPLIT_SAVING`)."""
+    depth = np.array([len(n.level_ends) for n in nets])
+    work = np.array([own_work(n) for n in nets])
+
+    def cut(members: np.ndarray, whole: int) -> list[np.ndarray]:
+        if len(members) < 2:
+            return [members]
+        halves = np.array_split(members, 2)
+        parts = [BatchedConvNetworks([nets[i] for i in h], geometry).padded_work()
+                 for h in halves]
+        if sum(parts) > SPLIT_SAVING * whole:
+            return [members]
+        return [p for h, w in zip(halves, parts, strict=True) for p in cut(h, w)]
+
+    out = []
+    for d in np.unique(depth):
+        same = np.flatnonzero(depth == d)
+        same = same[np.argsort(work[same], kind="stable")]
+        out += cut(same, BatchedConvNetworks([nets[i] for i in same], geometry).padded_work())
+    return out
+
+
+class ConvPrograms(Programs):
+    """Conv genomes as a few `BatchedConvNetworks` programs side by side (`_programs`).
+
+    One program pads every genome to the union of all their layouts. Genomes of unequal
+    depth share little, so each depth gets its own program (as `batched.BatchedNetworks`
+    does), and a program whose genomes differ in size is halved where that saves a
+    quarter of its padded work. On the population of a `mnist1d_conv.yaml` search (24
+    genomes; `benchmarks/batched_eval.py --run`) one program held 2.5x the genomes' own
+    work and trained no faster than one by one; as programs of 5, 5, 5 and 9, 1.5-1.9x
+    faster. Alike genomes (the benchmark's random CNNs) stay one program."""
+
+    def __init__(self, genomes: list[Genome], bias: bool, generators: list[torch.Generator],
+                 geometry: ConvGeometry) -> None:
+        nets = [ConvNetwork(x, bias, gen, geometry)
+                for x, gen in zip(genomes, generators, strict=True)]
+        members = _programs(nets, geometry)
+        super().__init__([BatchedConvNetworks([nets[i] for i in m], geometry)
+                          for m in members], members)
+
+    def unbatch(self, i: int) -> ConvNetwork:
+        """Genome i's network (on the CPU) holding its current trained weights."""
+        group, pos = self._where[i]
+        return self.groups[group].unbatch(pos)

@@ -144,9 +144,9 @@ class ConvFamily:
 
     def batch(self, genomes: list[Genome], bias: bool, generators: list[torch.Generator],
               growable: bool) -> torch.nn.Module:
-        from evosparse.conv_batched import BatchedConvNetworks
+        from evosparse.conv_batched import ConvPrograms
 
-        return BatchedConvNetworks(genomes, bias, generators, self.geometry)
+        return ConvPrograms(genomes, bias, generators, self.geometry)
 
     def vary(self, child: Genome, parents: list[Genome], rng: np.random.Generator,
              rates: MutationSpec) -> Genome:

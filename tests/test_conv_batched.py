@@ -48,8 +48,8 @@ def test_a_batch_of_conv_genomes_follows_one_by_one_loss_curves(head: str) -> No
     seeds = [evaluation_seed(1, g.genome_id) for g in genomes]
     singles = [ConvNetwork(g, True, torch.Generator().manual_seed(s), geo)
                for g, s in zip(genomes, seeds, strict=True)]
-    batched = BatchedConvNetworks(genomes, True, [torch.Generator().manual_seed(s)
-                                                  for s in seeds], geo)
+    batched = BatchedConvNetworks([ConvNetwork(g, True, torch.Generator().manual_seed(s), geo)
+                                   for g, s in zip(genomes, seeds, strict=True)], geo)
     opts = [torch.optim.Adam(n.parameters(), lr=0.01) for n in singles]
     bopt = torch.optim.Adam(batched.parameters(), lr=0.01)
     x, y = torch.from_numpy(DIGITS.x_train), torch.from_numpy(DIGITS.y_train)
@@ -99,9 +99,34 @@ def test_the_memory_estimate_holds_a_conv_batch_s_kernels_and_maps() -> None:
     genomes = population(6)
     cfg = FitnessConfig(task=DIGITS, training=TrainingSpec(epochs=1), bias=True, run_seed=0,
                         family=ConvFamily(GEOMETRY))
-    net = BatchedConvNetworks(genomes, True, [torch.Generator() for _ in genomes], GEOMETRY)
+    net = BatchedConvNetworks([ConvNetwork(g, True, torch.Generator(), GEOMETRY)
+                               for g in genomes], GEOMETRY)
     params = 4 * sum(p.numel() for p in net.parameters())
     maps = sum(GEOMETRY.positions(int(s)) for g in genomes for s in GEOMETRY.scale_of(g)
                if s >= 0)
     rows = max(len(DIGITS.x_val), len(DIGITS.x_test))
     assert estimate_batch_bytes(genomes, cfg) >= 4 * params + 3 * 4 * maps * rows
+
+
+def test_unlike_conv_genomes_train_as_several_programs_in_genome_order() -> None:
+    """Genomes of two depths, and of one depth but very different widths, become several
+    programs (`ConvPrograms`); losses come back in genome order, each as its own network
+    computes it. Mutant that fails: one program for all, or losses in program order."""
+    from evosparse.conv_batched import ConvPrograms
+    from evosparse.operators import dense_mlp_genome
+
+    reg = InnovationRegistry(1, 10)
+    widths = [[2, 2], [12, 12], [2, 2], [12, 12], [2, 2], [12, 12], [3], [2, 2]]
+    genomes = [dense_mlp_genome(i, reg, w, "relu", 2) for i, w in enumerate(widths)]
+    seeds = [evaluation_seed(2, g.genome_id) for g in genomes]
+    programs = ConvPrograms(genomes, True, [torch.Generator().manual_seed(s) for s in seeds],
+                            GEOMETRY)
+    by_width = {tuple(sorted(widths[i][0] for i in m)) for m in programs.members}
+    assert (2, 2, 2, 2) in by_width and (12, 12, 12) in by_width, programs.members
+    singles = [ConvNetwork(g, True, torch.Generator().manual_seed(s), GEOMETRY)
+               for g, s in zip(genomes, seeds, strict=True)]
+    x, y = torch.from_numpy(DIGITS.x_train), torch.from_numpy(DIGITS.y_train)
+    rows = torch.stack([torch.arange(16) + 16 * i for i in range(len(genomes))])
+    want = [F.cross_entropy(net(x[r]), y[r]).item() for net, r in zip(singles, rows,
+                                                                        strict=True)]
+    np.testing.assert_allclose(programs.losses(x, y, rows).detach().numpy(), want, rtol=1e-5)
