@@ -429,9 +429,12 @@ class Programs(nn.Module):
             self.register_buffer(f"members{gi}", torch.from_numpy(m))
             for pos, i in enumerate(m.tolist()):
                 self._where[i] = (gi, pos)
-        self.register_buffer("_inverse", torch.from_numpy(np.argsort(np.concatenate(members))))
+        order = np.concatenate(members)
+        self.register_buffer("_inverse", torch.from_numpy(np.argsort(order)))
         self.members = [m.tolist() for m in members]
         """Per group, the positions in `genomes` of its members, in order."""
+        self._in_order = bool((order == np.arange(len(order))).all())
+        """Whether the groups hold the genomes in genome order (nothing to reorder)."""
 
     def connection_sums(self, grads: dict[nn.Parameter, torch.Tensor]) -> torch.Tensor:
         """[genomes, 4]: each genome's `connection_sums` (`network.masked_sums`), in order."""
@@ -440,7 +443,7 @@ class Programs(nn.Module):
 
     def group_rows(self, rows: torch.Tensor) -> list[torch.Tensor]:
         """Per group, the rows [members, ...] of its members in `rows` [genomes, ...]."""
-        if len(self.groups) == 1:
+        if len(self.groups) == 1 and self._in_order:
             return [rows]
         return [rows.index_select(0, getattr(self, f"members{k}"))
                 for k in range(len(self.groups))]
@@ -464,7 +467,9 @@ class Programs(nn.Module):
 
     def in_order(self, parts: list[torch.Tensor]) -> torch.Tensor:
         """Per-group values [members, ...] as one tensor [genomes, ...] in genome order."""
-        return parts[0] if len(parts) == 1 else torch.cat(parts).index_select(0, self._inverse)
+        if len(parts) == 1 and self._in_order:
+            return parts[0]
+        return torch.cat(parts).index_select(0, self._inverse)
 
     def losses(self, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy [genomes] of each genome on its samples x[rows[i]], y[rows[i]]."""

@@ -130,3 +130,22 @@ def test_unlike_conv_genomes_train_as_several_programs_in_genome_order() -> None
     want = [F.cross_entropy(net(x[r]), y[r]).item() for net, r in zip(singles, rows,
                                                                         strict=True)]
     np.testing.assert_allclose(programs.losses(x, y, rows).detach().numpy(), want, rtol=1e-5)
+
+
+def test_a_program_that_holds_its_genomes_out_of_order_trains_each_on_its_own_rows() -> None:
+    """One program whose members are in work order, not genome order (the largest genome
+    first): batched evaluation still agrees with one by one. Mutant that fails: a single
+    program given the genomes' minibatch rows in genome order."""
+    from evosparse.conv_batched import ConvPrograms
+    from evosparse.operators import dense_mlp_genome
+
+    reg = InnovationRegistry(1, 10)
+    genomes = [dense_mlp_genome(i, reg, [w, w], "relu", 2) for i, w in enumerate([6, 5, 4])]
+    programs = ConvPrograms(genomes, True, [torch.Generator() for _ in genomes], GEOMETRY)
+    assert programs.members == [[2, 1, 0]]
+    cfg = FitnessConfig(task=DIGITS, training=TrainingSpec(epochs=2), bias=True, run_seed=4,
+                        family=ConvFamily(GEOMETRY))
+    alone = evaluate_batch(genomes, replace(cfg, batched=False))
+    together = evaluate_batch(genomes, cfg)
+    for a, b in zip(alone, together, strict=True):
+        assert abs(a.val_loss - b.val_loss) < 1e-3, (a.val_loss, b.val_loss)
