@@ -236,27 +236,29 @@ padded work is at most this share of its own (`ConvPrograms`): on a search's pop
 the first cut saved 30%, on the benchmark's random CNNs 13% (and cost time there)."""
 
 
-def _programs(nets: list[ConvNetwork], geometry: ConvGeometry) -> list[np.ndarray]:
-    """Positions of `nets` per program: nets of equal depth, in order of their own work,
-    halved while halving saves enough padded work (`SPLIT_SAVING`)."""
+def _programs(nets: list[ConvNetwork], geometry: ConvGeometry
+              ) -> list[tuple[np.ndarray, BatchedConvNetworks]]:
+    """Positions of `nets` per program, with the program: nets of equal depth, in order
+    of their own work, halved while halving saves enough padded work (`SPLIT_SAVING`)."""
     depth = np.array([len(n.level_ends) for n in nets])
     work = np.array([own_work(n) for n in nets])
 
-    def cut(members: np.ndarray, whole: int) -> list[np.ndarray]:
-        if len(members) < 2:
-            return [members]
-        halves = np.array_split(members, 2)
-        parts = [BatchedConvNetworks([nets[i] for i in h], geometry).padded_work()
-                 for h in halves]
-        if sum(parts) > SPLIT_SAVING * whole:
-            return [members]
-        return [p for h, w in zip(halves, parts, strict=True) for p in cut(h, w)]
+    def program(members: np.ndarray) -> tuple[np.ndarray, BatchedConvNetworks]:
+        return members, BatchedConvNetworks([nets[i] for i in members], geometry)
+
+    def cut(whole: tuple[np.ndarray, BatchedConvNetworks]
+            ) -> list[tuple[np.ndarray, BatchedConvNetworks]]:
+        if len(whole[0]) < 2:
+            return [whole]
+        halves = [program(h) for h in np.array_split(whole[0], 2)]
+        if sum(p.padded_work() for _, p in halves) > SPLIT_SAVING * whole[1].padded_work():
+            return [whole]
+        return [part for half in halves for part in cut(half)]
 
     out = []
     for d in np.unique(depth):
         same = np.flatnonzero(depth == d)
-        same = same[np.argsort(work[same], kind="stable")]
-        out += cut(same, BatchedConvNetworks([nets[i] for i in same], geometry).padded_work())
+        out += cut(program(same[np.argsort(work[same], kind="stable")]))
     return out
 
 
@@ -275,9 +277,8 @@ class ConvPrograms(Programs):
                  geometry: ConvGeometry) -> None:
         nets = [ConvNetwork(x, bias, gen, geometry)
                 for x, gen in zip(genomes, generators, strict=True)]
-        members = _programs(nets, geometry)
-        super().__init__([BatchedConvNetworks([nets[i] for i in m], geometry)
-                          for m in members], members)
+        programs = _programs(nets, geometry)
+        super().__init__([p for _, p in programs], [m for m, _ in programs])
 
     def unbatch(self, i: int) -> ConvNetwork:
         """Genome i's network (on the CPU) holding its current trained weights."""
