@@ -343,12 +343,13 @@ class _PaddedGroup(nn.Module):
         return (x.index_select(0, flat).view(*rows.shape, x.shape[1]),
                 y.index_select(0, flat).view(rows.shape))
 
-    def sample_losses(self, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor
-                      ) -> torch.Tensor:
+    def sample_losses(self, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor,
+                      smoothing: float = 0.0) -> torch.Tensor:
         """Cross-entropy [members, samples] of member i on the samples x[rows[i]], y[rows[i]]
-        (class-major logits: the loss reads them as they come out)."""
+        with `smoothing` label smoothing (class-major logits: the loss reads them as they
+        come out)."""
         xs, ys = self._inputs(x, y, rows)
-        return F.cross_entropy(self(xs), ys, reduction="none")
+        return F.cross_entropy(self(xs), ys, reduction="none", label_smoothing=smoothing)
 
     def direct(self) -> bool:
         """Whether a training step can skip autograd (`train_losses`): the pass runs as one
@@ -356,23 +357,29 @@ class _PaddedGroup(nn.Module):
         return not (self._capture or len(self.weights2))
 
     def train_losses(self, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor,
-                     scale: float) -> torch.Tensor:
+                     scale: float, smoothing: float = 0.0) -> torch.Tensor:
         """A training step's forward and backward without autograd (`direct` groups): each
         member's cross-entropy summed over its samples x[rows[i]], y[rows[i]] [members];
         the gradient of their sum times `scale` is added to the parameters' `.grad`.
 
         What `sample_losses(...).sum() * scale` and `backward()` give, without building or
         walking a graph (about 0.1 ms a group a step): the logits' gradient is
-        softmax - one-hot, and the group program's backward runs as autograd runs it."""
+        softmax - target (the one-hot label, smoothed: (1 - e) one-hot + e / classes), and
+        the group program's backward runs as autograd runs it."""
         xs, ys = self._inputs(x, y, rows)
         biases, weights = list(self.biases), list(self.weights)
         with torch.no_grad():
             done = _program_forward(self, xs.transpose(1, 2), biases, weights)
             log_p = torch.log_softmax(done[0][-1], 1)
             labels = ys.unsqueeze(1)
-            losses = log_p.gather(1, labels).sum((1, 2)).neg_()
-            grad = log_p.exp_()
-            grad.scatter_add_(1, labels, grad.new_full(labels.shape, -1.0))
+            losses = log_p.gather(1, labels).sum((1, 2)).mul_(smoothing - 1.0)
+            if smoothing:
+                classes = log_p.shape[1]
+                losses.sub_(log_p.sum((1, 2)), alpha=smoothing / classes)
+                grad = log_p.exp_().sub_(smoothing / classes)
+            else:
+                grad = log_p.exp_()
+            grad.scatter_add_(1, labels, grad.new_full(labels.shape, smoothing - 1.0))
             grad_b, grad_w = _program_backward(self, done, weights, grad.mul_(scale),
                                                [b.requires_grad for b in biases])
             for p, g in zip([*biases, *weights], [*grad_b, *grad_w], strict=True):
@@ -448,22 +455,25 @@ class Programs(nn.Module):
         return [rows.index_select(0, getattr(self, f"members{k}"))
                 for k in range(len(self.groups))]
 
-    def sample_losses(self, x: torch.Tensor, y: torch.Tensor, rows: list[torch.Tensor]
-                      ) -> list[torch.Tensor]:
+    def sample_losses(self, x: torch.Tensor, y: torch.Tensor, rows: list[torch.Tensor],
+                      smoothing: float = 0.0) -> list[torch.Tensor]:
         """Per group, the cross-entropy [members, samples] of member i on x[rows[i]],
-        y[rows[i]] (`rows`: per group, as `group_rows` gives them). A training step needs
-        only their sum, so nothing is put in genome order."""
-        return [g.sample_losses(x, y, r) for g, r in zip(self.groups, rows, strict=True)]
+        y[rows[i]] with `smoothing` label smoothing (`rows`: per group, as `group_rows`
+        gives them). A training step needs only their sum, so nothing is put in genome
+        order."""
+        return [g.sample_losses(x, y, r, smoothing)
+                for g, r in zip(self.groups, rows, strict=True)]
 
     def direct(self) -> bool:
         """Whether every group can take a training step without autograd."""
         return all(g.direct() for g in self.groups)
 
     def train_losses(self, x: torch.Tensor, y: torch.Tensor, rows: list[torch.Tensor],
-                     scale: float) -> list[torch.Tensor]:
+                     scale: float, smoothing: float = 0.0) -> list[torch.Tensor]:
         """Per group, its `train_losses`: each member's summed loss; the gradient of their
         sum times `scale` is added to `.grad` (`direct` groups only)."""
-        return [g.train_losses(x, y, r, scale) for g, r in zip(self.groups, rows, strict=True)]
+        return [g.train_losses(x, y, r, scale, smoothing)
+                for g, r in zip(self.groups, rows, strict=True)]
 
     def in_order(self, parts: list[torch.Tensor]) -> torch.Tensor:
         """Per-group values [members, ...] as one tensor [genomes, ...] in genome order."""
@@ -471,9 +481,10 @@ class Programs(nn.Module):
             return parts[0]
         return torch.cat(parts).index_select(0, self._inverse)
 
-    def losses(self, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    def losses(self, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor,
+               smoothing: float = 0.0) -> torch.Tensor:
         """Mean cross-entropy [genomes] of each genome on its samples x[rows[i]], y[rows[i]]."""
-        parts = self.sample_losses(x, y, self.group_rows(rows))
+        parts = self.sample_losses(x, y, self.group_rows(rows), smoothing)
         return self.in_order([p.mean(dim=1) for p in parts])
 
 

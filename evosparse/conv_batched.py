@@ -180,16 +180,19 @@ class BatchedConvNetworks(nn.Module):
         logits = torch.einsum("sgc,goc->sgo", pooled(maps, poolings, g.dims), head)
         return logits + self.biases[-1] if self.biases else logits
 
-    def sample_losses(self, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor
-                      ) -> torch.Tensor:
-        """[genomes, samples]: genome i's cross-entropy on x[rows[i]], y[rows[i]]."""
+    def sample_losses(self, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor,
+                      smoothing: float = 0.0) -> torch.Tensor:
+        """[genomes, samples]: genome i's cross-entropy on x[rows[i]], y[rows[i]] with
+        `smoothing` label smoothing."""
         logits = self._logits(x[rows.T])
-        loss = F.cross_entropy(logits.flatten(0, 1), y[rows.T].flatten(), reduction="none")
+        loss = F.cross_entropy(logits.flatten(0, 1), y[rows.T].flatten(), reduction="none",
+                               label_smoothing=smoothing)
         return loss.view(rows.shape[1], rows.shape[0]).T
 
-    def losses(self, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    def losses(self, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor,
+               smoothing: float = 0.0) -> torch.Tensor:
         """Mean cross-entropy [genomes] of each genome on its samples x[rows[i]], y[rows[i]]."""
-        return self.sample_losses(x, y, rows).mean(dim=1)
+        return self.sample_losses(x, y, rows, smoothing).mean(dim=1)
 
     def direct(self) -> bool:
         """Autograd runs every step (no hand-written backward for convolutions)."""

@@ -252,7 +252,8 @@ def _train_and_score(genome: Genome, cfg: FitnessConfig, device: torch.device) -
             for p in pruners:
                 p.before_forward(epoch * per_epoch + step)
             idx = perm[i : i + bs]
-            loss = F.cross_entropy(net(x[idx]), y[idx])
+            loss = F.cross_entropy(net(x[idx]), y[idx],
+                                   label_smoothing=cfg.training.label_smoothing)
             if not torch.isfinite(loss):
                 raise Diverged(f"loss became {loss.item()} at epoch {epoch}, step {step}")
             opt.zero_grad(set_to_none=True)
@@ -295,6 +296,7 @@ def _train_batch(
     opt = make_optimizer(params, cfg.training, capturable=graphed)
     grads: dict[torch.nn.Parameter, torch.Tensor] = {}
     weights = [w for g in net.groups for w in g.weights] if cfg.track_gradients else []
+    smoothing = cfg.training.label_smoothing
     # per group: each member's summed loss at each step of the epoch, and the step's row
     record = [torch.zeros(per_epoch, len(ids), device=device) for ids in net.members]
     at_row = torch.zeros(1, dtype=torch.long, device=device)
@@ -305,9 +307,9 @@ def _train_batch(
         opt.zero_grad(set_to_none=True)
         samples = rows[0].shape[1]  # the gradient of each genome's mean loss, summed
         if net.direct():  # no autograd graph: the group programs' own backward
-            sums = net.train_losses(x, y, rows, 1.0 / samples)
+            sums = net.train_losses(x, y, rows, 1.0 / samples, smoothing)
         else:
-            sums = [part.sum(dim=1) for part in net.sample_losses(x, y, rows)]
+            sums = [part.sum(dim=1) for part in net.sample_losses(x, y, rows, smoothing)]
             (sum(s.sum() for s in sums) / samples).backward()
         for r, s in zip(record, sums, strict=True):
             r.index_copy_(0, at_row, s.detach()[None])

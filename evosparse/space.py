@@ -195,6 +195,9 @@ class TrainingSpec(_Model):
     lr_schedule: Literal["constant", "cosine", "onecycle"] = "constant"
     """The learning rate over each candidate's budget (`schedules.py`): constant; cosine,
     annealed to 0 at the last step; onecycle, a linear warm-up then a cosine anneal."""
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    """The training loss's target: (1 - e) x the one-hot label + e / classes (Szegedy et al.
+    2016); 0 is plain cross-entropy. Accuracy and the recorded val loss are unchanged."""
     inheritance: Literal["baldwinian", "lamarckian"] = "baldwinian"
     """baldwinian: every child starts from a fresh initialisation; lamarckian: trained
     weights are written back into the genome and children start from their parents'

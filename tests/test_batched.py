@@ -128,10 +128,12 @@ def test_batch_of_8_follows_one_by_one_loss_curves_for_50_steps(mix: str, device
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("mix", sorted(MIXES))
-def test_a_groups_own_backward_matches_autograd(mix: str, device: str) -> None:
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_a_groups_own_backward_matches_autograd(mix: str, device: str, smoothing: float
+                                                ) -> None:
     """`_GroupProgram`'s hand-written backward (in place, masks applied to the gradients)
     gives the gradients autograd gives on the same padded group, also when a training
-    step runs it without autograd (`train_losses`)."""
+    step runs it without autograd (`train_losses`), with and without label smoothing."""
     genomes = MIXES[mix](8)
     gens = [torch.Generator().manual_seed(i) for i in range(8)]
     batched = BatchedNetworks(genomes, True, gens).to(device)
@@ -144,7 +146,7 @@ def test_a_groups_own_backward_matches_autograd(mix: str, device: str) -> None:
         for group in batched.groups:
             group.capture(captured)
         batched.zero_grad(set_to_none=True)
-        losses = batched.losses(x, y, rows)
+        losses = batched.losses(x, y, rows, smoothing)
         losses.sum().backward()
         grads.append((losses.detach(), [p.grad.clone() for p in batched.parameters()
                                         if p.grad is not None]))
@@ -152,7 +154,8 @@ def test_a_groups_own_backward_matches_autograd(mix: str, device: str) -> None:
         group.capture(False)
     if batched.direct():  # not with two-input units, which run through autograd
         batched.zero_grad(set_to_none=True)
-        sums = batched.train_losses(x, y, batched.group_rows(rows), 1 / rows.shape[1])
+        sums = batched.train_losses(x, y, batched.group_rows(rows), 1 / rows.shape[1],
+                                    smoothing)
         grads.append((batched.in_order(sums) / rows.shape[1], [
             p.grad.clone() for p in batched.parameters() if p.grad is not None]))
     theirs, g_theirs = grads[1]
@@ -180,6 +183,23 @@ def test_batched_and_one_by_one_evaluations_agree(mix: str, device: str) -> None
         assert abs(a.test_accuracy - b.test_accuracy) <= ACROSS_MODES
         assert (a.flops, a.params) == (b.flops, b.params)
         assert b.memory_mb == together[0].memory_mb > 0, "the batch's peak, shared out"
+
+
+def test_label_smoothing_trains_the_same_batched_and_one_by_one() -> None:
+    """`training.label_smoothing` reaches both training paths: batched (the hand-written
+    backward included) and one-by-one evaluations agree with it on, and they differ from
+    the evaluations without it (mutant that fails: a path that ignores the key)."""
+    genomes = MIXES["one-input"](6)
+    cfg = FitnessConfig(task=DIGITS, training=TrainingSpec(epochs=2, label_smoothing=0.2),
+                        bias=True, run_seed=3)
+    alone = evaluate_batch(genomes, replace(cfg, batched=False))
+    together = evaluate_batch(genomes, cfg)
+    plain = evaluate_batch(genomes, replace(cfg, training=TrainingSpec(epochs=2)))
+    for a, b, c in zip(alone, together, plain, strict=True):
+        assert a.ok and b.ok and c.ok
+        assert abs(a.val_accuracy - b.val_accuracy) <= ACROSS_MODES
+        assert abs(a.val_loss - b.val_loss) < 1e-3
+        assert abs(a.val_loss - c.val_loss) > 1e-3, "smoothing changes what is learned"
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")

@@ -75,11 +75,12 @@ def test_a_batch_of_conv_genomes_follows_one_by_one_loss_curves(head: str) -> No
                                    atol=1e-5)
 
 
-@pytest.mark.parametrize("schedule", ["constant", "cosine"])
-def test_batched_and_one_by_one_conv_evaluations_agree(schedule: str) -> None:
+@pytest.mark.parametrize(("schedule", "smoothing"), [("constant", 0.0), ("cosine", 0.1)])
+def test_batched_and_one_by_one_conv_evaluations_agree(schedule: str, smoothing: float) -> None:
     genomes = population(6, seed=1)
-    cfg = FitnessConfig(task=DIGITS, training=TrainingSpec(epochs=2, lr_schedule=schedule),
-                        bias=True, run_seed=3, family=ConvFamily(GEOMETRY))
+    training = TrainingSpec(epochs=2, lr_schedule=schedule, label_smoothing=smoothing)
+    cfg = FitnessConfig(task=DIGITS, training=training, bias=True, run_seed=3,
+                        family=ConvFamily(GEOMETRY))
     alone = evaluate_batch(genomes, replace(cfg, batched=False))
     together = evaluate_batch(genomes, cfg)
     for a, b in zip(alone, together, strict=True):
