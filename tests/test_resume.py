@@ -73,8 +73,10 @@ def test_sigkill_and_resume_ends_identical(reference, tmp_path: Path, kills) -> 
 
 def test_lamarckian_run_resumes_identical(write_space, tmp_path: Path) -> None:
     """Killed in generation 2, the run must read its members' trained weights (written
-    back into the genomes) from the generation-1 checkpoint."""
-    space = write_space({**SPACE, "training": {"inheritance": "lamarckian"}})
+    back into the genomes) from the generation-1 checkpoint (with digits.yaml's label
+    smoothing on)."""
+    space = write_space({**SPACE, "training": {"inheritance": "lamarckian",
+                                               "label_smoothing": 0.1}})
     _kill_and_resume(_reference(space, tmp_path / "ref"), tmp_path, (15,))
 
 
