@@ -27,6 +27,30 @@ from evosparse.conv_network import _CONV, ConvNetwork, pooled
 from evosparse.genome import Genome
 from evosparse.network import masked_sums
 
+_UNFOLD_PAYS = {1: True, 2: False}
+"""Per spatial dimension count: whether blocks reading the raw input run as `_unfolded`
+(measured: a 10-generation `mnist1d_conv.yaml` population trained 1.4x faster batched;
+random digits CNNs showed no clear change either way)."""
+
+
+def _unfolded(x: torch.Tensor, w: torch.Tensor, stride: int, padding: int) -> torch.Tensor:
+    """What `groups=genomes` convolution gives, [samples, genomes x out, *out size], of x
+    [samples, genomes, in, *size] by each genome's own kernels w [genomes, out, in, *taps],
+    as one batched matrix product of unfolded patches. Where a genome has one or two input
+    channels (the raw input, which needs no gradient) the grouped convolution runs a slow
+    kernel on this CPU: forward and backward of 24 genomes' 1 -> 16 channel blocks on a
+    length-40 signal took 9.4 ms grouped, 2.8 ms unfolded; with 8 or more input channels
+    a genome the grouped convolution is the faster."""
+    s, n, c_in, *size = x.shape
+    dims, k, c_out = len(size), w.shape[-1], w.shape[1]
+    u = F.pad(x.flatten(1, 2), (padding,) * (2 * dims))
+    for d in range(dims):
+        u = u.unfold(2 + d, k, stride)  # [samples, genomes x in, *out size, *taps]
+    out_size = u.shape[2 : 2 + dims]
+    u = u.reshape(s, n, c_in, -1, k**dims).permute(1, 0, 3, 2, 4).reshape(n, -1, c_in * k**dims)
+    y = torch.bmm(u, w.reshape(n, c_out, -1).transpose(1, 2))  # [genomes, samples x P, out]
+    return y.view(n, s, -1, c_out).permute(1, 0, 3, 2).reshape(s, n * c_out, *out_size)
+
 
 def _layout(net: ConvNetwork) -> list[dict[int, tuple[int, list[tuple[int, int]],
                                                   list[tuple[str, int]]]]]:
@@ -159,8 +183,11 @@ class BatchedConvNetworks(nn.Module):
                 pre = None
                 for a in sources:
                     w = self.weights[w_at] * self._mask(w_at)
-                    term = conv(maps[a].flatten(1, 2), w.flatten(0, 1), None,
-                                stride=1 << (r - a), padding=g.kernel // 2, groups=n)
+                    if a == 0 and _UNFOLD_PAYS[g.dims]:  # the raw input: a few channels
+                        term = _unfolded(maps[0], w, 1 << r, g.kernel // 2)
+                    else:
+                        term = conv(maps[a].flatten(1, 2), w.flatten(0, 1), None,
+                                    stride=1 << (r - a), padding=g.kernel // 2, groups=n)
                     pre = term if pre is None else pre + term
                     w_at += 1
                 assert pre is not None

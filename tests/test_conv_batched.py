@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from evosparse.conv_batched import BatchedConvNetworks
+from evosparse.conv_batched import BatchedConvNetworks, _unfolded
 from evosparse.conv_geometry import ConvGeometry, mutate_taps
 from evosparse.conv_network import ConvNetwork
 from evosparse.families import ConvFamily
@@ -22,12 +22,17 @@ from tests.test_fitness import ACROSS_MODES, DIGITS
 GEOMETRY = ConvGeometry((1, 8, 8), kernel=3, scales=2)
 
 
-def population(n: int, seed: int = 0) -> list[Genome]:
+SIGNALS = ConvGeometry((2, 32), kernel=5, scales=2)
+"""Digits' 64 features as a 2-channel signal of length 32: the conv1d form."""
+
+
+def population(n: int, seed: int = 0, geometry: ConvGeometry = GEOMETRY) -> list[Genome]:
     """Conv genomes of different depths, widths, activations and kernel taps, some with
     a channel whose inputs are all disabled."""
     rng = np.random.default_rng(seed)
-    reg = InnovationRegistry(1, 10)
-    net = NetworkSpec(topology="layered", max_levels=2, max_hidden=12, family="conv2d")
+    reg = InnovationRegistry(geometry.shape[0], 10)
+    net = NetworkSpec(topology="layered", max_levels=2, max_hidden=12,
+                      family=f"conv{geometry.dims}d")
     acts = ActivationSpec(hidden=("relu", "tanh", "sigmoid", "identity"))
     rates = MutationSpec(add_node=0.8, add_node_max=3, add_node_fan_in=2, add_node_fan_out=4,
                          add_connection=0.6, remove_connection=0.3, change_activation=0.5)
@@ -36,13 +41,15 @@ def population(n: int, seed: int = 0) -> list[Genome]:
         g = minimal_genome(i, reg, 1.0, rng)
         for _ in range(int(rng.integers(0, 6))):
             g = mutate(g, rng, reg, net, acts, rates)
-        out.append(mutate_taps(g, GEOMETRY, rng, 4))
+        out.append(mutate_taps(g, geometry, rng, 4))
     return out
 
 
-@pytest.mark.parametrize("head", ["average", "bins"])
-def test_a_batch_of_conv_genomes_follows_one_by_one_loss_curves(head: str) -> None:
-    genomes, geo = population(8), replace(GEOMETRY, head=head)
+@pytest.mark.parametrize(("head", "geometry"), [("average", GEOMETRY), ("bins", GEOMETRY),
+                                                ("bins", SIGNALS)], ids=["2d", "2d-bins", "1d"])
+def test_a_batch_of_conv_genomes_follows_one_by_one_loss_curves(head: str,
+                                                                geometry: ConvGeometry) -> None:
+    genomes, geo = population(8, geometry=geometry), replace(geometry, head=head)
     assert len({len(ConvNetwork(g, True, torch.Generator(), geo).level_ends)
                 for g in genomes}) > 1, "genomes of several depths share the program"
     seeds = [evaluation_seed(1, g.genome_id) for g in genomes]
@@ -73,6 +80,27 @@ def test_a_batch_of_conv_genomes_follows_one_by_one_loss_curves(head: str) -> No
     for i, net in enumerate(singles):  # unbatch gives each genome its own trained weights
         torch.testing.assert_close(batched.unbatch(i)(x[:50]), net(x[:50]), rtol=1e-4,
                                    atol=1e-5)
+
+
+@pytest.mark.parametrize(("size", "stride"), [((40,), 2), ((40,), 4), ((9,), 1), ((8, 8), 2),
+                                              ((7, 5), 1)])
+def test_unfolded_convolution_is_the_grouped_convolution(size: tuple[int, ...],
+                                                         stride: int) -> None:
+    """Raw-input blocks run as a batched matrix product of unfolded patches: the same
+    values and gradients as `groups=genomes` (odd sizes, strides, 1 and 2 dims)."""
+    gen = torch.Generator().manual_seed(0)
+    dims, genomes, c_in, c_out, k = len(size), 5, 2, 3, 3 if len(size) == 2 else 5
+    x = torch.randn(7, genomes, c_in, *size, generator=gen)
+    w = torch.randn(genomes, c_out, c_in, *(k,) * dims, generator=gen, requires_grad=True)
+    conv = F.conv1d if dims == 1 else F.conv2d
+    want = conv(x.flatten(1, 2), w.flatten(0, 1), None, stride=stride, padding=k // 2,
+                groups=genomes)
+    got = _unfolded(x, w, stride, k // 2)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    probe = torch.randn(want.shape, generator=gen)
+    (g_want,) = torch.autograd.grad((want * probe).sum(), w)
+    (g_got,) = torch.autograd.grad((got * probe).sum(), w)
+    torch.testing.assert_close(g_got, g_want, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize(("schedule", "smoothing"), [("constant", 0.0), ("cosine", 0.1)])
