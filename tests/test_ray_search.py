@@ -129,7 +129,11 @@ CONV = {"network": {"family": "conv2d", "kernel": 3, "scales": 2, "topology": "l
 """The tiny space as sparse 2-D CNNs on the digits images, Lamarckian."""
 
 
-@pytest.mark.parametrize("reference", [{}, CONV], indirect=True, ids=["mlp", "conv2d"])
+SMOOTHED = {"training": {"epochs": 3, "batch_size": 32, "label_smoothing": 0.1}}
+"""The tiny space trained with label smoothing, as digits.yaml trains."""
+
+
+@pytest.mark.parametrize("reference", [SMOOTHED, CONV], indirect=True, ids=["mlp", "conv2d"])
 def test_ray_run_equals_local_run_and_warns_without_token_auth(cluster, reference,
                                                                tmp_path: Path) -> None:
     space, expected = reference
