@@ -22,6 +22,7 @@ from __future__ import annotations
 import inspect
 import json
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,31 @@ def make_storage(url: str | None, study_dir: Path,
                         f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
 
 
+class _Surplus(Exception):
+    """Raised by a trial started after the study already held `--trials` trials."""
+
+
+def surplus(trials: Sequence[optuna.trial.FrozenTrial], number: int, wanted: int) -> bool:
+    """Whether trial `number` is one too many: `wanted` trials older than it are finished,
+    running or queued, each retry chain counted once at its first trial.
+
+    Processes sharing a study each stop at `--trials` (MaxTrialsCallback), but two that
+    start a trial at the same moment both see room for it. The storage numbers trials
+    atomically, so only the later of the two finds `wanted` older ones. A retry takes its
+    failed trial's place and is never one too many.
+    """
+    def first(t: optuna.trial.FrozenTrial) -> int:
+        with warnings.catch_warnings():  # marked experimental in Optuna
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            retried = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(t)
+        return t.number if retried is None else retried
+
+    if first(next(t for t in trials if t.number == number)) != number:
+        return False
+    chains = {first(t) for t in trials if t.state in COUNTED and t.number != number}
+    return sum(c < number for c in chains) >= wanted
+
+
 class _ReportHypervolume(Reporter):
     """Reports each generation's hypervolume to the trial; raises TrialPruned when told."""
 
@@ -127,8 +153,12 @@ class _ReportHypervolume(Reporter):
             raise optuna.TrialPruned(f"pruned after generation {record.generation}")
 
 
-def _objective(base: SearchSpace, tune: TuneSpec, study_dir: Path):
+def _objective(base: SearchSpace, tune: TuneSpec, study_dir: Path, trials: int):
     def objective(trial: optuna.Trial) -> float:
+        if surplus(trial.study.get_trials(deepcopy=False), trial.number, trials):
+            trial.set_user_attr("surplus", True)
+            raise _Surplus(f"trial {trial.number} not run: the study already holds "
+                           f"--trials {trials} (another process started one at the same time)")
         values = {key: suggest(trial, key, p) for key, p in tune.params.items()}
         space = trial_space(base, values, trial.number).with_overrides(
             name=f"trial-{trial.number:04d}", generations=tune.generations)
@@ -181,8 +211,12 @@ def tune(space: SearchSpace, trials: int, storage_url: str | None, study_name: s
 
         tune_on_ray(space, spec, left, storage, name, study_dir, study.sampler, ray_address)
     elif left > 0:
-        study.optimize(_objective(space, spec, study_dir), n_trials=left, callbacks=[
-            optuna.study.MaxTrialsCallback(trials, states=COUNTED), _announce(console)])
+        try:
+            study.optimize(_objective(space, spec, study_dir, trials), n_trials=left,
+                           callbacks=[optuna.study.MaxTrialsCallback(trials, states=COUNTED),
+                                      _announce(console)])
+        except _Surplus as stop:
+            console.print(str(stop), highlight=False)
     return write_outputs(study, space, study_dir, console)
 
 
@@ -198,7 +232,7 @@ def write_outputs(study: optuna.Study, base: SearchSpace, study_dir: Path,
                   console: Console) -> Path:
     """best.yaml (the best trial's values in the full-length base space), trials.json and
     a summary table."""
-    frozen = study.get_trials(deepcopy=False)
+    frozen = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("surplus")]
     rows = [{"number": t.number, "state": t.state.name, "hypervolume": t.value,
              "generations": len(t.intermediate_values), "params": t.params,
              "run_dir": t.user_attrs.get("run_dir")} for t in frozen]

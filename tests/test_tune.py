@@ -134,6 +134,27 @@ def test_two_processes_share_one_study_without_duplicates(write_space, tmp_path:
     assert {t["state"] for t in trials} <= {"COMPLETE", "PRUNED"}
 
 
+def test_a_trial_started_when_the_study_is_full_is_surplus_unless_it_is_a_retry() -> None:
+    from evosparse.tune import surplus
+
+    study = optuna.create_study()
+    done = optuna.trial.create_trial(value=1.0, params={}, distributions={})
+    study.add_trial(done)                                    # 0: complete
+    study.ask()                                              # 1: running (another process)
+    killed = study.ask()                                     # 2: killed, to be retried
+    study.tell(killed, state=optuna.trial.TrialState.FAIL)
+    study.ask()                                              # 3: this process's new trial
+    study.ask()                                              # 4: the other process's new trial
+    trials = study.get_trials(deepcopy=False)
+    assert not surplus(trials, 3, 3) and surplus(trials, 4, 3)
+    assert not surplus(trials, 3, 4) and not surplus(trials, 4, 4)
+    study.add_trial(optuna.trial.create_trial(  # 5: trial 2's retry, queued
+        state=optuna.trial.TrialState.WAITING, system_attrs={"failed_trial": 2}))
+    trials = study.get_trials(deepcopy=False)
+    assert surplus(trials, 3, 3) and not surplus(trials, 5, 3)  # trial 2 holds its place
+    assert surplus(trials, 4, 4) and not surplus(trials, 3, 4)
+
+
 @pytest.mark.slow
 def test_a_killed_trial_fails_by_heartbeat_and_is_retried(write_space, tmp_path: Path) -> None:
     from evosparse.tune import GRACE_S
