@@ -234,6 +234,7 @@ class BatchedConvNetworks(nn.Module):
                     continue
                 blk = net.levels[b]
                 blk.weight.copy_(self.weights[j][i][rows[:, None], at].cpu())
+                blk.mask.copy_(self._mask(j)[i][rows[:, None], at].cpu())  # pruned taps
                 if blk.bias is not None:
                     blk.bias.copy_(self.biases[group][i, rows].cpu())
             head = net.levels[-1]
@@ -241,6 +242,11 @@ class BatchedConvNetworks(nn.Module):
             if head.bias is not None:
                 head.bias.copy_(self.biases[-1][i].cpu())
         return net
+
+    def weight_blocks(self) -> list[tuple[nn.Parameter, torch.Tensor]]:
+        """(weight, mask) of each padded kernel block, [genomes, slots, columns, taps...]:
+        what in-training pruning changes (as `ConvNetwork.weight_blocks`)."""
+        return [(w, self._mask(j)) for j, w in enumerate(self.weights[:-1])]
 
     def connection_sums(self, grads: dict[nn.Parameter, torch.Tensor]) -> torch.Tensor:
         """[genomes, 4]: `ConvNetwork.connection_sums` of each genome, in order."""

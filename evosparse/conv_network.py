@@ -140,6 +140,7 @@ class ConvNetwork(nn.Module):
             self.register_buffer(f"pooling{r}", torch.from_numpy(geometry.pooling(r)),
                                  persistent=False)
         self._ids = (genome.conn_src, genome.conn_dst, genome.node_id)
+        self._taps = tap_masks(genome, geometry)  # each connection's taps as compiled
         if genome.conn_weight is not None and genome.node_bias is not None:
             self._load_inherited(genome.conn_weight, genome.node_bias)
         self.channels = count.tolist()
@@ -241,9 +242,32 @@ class ConvNetwork(nn.Module):
         """`network.values_for(genome, self.trained_values())`."""
         return values_for(genome, self.trained_values())
 
+    def weight_blocks(self) -> list[tuple[nn.Parameter, torch.Tensor]]:
+        """(weight, mask) of each kernel block: what in-training pruning changes, one tap
+        at a time (the head's links are kept)."""
+        return [(blk.weight, blk.mask) for blk in self.levels[:-1]]
+
+    def _kept_taps(self) -> tuple[np.ndarray, np.ndarray]:
+        """(connection rows, tap bits of the mask now) of every compiled kernel."""
+        rows, bits = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
+        weights = 1 << np.arange(self.geometry.taps, dtype=np.int64)
+        for conns, b, r, c in self._sites[0]:
+            mask = self.levels[b].mask[r, c].reshape(len(conns), len(weights)).cpu().numpy() > 0
+            rows.append(conns)
+            bits.append(mask.astype(np.int64) @ weights)
+        return np.concatenate(rows), np.concatenate(bits)
+
     def removed_connections(self) -> np.ndarray:
-        """None: conv families prune no connection during training."""
-        return np.zeros(0, dtype=np.int64)
+        """Rows of the genome's compiled kernels with no tap left (pruned in training)."""
+        rows, bits = self._kept_taps()
+        return np.sort(rows[bits == 0])
+
+    def changed_taps(self) -> tuple[np.ndarray, np.ndarray]:
+        """(connection rows, kept tap bits) of kernels that lost some but not all of their
+        taps in training."""
+        rows, bits = self._kept_taps()
+        changed = (bits != 0) & (bits != self._taps[rows])
+        return rows[changed], bits[changed]
 
     def added_connections(self) -> tuple[np.ndarray, np.ndarray]:
         """None: conv families grow no connection during training."""

@@ -325,10 +325,10 @@ class Search:
         return keep
 
     def _settled(self, genome: Genome, result: EvalResult) -> tuple[Genome, EvalResult]:
-        """The genome as its training left it (pruned genes disabled, grown connections
-        added with registry ids, in evaluation order), and its result with the weight
-        file bound to that genome."""
-        genome = genome.with_disabled(result.disabled)
+        """The genome as its training left it (pruned genes disabled, pruned kernel taps
+        off, grown connections added with registry ids, in evaluation order), and its
+        result with the weight file bound to that genome."""
+        genome = genome.with_disabled(result.disabled).with_kept_taps(result.taps)
         if not result.added:
             return genome, result
         reg = self.state.registry

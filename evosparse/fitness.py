@@ -28,8 +28,8 @@ from evosparse.genome import Genome, InnovationRegistry
 from evosparse.graph import analyse
 from evosparse.network import SparseNetwork, Values
 from evosparse.schedules import set_lr
-from evosparse.space import SparseTrainingSpec, TrainingSpec
-from evosparse.sparse_training import REGROWTH, Pruner, Source
+from evosparse.space import REGROWTH, SparseTrainingSpec, TrainingSpec
+from evosparse.sparse_training import Pruner, Source
 from evosparse.step_graph import Rewind, capture
 from evosparse.weights import TEST_PREDICTIONS, genome_digest, model_bytes
 
@@ -48,6 +48,7 @@ class Trained:
     values: Values  # the trained weights by identity, for Lamarckian write-back
     disabled: tuple[int, ...] = ()  # innovations of connections pruned during training
     added: tuple[tuple[int, int], ...] = ()  # (source, destination) ids grown during training
+    taps: tuple[tuple[int, int], ...] = ()  # (innovation, kept tap bits) of thinned kernels
 
 
 Outcome = Trained | tuple[Status, str]
@@ -78,6 +79,9 @@ class EvalResult:
     """Innovations of the connections `sparse_training` removed; FLOPs count without them."""
     added: tuple[tuple[int, int], ...] = ()
     """(source id, destination id) of connections `sparse_training` grew; FLOPs count them."""
+    taps: tuple[tuple[int, int], ...] = ()
+    """(innovation, kept tap bits) of conv kernels `sparse_training` removed some taps of
+    (a kernel that lost every tap is in `disabled`); FLOPs count without them."""
     model: bytes | None = field(default=None, repr=False, compare=False)
     """Trained weights (`weights.model_bytes`): kept in the run directory, not the history."""
     values: Values | None = field(default=None, repr=False, compare=False)
@@ -95,7 +99,8 @@ class EvalResult:
     @staticmethod
     def from_dict(d: dict[str, Any]) -> EvalResult:
         return EvalResult(**{**d, "disabled": tuple(d.get("disabled", ())),
-                             "added": tuple(tuple(p) for p in d.get("added", ()))})
+                             "added": tuple(tuple(p) for p in d.get("added", ())),
+                             "taps": tuple(tuple(p) for p in d.get("taps", ()))})
 
 
 @dataclass(frozen=True)
@@ -168,15 +173,17 @@ def _connection_stats(sums: torch.Tensor) -> tuple[float, float, float]:
 
 
 def trained_genome(genome: Genome, disabled: tuple[int, ...],
-                   added: tuple[tuple[int, int], ...]) -> Genome:
-    """The genome as training left it: pruned genes disabled, grown connections added
-    under provisional (negative) innovation ids; the driver gives them registry ids."""
-    return genome.with_disabled(disabled).with_added(list(added), [-1 - i for i in
-                                                                    range(len(added))])
+                   added: tuple[tuple[int, int], ...],
+                   taps: tuple[tuple[int, int], ...] = ()) -> Genome:
+    """The genome as training left it: pruned genes disabled, pruned kernel taps off,
+    grown connections added under provisional (negative) innovation ids; the driver gives
+    them registry ids."""
+    return genome.with_disabled(disabled).with_kept_taps(taps).with_added(
+        list(added), [-1 - i for i in range(len(added))])
 
 
-def _score(genome: Genome, net: SparseNetwork | ConvNetwork, t: Task, sums: torch.Tensor
-           ) -> Trained:
+def _score(genome: Genome, net: SparseNetwork | ConvNetwork, cfg: FitnessConfig,
+           sums: torch.Tensor) -> Trained:
     """Score a trained network on val and test and pack it for the run directory.
 
     Batched and one-by-one training, on any device, both end here, with the genome's
@@ -184,16 +191,18 @@ def _score(genome: Genome, net: SparseNetwork | ConvNetwork, t: Task, sums: torc
     the same device, predicts exactly what was recorded (a GPU's rounding could flip a
     near tie). `sums` are the genome's `connection_sums` row.
     """
+    t = cfg.task
     net = _on(net, torch.device("cpu")).eval()
     gone = net.removed_connections()
     src, dst = net.added_connections()
+    thinned, bits = net.changed_taps()
     disabled = tuple(genome.conn_innov[gone].tolist())
     added = tuple(zip(src.tolist(), dst.tolist(), strict=True))
-    if disabled or added:  # score the network as training left it: what the run keeps
-        genome = trained_genome(genome, disabled, added)
-        net = SparseNetwork(genome.with_weights(*net.weights_for(genome)),
-                            any(lv.bias is not None for lv in net.levels),
-                            torch.Generator().manual_seed(0)).eval()
+    taps = tuple(zip(genome.conn_innov[thinned].tolist(), bits.tolist(), strict=True))
+    if disabled or added or taps:  # score the network as training left it: what the run keeps
+        genome = trained_genome(genome, disabled, added, taps)
+        net = cfg.family.compile(genome.with_weights(*net.weights_for(genome)), cfg.bias,
+                                 torch.Generator().manual_seed(0)).eval()
     val_logits = _logits(net, t.x_val)
     test = _logits(net, t.x_test).argmax(dim=1)
     val = val_logits.argmax(dim=1)
@@ -201,7 +210,7 @@ def _score(genome: Genome, net: SparseNetwork | ConvNetwork, t: Task, sums: torc
     accuracy = (float((val.numpy() == t.y_val).mean()), float((test.numpy() == t.y_test).mean()))
     model = model_bytes(net, {TEST_PREDICTIONS: test}, genome_digest(genome))
     return Trained(accuracy, model, (val_loss, *_connection_stats(sums)), net.trained_values(),
-                   disabled, added)
+                   disabled, added, taps)
 
 
 def _accumulate(grads: dict[torch.nn.Parameter, torch.Tensor], params: list[torch.nn.Parameter]
@@ -215,11 +224,12 @@ def _accumulate(grads: dict[torch.nn.Parameter, torch.Tensor], params: list[torc
 def _pruners(cfg: FitnessConfig, groups: list[tuple[Source, list[int]]], steps_per_epoch: int
              ) -> list[Pruner]:
     """One `Pruner` per network or padded group, given with its genomes' ids (none when
-    the space asks for no pruning)."""
+    the space asks for no pruning, or for a conv group without kernels)."""
     if cfg.sparse.method == "none":
         return []
     return [Pruner(cfg.sparse, source, steps_per_epoch,
-                   [evaluation_seed(cfg.run_seed, i) for i in ids]) for source, ids in groups]
+                   [evaluation_seed(cfg.run_seed, i) for i in ids]) for source, ids in groups
+            if source.weight_blocks()]
 
 
 def _step(opt: torch.optim.Optimizer, pruners: list[Pruner], step: int, spec: TrainingSpec,
@@ -261,7 +271,7 @@ def _train_and_score(genome: Genome, cfg: FitnessConfig, device: torch.device) -
             _accumulate(grads, weights)
             _step(opt, pruners, epoch * per_epoch + step, cfg.training,
                   cfg.training.epochs * per_epoch)
-    return _score(genome, net, t, net.connection_sums(grads)[0])
+    return _score(genome, net, cfg, net.connection_sums(grads)[0])
 
 
 def _train_batch(
@@ -352,7 +362,7 @@ def _train_batch(
             out.append(failed[b])
             continue
         try:
-            out.append(_score(genomes[b], net.unbatch(b), t, sums[b]))
+            out.append(_score(genomes[b], net.unbatch(b), cfg, sums[b]))
         except Diverged as exc:
             out.append(str(exc))
     return out
@@ -466,7 +476,8 @@ def _result(
     stats: Stats = trained.stats if trained else (0.0, 0.0, 0.0, 0.0)
     disabled = trained.disabled if trained else ()
     added = trained.added if trained else ()
-    cost = cfg.family.cost(trained_genome(genome, disabled, added), cfg.bias)
+    taps = trained.taps if trained else ()
+    cost = cfg.family.cost(trained_genome(genome, disabled, added, taps), cfg.bias)
     return EvalResult(
         genome_id=genome.genome_id,
         generation=genome.generation,
@@ -485,6 +496,7 @@ def _result(
         saliency=stats[3],
         disabled=disabled,
         added=added,
+        taps=taps,
         model=trained.model if trained else None,
         values=trained.values if trained else None,
     )

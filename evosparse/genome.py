@@ -143,6 +143,17 @@ class Genome:
         return replace(self, conn_enabled=self.conn_enabled & ~np.isin(self.conn_innov,
                                                                          innovations))
 
+    def with_kept_taps(self, taps: tuple[tuple[int, int], ...]) -> Genome:
+        """This genome with each (innovation, tap bits) kernel keeping only those taps (the
+        rest pruned during training); other connections unchanged."""
+        if not taps:
+            return self
+        bits = (np.full(len(self.conn_innov), -1, dtype=np.int64) if self.conn_taps is None
+                else self.conn_taps.copy())
+        at, found = locate(self.conn_innov, np.array([i for i, _ in taps], dtype=np.int64))
+        bits[at[found]] = np.array([b for _, b in taps], dtype=np.int64)[found]
+        return self.with_taps(bits)
+
     def with_added(self, pairs: list[tuple[int, int]], innovations: list[int]) -> Genome:
         """This genome with connections (source id, destination id) enabled: a gene it has
         for a pair is re-enabled, the others are new genes with the given `innovations`

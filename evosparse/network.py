@@ -278,6 +278,10 @@ class SparseNetwork(nn.Module):
         gone = [conns[(lv.mask[at] == 0).cpu().numpy()] for lv, conns, at, _, _ in self._sites()]
         return np.sort(np.concatenate(gone))  # a network has at least its output level
 
+    def changed_taps(self) -> tuple[np.ndarray, np.ndarray]:
+        """None: an MLP connection is one weight, kept or removed whole."""
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+
     def connection_sums(self, grads: dict[nn.Parameter, torch.Tensor]) -> torch.Tensor:
         """[1, 4]: number of connections, sum |w|, sum of `grads` and sum |w| x `grads`
         over them (`grads`: summed |gradient| per weight tensor; absent: zero)."""

@@ -204,6 +204,10 @@ class TrainingSpec(_Model):
     weights on the connections and nodes they share (`inheritance.py`)."""
 
 
+REGROWTH = ("set", "rigl", "ctre")
+"""The `sparse_training` methods that grow connections as well as removing them."""
+
+
 class SparseTrainingSpec(_Model):
     """Pruning during each candidate's training (`sparse_training.py`); removed connections
     are disabled in the genome, so the FLOPs objective counts the pruned network."""
@@ -441,9 +445,10 @@ class SearchSpace(_Model):
         family = self.network.family
         if family == "mlp":
             return self
-        if self.sparse_training.method != "none":
+        if self.sparse_training.method in REGROWTH:
             raise ValueError(f"sparse_training.method {self.sparse_training.method} is not "
-                             f"built for {family} networks yet; use none")
+                             f"built for {family} networks yet; use none, magnitude, snip "
+                             "or dissipating (they remove kernel taps)")
         two = [a for a in (*self.activations.hidden, self.activations.initial) if arity(a) == 2]
         if two:
             raise ValueError(f"activations: two-input units {two} are not built for {family} "

@@ -34,31 +34,32 @@ removed connections and the driver adds genes, with registry ids, for grown ones
 from __future__ import annotations
 
 import math
-from typing import Protocol
+from typing import Protocol, cast
 
 import numpy as np
 import torch
 
 from evosparse.network import Layout, Signal
-from evosparse.space import SparseTrainingSpec
+from evosparse.space import REGROWTH, SparseTrainingSpec
 
 Block = tuple[torch.nn.Parameter, torch.Tensor]
-"""A weight and its 0/1 mask, [genomes, rows, cols] (or [rows, cols] for one genome)."""
-
-REGROWTH = ("set", "rigl", "ctre")
+"""A weight and its 0/1 mask, with a leading genome axis in a padded group (none for one
+genome): [genomes, rows, cols] in an MLP, [genomes, channels, sources, taps...] in a
+conv network. Each entry (a connection, or one kernel tap) is pruned on its own."""
 
 
 class Source(Protocol):
-    """The network (or padded group) whose blocks a `Pruner` changes, as `network.py` has it."""
+    """The network (or padded group) whose blocks a `Pruner` removes entries from."""
 
     def weight_blocks(self) -> list[Block]: ...
+
+
+class Growable(Source, Protocol):
+    """A `Source` that regrowth methods can grow connections in, as `network.py` has it."""
+
     def capture(self, on: bool) -> None: ...
     def signals(self) -> list[Signal]: ...
     def growth_layout(self) -> list[Layout]: ...
-
-
-def _3d(t: torch.Tensor) -> torch.Tensor:
-    return t if t.dim() == 3 else t.unsqueeze(0)
 
 
 def _hash_scores(seeds: np.ndarray, step: int, rows: torch.Tensor, cols: torch.Tensor
@@ -119,11 +120,16 @@ class Pruner:
         self.blocks, self.seeds = source.weight_blocks(), np.array(seeds, dtype=np.uint64)
         self.start = self._active().clone()  # connections per genome before training
         if spec.method == "dissipating":
-            self.initial = [_3d(w).detach().clone() for w, _ in self.blocks]
+            self.initial = [self._rows(w).detach().clone() for w, _ in self.blocks]
             self.moved = [torch.zeros_like(w) for w in self.initial]
         if spec.method in REGROWTH:
-            self.layout = source.growth_layout()
+            self.layout = cast(Growable, source).growth_layout()
             self._grow_scores: list[torch.Tensor] = []
+
+    def _rows(self, t: torch.Tensor) -> torch.Tensor:
+        """`t` (a block's weight, mask, gradient, optimiser state or scores) as [genomes,
+        entries]: a view, so writes reach the block."""
+        return t.view(len(self.seeds), -1)
 
     def _window(self) -> tuple[int, int]:
         s, n = self.spec, self.steps_per_epoch
@@ -139,24 +145,25 @@ class Pruner:
         """Before the forward pass of step `step`: RigL and CTRE look at the coming
         step's gradient or activations when the topology changes after it."""
         if self.spec.method in ("rigl", "ctre"):
-            self.source.capture(self._update_at(step + 1))
+            cast(Growable, self.source).capture(self._update_at(step + 1))
 
     def _active(self) -> torch.Tensor:
-        return sum(_3d(m).sum((1, 2)) for _, m in self.blocks)  # type: ignore[return-value]
+        return sum(self._rows(m).sum(1) for _, m in self.blocks)  # type: ignore[return-value]
 
     def after_backward(self, step: int) -> None:
         """Before the optimiser step `step` (0-based, over the whole training)."""
         if self.spec.method == "snip" and step == 0:
-            scores = [(_3d(w) * _3d(w.grad if w.grad is not None else torch.zeros_like(w))).abs()
+            scores = [(self._rows(w) * self._rows(w.grad if w.grad is not None
+                                                  else torch.zeros_like(w))).abs()
                       for w, _ in self.blocks]
             self._keep_best(scores, torch.ceil(self.start * self.spec.density))
         elif self.spec.method in ("rigl", "ctre") and self._update_at(step + 1):
-            signals = self.source.signals()
-            self._grow_scores = [
-                _3d(eff.grad.abs() if eff.grad is not None else torch.zeros_like(eff))
-                if self.spec.method == "rigl" else _cosine(src, dst)
-                for eff, src, dst in signals]
-            self.source.capture(False)
+            growable = cast(Growable, self.source)
+            self._grow_scores = [self._rows(
+                (eff.grad.abs() if eff.grad is not None else torch.zeros_like(eff))
+                if self.spec.method == "rigl" else _cosine(src, dst))
+                for eff, src, dst in growable.signals()]
+            growable.capture(False)
 
     def after_step(self, step: int, optimizer: torch.optim.Optimizer) -> None:
         """After the optimiser step `step`. Weights whose mask is 0 are set back to 0:
@@ -173,13 +180,13 @@ class Pruner:
             if first <= done <= last and ((done - first) % s.interval == 0 or done == last):
                 progress = (done - first) / max(last - first, 1)
                 share = s.density + (1 - s.density) * (1 - progress) ** 3
-                self._keep_best([_3d(w).abs() for w, _ in self.blocks],
+                self._keep_best([self._rows(w).abs() for w, _ in self.blocks],
                                 torch.ceil(self.start * share))
         elif s.method == "dissipating":
             with torch.no_grad():
                 for moved, w, w0 in zip(self.moved, (b[0] for b in self.blocks), self.initial,
                                         strict=True):
-                    torch.maximum(moved, (_3d(w) - w0).abs(), out=moved)
+                    torch.maximum(moved, (self._rows(w) - w0).abs(), out=moved)
             if done == round(s.watch_epochs * self.steps_per_epoch):
                 scores = [(mv > s.threshold * w0.abs()).float()
                           for mv, w0 in zip(self.moved, self.initial, strict=True)]
@@ -194,15 +201,15 @@ class Pruner:
         zeta = s.zeta * {"cosine": 0.5 * (1 + math.cos(math.pi * progress)),
                          "linear": 1 - progress, "constant": 1.0}[s.zeta_decay]
         with torch.no_grad():
-            masks = [_3d(m) for _, m in self.blocks]
-            free = [allowed & (m == 0) for (allowed, _, _), m in zip(self.layout, masks,
-                                                                      strict=True)]
-            ties = [_hash_scores(self.seeds, done, rows, cols).to(m.device)
+            masks = [self._rows(m) for _, m in self.blocks]
+            free = [self._rows(allowed) & (m == 0)
+                    for (allowed, _, _), m in zip(self.layout, masks, strict=True)]
+            ties = [self._rows(_hash_scores(self.seeds, done, rows, cols).to(m.device))
                     for (_, rows, cols), m in zip(self.layout, masks, strict=True)]
             scores = ties if s.method == "set" else self._grow_scores
             active = self._active()
             removed = torch.round(active * zeta)
-            self._keep_best([_3d(w).abs() for w, _ in self.blocks], active - removed)
+            self._keep_best([self._rows(w).abs() for w, _ in self.blocks], active - removed)
             score = _flat(scores).to(torch.float64)
             if s.method != "set":  # gradient or similarity scores: near ties are ties
                 score = _quantised(score, _flat(free))
@@ -214,7 +221,7 @@ class Pruner:
             for (w, _), g in zip(self.blocks, self._set(chosen, masks, 1.0), strict=True):
                 for state in optimizer.state.get(w, {}).values():
                     if isinstance(state, torch.Tensor) and state.shape == w.shape:
-                        _3d(state)[g] = 0.0
+                        self._rows(state)[g] = 0.0
 
     def _set(self, chosen: torch.Tensor, masks: list[torch.Tensor], value: float
              ) -> list[torch.Tensor]:
@@ -222,10 +229,10 @@ class Pruner:
         and their weights to 0; return the choice cut back into blocks."""
         out, at = [], 0
         for (w, _), m in zip(self.blocks, masks, strict=True):
-            sel = chosen[:, at : at + m[0].numel()].view_as(m)
-            at += m[0].numel()
+            sel = chosen[:, at : at + m.shape[1]]
+            at += m.shape[1]
             m[sel] = value
-            _3d(w)[sel] = 0.0
+            self._rows(w)[sel] = 0.0
             out.append(sel)
         return out
 
@@ -233,7 +240,7 @@ class Pruner:
         """Per genome, remove active connections from the lowest score up until `keep` are
         left; with `keep` None, remove those scoring 0."""
         with torch.no_grad():
-            masks = [_3d(m) for _, m in self.blocks]
+            masks = [self._rows(m) for _, m in self.blocks]
             flat = _flat([torch.where(m > 0, sc, math.inf)
                           for m, sc in zip(masks, scores, strict=True)])
             if keep is None:

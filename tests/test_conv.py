@@ -228,6 +228,7 @@ def test_bad_conv_spaces_and_shapes_are_named(tmp_path: Path) -> None:
         base.with_overrides(network={"kernel": 4})
     with pytest.raises(UserError, match="sparse_training.method set"):
         base.with_overrides(sparse_training={"method": "set"})
+    base.with_overrides(sparse_training={"method": "snip"})  # removing taps is built
     with pytest.raises(UserError, match=r"input_shape must be 3 positive sizes"):
         base.with_overrides(network={"input_shape": [1, 64]})
     with pytest.raises(UserError, match=r"input_shape \[1, 4, 4\] holds 16 values.*64"):
@@ -245,18 +246,24 @@ def test_bad_conv_spaces_and_shapes_are_named(tmp_path: Path) -> None:
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
-@pytest.mark.parametrize("inheritance", ["baldwinian", "lamarckian"])
+@pytest.mark.parametrize(("inheritance", "pruning"), [
+    ("baldwinian", "none"), ("lamarckian", "none"), ("lamarckian", "magnitude")])
 def test_conv_search_records_the_family_cost_and_resumes_exactly(tmp_path: Path,
-                                                                 inheritance: str) -> None:
+                                                                 inheritance: str,
+                                                                 pruning: str) -> None:
     overrides = {"population": 8, "generations": 2, "seed": 3,
-                 "training": {"inheritance": inheritance}}
+                 "training": {"inheritance": inheritance},
+                 "sparse_training": {"method": pruning, "density": 0.5}}
     whole = evosparse.search("search_spaces/digits_conv.yaml", runs_dir=tmp_path, name="whole",
                              progress=False, **overrides)
     part = evosparse.search("search_spaces/digits_conv.yaml", runs_dir=tmp_path, name="part",
                             progress=False, **{**overrides, "generations": 1})
     resumed = evosparse.resume(part.path, generations=2, progress=False)
-    history = [(r["genome_id"], r["val_accuracy"], r["flops"]) for r in whole.history()]
-    assert history == [(r["genome_id"], r["val_accuracy"], r["flops"]) for r in resumed.history()]
+    history = [(r["genome_id"], r["val_accuracy"], r["flops"], r["taps"])
+               for r in whole.history()]
+    assert history == [(r["genome_id"], r["val_accuracy"], r["flops"], r["taps"])
+                       for r in resumed.history()]
+    assert any(r["taps"] for r in whole.history()) == (pruning != "none")
     family = family_of(whole.space.network, "digits", 64)
     assert any(m.genome.n_hidden for m in whole.front)
     for m in whole.front:

@@ -10,13 +10,27 @@ import torch
 import torch.nn.functional as F
 
 from evosparse.conv_batched import BatchedConvNetworks, _unfolded
-from evosparse.conv_geometry import ConvGeometry, mutate_taps
+from evosparse.conv_geometry import ConvGeometry, conv_cost, mutate_taps, tap_counts
 from evosparse.conv_network import ConvNetwork
 from evosparse.families import ConvFamily
-from evosparse.fitness import FitnessConfig, estimate_batch_bytes, evaluate_batch, evaluation_seed
-from evosparse.genome import Genome, InnovationRegistry
+from evosparse.fitness import (
+    FitnessConfig,
+    estimate_batch_bytes,
+    evaluate_batch,
+    evaluation_seed,
+    trained_genome,
+)
+from evosparse.genome import HIDDEN, Genome, InnovationRegistry
+from evosparse.graph import analyse
 from evosparse.operators import minimal_genome, mutate
-from evosparse.space import ActivationSpec, MutationSpec, NetworkSpec, TrainingSpec
+from evosparse.space import (
+    ActivationSpec,
+    MutationSpec,
+    NetworkSpec,
+    SparseTrainingSpec,
+    TrainingSpec,
+)
+from evosparse.weights import TEST_PREDICTIONS, network_from_model
 from tests.test_fitness import ACROSS_MODES, DIGITS
 
 GEOMETRY = ConvGeometry((1, 8, 8), kernel=3, scales=2)
@@ -117,6 +131,47 @@ def test_batched_and_one_by_one_conv_evaluations_agree(schedule: str, smoothing:
         assert abs(a.test_accuracy - b.test_accuracy) <= ACROSS_MODES
         assert (a.flops, a.params) == (b.flops, b.params)
     assert max(r.val_accuracy for r in together) > 0.2  # they learn: chance is 0.1
+
+
+def _kernel_taps(genome: Genome) -> int:
+    """Kernel taps of the live network (connections into hidden channels)."""
+    topo = analyse(genome)
+    into_hidden = topo.conn_active & (genome.node_kind[topo.dst_row] == HIDDEN)
+    return int(tap_counts(genome, GEOMETRY)[into_hidden].sum())
+
+
+@pytest.mark.parametrize("method", [
+    SparseTrainingSpec(method="magnitude", density=0.5, end_epoch=1, interval=3),
+    SparseTrainingSpec(method="snip", density=0.4),
+    SparseTrainingSpec(method="dissipating", watch_epochs=1, threshold=0.5),
+], ids=lambda s: s.method)
+def test_training_prunes_the_same_kernel_taps_alone_or_batched(method: SparseTrainingSpec
+                                                               ) -> None:
+    """Pruning in training removes single taps; the genome, its FLOPs and its weight file
+    follow. Mutant that fails this: `unbatch` not copying the masks back."""
+    genomes = population(6, seed=1)
+    cfg = FitnessConfig(task=DIGITS, training=TrainingSpec(epochs=2), bias=True, run_seed=3,
+                        family=ConvFamily(GEOMETRY), sparse=method)
+    alone = evaluate_batch(genomes, replace(cfg, batched=False))
+    together = evaluate_batch(genomes, cfg)
+    thinned = 0
+    for g, a, b in zip(genomes, alone, together, strict=True):
+        assert a.ok and b.ok, (a.error, b.error)
+        assert (a.disabled, a.taps) == (b.disabled, b.taps), "the same taps go"
+        assert abs(a.val_accuracy - b.val_accuracy) <= ACROSS_MODES
+        after = trained_genome(g, a.disabled, (), a.taps)
+        cost = conv_cost(after, True, GEOMETRY)
+        assert (a.flops, a.params, a.connections) == (cost.flops, cost.params,
+                                                      cost.connections)
+        kept, start = _kernel_taps(after), _kernel_taps(g)
+        assert kept < start or start == 0
+        if method.method != "dissipating":
+            assert kept <= np.ceil(method.density * start)
+        net, tensors = network_from_model(after, a.model, "test", ConvFamily(GEOMETRY))
+        predicted = net(torch.from_numpy(DIGITS.x_test)).argmax(dim=1)
+        assert torch.equal(predicted, tensors[TEST_PREDICTIONS])
+        thinned += len(a.taps)
+    assert thinned, "some kernels keep some of their taps"
 
 
 def test_the_memory_estimate_holds_a_conv_batch_s_kernels_and_maps() -> None:
