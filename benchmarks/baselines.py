@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import signal
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -367,6 +369,8 @@ def main() -> None:
     table = Table("space", "seed", "method", "val-HV", "test-HV", "best test (FLOPs)",
                   "best test in budget", "points", f"{args.clock} s", "wall s")
     ratios: list[tuple[float, float, float]] = []  # val-HV ratio, test-HV ratio, test gap
+    # a terminated benchmark (kill, a scheduler's time limit) still removes its run folders
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     with tempfile.TemporaryDirectory() as tmp:
         for path in args.spaces:
             base = load_space(path)
