@@ -25,7 +25,7 @@ from evosparse.batched import Programs
 from evosparse.conv_geometry import ConvGeometry
 from evosparse.conv_network import _CONV, ConvNetwork, pooled
 from evosparse.genome import Genome
-from evosparse.network import masked_sums
+from evosparse.network import Layout, Signal, masked_sums
 
 _UNFOLD_PAYS = {1: True, 2: False}
 """Per spatial dimension count: whether blocks reading the raw input run as `_unfolded`
@@ -158,6 +158,8 @@ class BatchedConvNetworks(nn.Module):
             self.register_buffer(f"mask{j}", m)
         for r in scales:
             self.register_buffer(f"pooling{r}", torch.from_numpy(g.pooling(r)), persistent=False)
+        self._capture = False
+        self._captured: dict[int, torch.Tensor] = {}
 
     def padded_work(self) -> int:
         """Multiply-adds of one sample through the padded program (every weight of every
@@ -183,6 +185,9 @@ class BatchedConvNetworks(nn.Module):
                 pre = None
                 for a in sources:
                     w = self.weights[w_at] * self._mask(w_at)
+                    if self._capture:  # RigL reads the dense gradient of the masked kernels
+                        w.retain_grad()
+                        self._captured[w_at] = w
                     if a == 0 and _UNFOLD_PAYS[g.dims]:  # the raw input: a few channels
                         term = _unfolded(maps[0], w, 1 << r, g.kernel // 2)
                     else:
@@ -247,6 +252,34 @@ class BatchedConvNetworks(nn.Module):
         """(weight, mask) of each padded kernel block, [genomes, slots, columns, taps...]:
         what in-training pruning changes (as `ConvNetwork.weight_blocks`)."""
         return [(w, self._mask(j)) for j, w in enumerate(self.weights[:-1])]
+
+    def growth_layout(self) -> list[Layout]:
+        """Each genome's `ConvNetwork.growth_layout` placed in the padded kernel blocks
+        (padding may not grow; its ids are -1)."""
+        t, n = self.geometry.taps, len(self._nets)
+        out = []
+        for w in self.weights[:-1]:
+            d, columns = w.shape[1], w.shape[2]
+            out.append((torch.zeros(n, d, columns, t, dtype=torch.bool),
+                        torch.full((n, d), -1, dtype=torch.int64),
+                        torch.full((n, columns, t), -1, dtype=torch.int64)))
+        layouts = [net.growth_layout() for net in self._nets]
+        for i, b, j, _, rows, at in self._copies:
+            allowed, dst_ids, cols = layouts[i][b]
+            out[j][0][i][rows[:, None], at] = allowed[0].reshape(len(rows), len(at), t).cpu()
+            out[j][1][i, rows] = dst_ids[0]
+            out[j][2][i, at] = cols[0].reshape(len(at), t)
+        device = self.weights[0].device
+        return [(a.to(device), r, c.flatten(1)) for a, r, c in out]
+
+    def capture(self, on: bool) -> None:
+        """Keep each kernel block's masked weight in the next forward passes (or stop)."""
+        self._capture, self._captured = on, {}
+
+    def signals(self) -> list[Signal]:
+        """Per kernel block, as `ConvNetwork.signals`."""
+        none = torch.zeros(len(self._nets), 0, 0)
+        return [(self._captured[j], none, none) for j in range(len(self.weights) - 1)]
 
     def connection_sums(self, grads: dict[nn.Parameter, torch.Tensor]) -> torch.Tensor:
         """[genomes, 4]: `ConvNetwork.connection_sums` of each genome, in order."""

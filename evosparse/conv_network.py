@@ -22,7 +22,7 @@ from evosparse.activations import torch_activation
 from evosparse.conv_geometry import ConvGeometry, tap_masks
 from evosparse.genome import HIDDEN, INPUT, OUTPUT, Genome, pair_keys
 from evosparse.graph import analyse
-from evosparse.network import Values, masked_sums, values_for
+from evosparse.network import Layout, Signal, Values, masked_sums, values_for
 
 _CONV = {1: F.conv1d, 2: F.conv2d}
 
@@ -87,6 +87,10 @@ class ConvNetwork(nn.Module):
         """Where each level's groups end in `plan`."""
         kernel_at: list[tuple[np.ndarray, int, np.ndarray, np.ndarray]] = []
         bias_at: list[tuple[np.ndarray, int]] = []
+        ids_at = [genome.node_id[inputs]] + [genome.node_id[:0]] * geometry.scales
+        self._kernel_pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        """Per kernel block: its channels' node ids, its columns' source ids and which
+        (channel, source) pairs are compiled kernels (where taps may grow back)."""
         for level in range(1, topo.n_levels):
             rows = np.flatnonzero((topo.depth == level) & (kind == HIDDEN))
             rows = rows[np.lexsort((genome.node_act[rows], scale[rows]))]
@@ -105,6 +109,9 @@ class ConvNetwork(nn.Module):
                         # gets its bias: an empty block from the inputs)
                     mask = np.zeros((len(group), count[a]) + (k,) * geometry.dims, dtype=bool)
                     mask[[at[int(d)] for d in dst[here]], column[src[here]]] = kernels[here]
+                    compiled = np.zeros((len(group), count[a]), dtype=bool)
+                    compiled[[at[int(d)] for d in dst[here]], column[src[here]]] = True
+                    self._kernel_pairs.append((genome.node_id[group], ids_at[a], compiled))
                     kernel_at.append((conn[here], len(blocks),
                                       np.array([at[int(d)] for d in dst[here]], dtype=np.int64),
                                       column[src[here]]))
@@ -119,6 +126,7 @@ class ConvNetwork(nn.Module):
             for group, r in placed:  # a level's channels are seen from the next level on
                 column[group] = count[r] + np.arange(len(group))
                 count[r] += len(group)
+                ids_at[r] = np.concatenate([ids_at[r], genome.node_id[group]])
             self.level_ends.append(len(self.plan))
         outputs = np.flatnonzero(kind == OUTPUT)
         offset = np.concatenate([[0], np.cumsum(count)[:-1]])  # pooled channel of each scale
@@ -147,6 +155,8 @@ class ConvNetwork(nn.Module):
         """Channels computed at each scale (inputs included): the pooled columns' layout."""
         self._fns = {name: torch_activation(name) for _, _, runs in self.plan
                      for name, _ in runs}
+        self._capture = False
+        self._captured: dict[int, torch.Tensor] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g = self.geometry
@@ -160,7 +170,7 @@ class ConvNetwork(nn.Module):
                 pre = None
                 for b, a in pairs:
                     blk = self.levels[b]
-                    term = conv(maps[a], blk.weight * blk.mask, blk.bias, stride=1 << (r - a),
+                    term = conv(maps[a], self._kernel(b), blk.bias, stride=1 << (r - a),
                                 padding=g.kernel // 2)
                     pre = term if pre is None else pre + term
                 assert pre is not None
@@ -242,10 +252,42 @@ class ConvNetwork(nn.Module):
         """`network.values_for(genome, self.trained_values())`."""
         return values_for(genome, self.trained_values())
 
+    def _kernel(self, b: int) -> torch.Tensor:
+        """Block b's masked kernels; kept (with its dense gradient) while capturing."""
+        blk = self.levels[b]
+        w = blk.weight * blk.mask
+        if self._capture:
+            w.retain_grad()
+            self._captured[b] = w
+        return w
+
     def weight_blocks(self) -> list[tuple[nn.Parameter, torch.Tensor]]:
         """(weight, mask) of each kernel block: what in-training pruning changes, one tap
         at a time (the head's links are kept)."""
         return [(blk.weight, blk.mask) for blk in self.levels[:-1]]
+
+    def growth_layout(self) -> list[Layout]:
+        """Per kernel block, where a tap may grow: any tap of a kernel the genome compiled
+        (new kernels come from mutation), with its channels' node ids and, per column and
+        tap, source id x taps + tap (what `sparse_training` hashes ties by)."""
+        t, device = self.geometry.taps, self.levels[0].mask.device
+        out = []
+        for dst_ids, src_ids, compiled in self._kernel_pairs:
+            allowed = np.repeat(compiled[:, :, None], t, axis=2)[None]
+            cols = (src_ids[:, None] * t + np.arange(t)).reshape(1, -1)
+            out.append((torch.from_numpy(allowed).to(device), torch.from_numpy(dst_ids[None]),
+                        torch.from_numpy(cols)))
+        return out
+
+    def capture(self, on: bool) -> None:
+        """Keep each kernel block's masked weight in the next forward passes (or stop)."""
+        self._capture, self._captured = on, {}
+
+    def signals(self) -> list[Signal]:
+        """Per kernel block, its masked weight of the last captured forward pass (whose
+        `.grad` RigL reads); no activations (CTRE is not built for conv families)."""
+        none = torch.zeros(1, 0, 0)
+        return [(self._captured[b], none, none) for b in range(len(self.levels) - 1)]
 
     def _kept_taps(self) -> tuple[np.ndarray, np.ndarray]:
         """(connection rows, tap bits of the mask now) of every compiled kernel."""
@@ -263,8 +305,8 @@ class ConvNetwork(nn.Module):
         return np.sort(rows[bits == 0])
 
     def changed_taps(self) -> tuple[np.ndarray, np.ndarray]:
-        """(connection rows, kept tap bits) of kernels that lost some but not all of their
-        taps in training."""
+        """(connection rows, kept tap bits) of kernels whose taps training changed (removed
+        some, grew some back) and that keep at least one."""
         rows, bits = self._kept_taps()
         changed = (bits != 0) & (bits != self._taps[rows])
         return rows[changed], bits[changed]

@@ -226,9 +226,9 @@ def test_bad_conv_spaces_and_shapes_are_named(tmp_path: Path) -> None:
         load_space("search_spaces/digits.yaml").with_overrides(network={"head": "bins"})
     with pytest.raises(UserError, match="network.kernel must be odd"):
         base.with_overrides(network={"kernel": 4})
-    with pytest.raises(UserError, match="sparse_training.method set"):
-        base.with_overrides(sparse_training={"method": "set"})
-    base.with_overrides(sparse_training={"method": "snip"})  # removing taps is built
+    with pytest.raises(UserError, match="sparse_training.method ctre"):
+        base.with_overrides(sparse_training={"method": "ctre"})
+    base.with_overrides(sparse_training={"method": "rigl"})  # taps are pruned and regrown
     with pytest.raises(UserError, match=r"input_shape must be 3 positive sizes"):
         base.with_overrides(network={"input_shape": [1, 64]})
     with pytest.raises(UserError, match=r"input_shape \[1, 4, 4\] holds 16 values.*64"):
@@ -247,7 +247,8 @@ def test_bad_conv_spaces_and_shapes_are_named(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("inheritance", "pruning"), [
-    ("baldwinian", "none"), ("lamarckian", "none"), ("lamarckian", "magnitude")])
+    ("baldwinian", "none"), ("lamarckian", "none"), ("lamarckian", "magnitude"),
+    ("lamarckian", "rigl")])
 def test_conv_search_records_the_family_cost_and_resumes_exactly(tmp_path: Path,
                                                                  inheritance: str,
                                                                  pruning: str) -> None:
