@@ -29,6 +29,11 @@ grows the same connections (up to float rounding; SET's random choice and every
 tie are decided by a hash of (genome seed, step, source id, destination id), not
 by where a connection sits in memory). `fitness.py` then disables the genes of
 removed connections and the driver adds genes, with registry ids, for grown ones.
+
+In conv families an entry is one kernel tap (`conv_network.py`): the same methods
+remove taps, SET and RigL grow taps back only inside the kernels the genome compiled
+(a tap's tie-breaking id is source id x taps + tap), and a kernel's kept taps go back
+into the genome; CTRE, which compares two nodes' activations, is not built for them.
 """
 
 from __future__ import annotations
