@@ -23,7 +23,7 @@ from torch import nn
 from evosparse.activations import torch_activation
 from evosparse.batched import Programs
 from evosparse.conv_geometry import ConvGeometry
-from evosparse.conv_network import _CONV, ConvNetwork, pooled
+from evosparse.conv_network import _CONV, Captured, ConvNetwork, pooled, tap_signal
 from evosparse.genome import Genome
 from evosparse.network import Layout, Signal, masked_sums
 
@@ -159,7 +159,7 @@ class BatchedConvNetworks(nn.Module):
         for r in scales:
             self.register_buffer(f"pooling{r}", torch.from_numpy(g.pooling(r)), persistent=False)
         self._capture = False
-        self._captured: dict[int, torch.Tensor] = {}
+        self._captured: dict[int, Captured] = {}
 
     def padded_work(self) -> int:
         """Multiply-adds of one sample through the padded program (every weight of every
@@ -182,12 +182,10 @@ class BatchedConvNetworks(nn.Module):
         for step in self._steps:
             new: dict[int, torch.Tensor] = {}
             for r, d, sources, used in step:
-                pre = None
+                pre, kernels = None, []
                 for a in sources:
                     w = self.weights[w_at] * self._mask(w_at)
-                    if self._capture:  # RigL reads the dense gradient of the masked kernels
-                        w.retain_grad()
-                        self._captured[w_at] = w
+                    kernels.append((w_at, w, a))
                     if a == 0 and _UNFOLD_PAYS[g.dims]:  # the raw input: a few channels
                         term = _unfolded(maps[0], w, 1 << r, g.kernel // 2)
                     else:
@@ -205,6 +203,10 @@ class BatchedConvNetworks(nn.Module):
                         1, getattr(self, f"slots{group}_{f}"))) for f in used], dim=1)
                     out = out.index_select(1, getattr(self, f"inverse{group}"))
                 new[r] = out.reshape(s, n, d, *g.size(r))
+                if self._capture:  # RigL reads the kernels' dense gradient, CTRE the maps
+                    for j, w, a in kernels:
+                        w.retain_grad()
+                        self._captured[j] = (w, maps[a], 1 << (r - a), new[r])
                 group += 1
             maps = [torch.cat([m, new[r]], dim=2) if r in new else m for r, m in enumerate(maps)]
         poolings = [getattr(self, f"pooling{r}") for r in range(g.scales + 1)]
@@ -278,8 +280,7 @@ class BatchedConvNetworks(nn.Module):
 
     def signals(self) -> list[Signal]:
         """Per kernel block, as `ConvNetwork.signals`."""
-        none = torch.zeros(len(self._nets), 0, 0)
-        return [(self._captured[j], none, none) for j in range(len(self.weights) - 1)]
+        return [tap_signal(self._captured[j], self.geometry) for j in range(len(self.weights) - 1)]
 
     def connection_sums(self, grads: dict[nn.Parameter, torch.Tensor]) -> torch.Tensor:
         """[genomes, 4]: `ConvNetwork.connection_sums` of each genome, in order."""

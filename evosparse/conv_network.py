@@ -26,6 +26,31 @@ from evosparse.network import Layout, Signal, Values, masked_sums, values_for
 
 _CONV = {1: F.conv1d, 2: F.conv2d}
 
+Captured = tuple[torch.Tensor, torch.Tensor, int, torch.Tensor]
+"""What a captured forward pass keeps of one kernel block: its masked kernels (with their
+dense gradient after backward), the source maps it read [samples, genomes, columns,
+*size], its stride, and its channels' maps after their activations [samples, genomes,
+channels, *size]."""
+
+
+def tap_signal(captured: Captured, geometry: ConvGeometry) -> Signal:
+    """One kernel block's `network.Signal`: its masked kernels; as the source, what each
+    tap reads of the source maps ([genomes, columns x taps, samples x output positions],
+    a tap's column c x taps + t as the kernels' entries are laid out); as the destination,
+    each channel's map [genomes, channels, samples x positions]. CTRE's cosine of the two
+    is then, for a tap, how alike a channel's map is to the source map shifted as that tap
+    reads it: the MLP's node-to-node similarity, per tap."""
+    w, source, stride, out = captured
+    s, n, c, *size = source.shape
+    one = [1] * (2 - len(size))  # a 1-D map unfolds as a 1 x length image
+    k, pad = geometry.kernel, geometry.kernel // 2
+    patches = F.unfold(source.detach().reshape(s, n * c, *one, *size), (*one, *[k] * len(size)),
+                       padding=(*[0] * len(one), *[pad] * len(size)),
+                       stride=(*one, *[stride] * len(size)))
+    patches = patches.view(s, n, -1, patches.shape[-1]).permute(1, 2, 0, 3).flatten(2)
+    maps = out.detach().flatten(3).permute(1, 2, 0, 3).flatten(2)
+    return w, patches, maps
+
 
 def pooled(maps: list[torch.Tensor], poolings: list[torch.Tensor], dims: int) -> torch.Tensor:
     """[..., channels x bins]: each scale's maps [..., channels, *spatial] times its
@@ -156,7 +181,7 @@ class ConvNetwork(nn.Module):
         self._fns = {name: torch_activation(name) for _, _, runs in self.plan
                      for name, _ in runs}
         self._capture = False
-        self._captured: dict[int, torch.Tensor] = {}
+        self._captured: dict[int, Captured] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g = self.geometry
@@ -167,16 +192,22 @@ class ConvNetwork(nn.Module):
         for end in self.level_ends:
             new: list[list[torch.Tensor]] = [[] for _ in maps]
             for r, pairs, runs in self.plan[start:end]:
-                pre = None
+                pre, kernels = None, []
                 for b, a in pairs:
                     blk = self.levels[b]
-                    term = conv(maps[a], self._kernel(b), blk.bias, stride=1 << (r - a),
+                    kernels.append(blk.weight * blk.mask)
+                    term = conv(maps[a], kernels[-1], blk.bias, stride=1 << (r - a),
                                 padding=g.kernel // 2)
                     pre = term if pre is None else pre + term
                 assert pre is not None
                 parts = pre.split([w for _, w in runs], dim=1)
                 new[r].append(torch.cat([self._fns[n](p) for (n, _), p in
                                          zip(runs, parts, strict=True)], dim=1))
+                if self._capture:  # RigL reads the kernels' dense gradient, CTRE the maps
+                    for (b, a), w in zip(pairs, kernels, strict=True):
+                        w.retain_grad()
+                        self._captured[b] = (w, maps[a].unsqueeze(1), 1 << (r - a),
+                                             new[r][-1].unsqueeze(1))
             maps = [torch.cat([m, *extra], dim=1) if extra else m
                     for m, extra in zip(maps, new, strict=True)]
             start = end
@@ -252,15 +283,6 @@ class ConvNetwork(nn.Module):
         """`network.values_for(genome, self.trained_values())`."""
         return values_for(genome, self.trained_values())
 
-    def _kernel(self, b: int) -> torch.Tensor:
-        """Block b's masked kernels; kept (with its dense gradient) while capturing."""
-        blk = self.levels[b]
-        w = blk.weight * blk.mask
-        if self._capture:
-            w.retain_grad()
-            self._captured[b] = w
-        return w
-
     def weight_blocks(self) -> list[tuple[nn.Parameter, torch.Tensor]]:
         """(weight, mask) of each kernel block: what in-training pruning changes, one tap
         at a time (the head's links are kept)."""
@@ -284,10 +306,9 @@ class ConvNetwork(nn.Module):
         self._capture, self._captured = on, {}
 
     def signals(self) -> list[Signal]:
-        """Per kernel block, its masked weight of the last captured forward pass (whose
-        `.grad` RigL reads); no activations (CTRE is not built for conv families)."""
-        none = torch.zeros(1, 0, 0)
-        return [(self._captured[b], none, none) for b in range(len(self.levels) - 1)]
+        """Per kernel block, the `tap_signal` of the last captured forward pass."""
+        return [tap_signal(self._captured[b], self.geometry)
+                for b in range(len(self.levels) - 1)]
 
     def _kept_taps(self) -> tuple[np.ndarray, np.ndarray]:
         """(connection rows, tap bits of the mask now) of every compiled kernel."""

@@ -445,11 +445,6 @@ class SearchSpace(_Model):
         family = self.network.family
         if family == "mlp":
             return self
-        if self.sparse_training.method == "ctre":
-            raise ValueError(f"sparse_training.method ctre is not built for {family} "
-                             "networks yet (it compares two nodes' activations, and a "
-                             "kernel tap joins shifted maps); use none, magnitude, snip, "
-                             "dissipating, set or rigl (they act on kernel taps)")
         two = [a for a in (*self.activations.hidden, self.activations.initial) if arity(a) == 2]
         if two:
             raise ValueError(f"activations: two-input units {two} are not built for {family} "

@@ -31,9 +31,10 @@ by where a connection sits in memory). `fitness.py` then disables the genes of
 removed connections and the driver adds genes, with registry ids, for grown ones.
 
 In conv families an entry is one kernel tap (`conv_network.py`): the same methods
-remove taps, SET and RigL grow taps back only inside the kernels the genome compiled
-(a tap's tie-breaking id is source id x taps + tap), and a kernel's kept taps go back
-into the genome; CTRE, which compares two nodes' activations, is not built for them.
+remove taps, regrowth grows taps back only inside the kernels the genome compiled (a
+tap's tie-breaking id is source id x taps + tap), and a kernel's kept taps go back into
+the genome. CTRE's similarity for a tap is that of the channel's map with the source map
+as the tap reads it (shifted, strided: `conv_network.tap_signal`).
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from evosparse.genome import HIDDEN, Genome, InnovationRegistry
 from evosparse.graph import analyse
 from evosparse.operators import minimal_genome, mutate
 from evosparse.space import (
+    REGROWTH,
     ActivationSpec,
     MutationSpec,
     NetworkSpec,
@@ -152,10 +153,11 @@ def _kernel_taps(genome: Genome) -> int:
     SparseTrainingSpec(method="dissipating", watch_epochs=1, threshold=0.5),
     SparseTrainingSpec(method="set", zeta=0.3, end_epoch=2, interval=4),
     SparseTrainingSpec(method="rigl", zeta=0.3, end_epoch=2, interval=4),
+    SparseTrainingSpec(method="ctre", zeta=0.3, end_epoch=2, interval=4),
 ], ids=lambda s: s.method)
 def test_training_prunes_the_same_kernel_taps_alone_or_batched(method: SparseTrainingSpec
                                                                ) -> None:
-    """Pruning in training removes single taps (SET and RigL grow as many back, within the
+    """Pruning in training removes single taps (SET, RigL and CTRE grow as many back, within the
     compiled kernels); the genome, its FLOPs and its weight file follow. Mutant that fails
     this: `unbatch` not copying the masks back."""
     genomes = population(6, seed=1)
@@ -183,7 +185,60 @@ def test_training_prunes_the_same_kernel_taps_alone_or_batched(method: SparseTra
         assert torch.equal(predicted, tensors[TEST_PREDICTIONS])
         thinned += len(a.taps)
     assert thinned, "some kernels keep some of their taps"
-    assert (grown > 0) == (method.method in ("set", "rigl")), "only regrowth grows taps"
+    assert (grown > 0) == (method.method in REGROWTH), "only regrowth grows taps"
+
+
+@pytest.mark.parametrize("geometry", [GEOMETRY, SIGNALS], ids=["2d", "1d"])
+def test_ctre_compares_a_channel_with_the_source_as_each_tap_reads_it(geometry: ConvGeometry
+                                                                      ) -> None:
+    """A kernel block's signal (what CTRE scores taps by) pairs each channel's map with the
+    source map shifted and strided as each tap reads it (zero outside), laid out as the
+    kernel's entries; the padded program gives each genome the same signals. Mutants that
+    fail: taps in another order, the padding or the stride left out."""
+    genomes = population(5, seed=2, geometry=geometry)
+    seeds = [evaluation_seed(1, g.genome_id) for g in genomes]
+    singles = [ConvNetwork(g, True, torch.Generator().manual_seed(s), geometry)
+               for g, s in zip(genomes, seeds, strict=True)]
+    batched = BatchedConvNetworks([ConvNetwork(g, True, torch.Generator().manual_seed(s),
+                                               geometry)
+                                   for g, s in zip(genomes, seeds, strict=True)], geometry)
+    x = torch.from_numpy(DIGITS.x_train[:16])
+    k, pad, t = geometry.kernel, geometry.kernel // 2, geometry.taps
+    for net in [*singles, batched]:
+        net.capture(True)
+    alone = []
+    for net in singles:
+        net(x)
+        alone.append(net.signals())
+    batched.sample_losses(x, torch.zeros(len(x), dtype=torch.int64),
+                          torch.arange(len(x)).expand(len(genomes), -1))
+    together = batched.signals()
+    checked = 0
+    for net, signals in zip(singles, alone, strict=True):
+        for (b, a), (_, patches, maps) in ((p, signals[p[0]]) for r, pairs, _ in net.plan
+                                           for p in pairs):
+            if a or not patches.shape[1]:
+                continue  # by hand: the blocks reading the raw input
+            r = next(r for r, pairs, _ in net.plan if (b, a) in pairs)
+            stride = 1 << r
+            src = F.pad(x.view(len(x), *geometry.shape), (pad, pad) * geometry.dims)
+            out = geometry.size(r)
+            for tap in range(t):
+                at = np.unravel_index(tap, (k,) * geometry.dims)
+                window = tuple(slice(o, o + stride * (m - 1) + 1, stride)
+                               for o, m in zip(at, out, strict=True))
+                want = src[(slice(None), slice(None), *window)]  # [samples, channels, *out]
+                got = patches[0, tap::t].view(-1, len(x), *out).transpose(0, 1)
+                torch.testing.assert_close(got, want)
+            assert maps.shape[1:] == (net.levels[b].weight.shape[0], len(x) * int(np.prod(out)))
+            checked += 1
+    assert checked
+    for i, b, j, _, rows, at in batched._copies:
+        _, patches, maps = together[j]
+        _, want_patches, want_maps = alone[i][b]
+        cols = (at[:, None] * t + torch.arange(t)).flatten()
+        torch.testing.assert_close(patches[i][cols], want_patches[0], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(maps[i][rows], want_maps[0], rtol=1e-4, atol=1e-5)
 
 
 def test_the_memory_estimate_holds_a_conv_batch_s_kernels_and_maps() -> None:
