@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from evosparse.activations import torch_activation
+from evosparse.activations import arity, torch_activation
 from evosparse.batched import Programs
 from evosparse.conv_geometry import ConvGeometry
 from evosparse.conv_network import _CONV, Captured, ConvNetwork, pooled, tap_signal
@@ -52,6 +52,10 @@ def _unfolded(x: torch.Tensor, w: torch.Tensor, stride: int, padding: int) -> to
     return y.view(n, s, -1, c_out).permute(1, 0, 3, 2).reshape(s, n * c_out, *out_size)
 
 
+def _sum(total: torch.Tensor | None, term: torch.Tensor) -> torch.Tensor:
+    return term if total is None else total + term
+
+
 def _layout(net: ConvNetwork) -> list[dict[int, tuple[int, list[tuple[int, int]],
                                                   list[tuple[str, int]]]]]:
     """Per level: scale -> (group size, its (block, source scale) pairs, its runs)."""
@@ -78,6 +82,7 @@ class BatchedConvNetworks(nn.Module):
         names = sorted({name for lay in layouts for level in lay for *_, runs in level.values()
                         for name, _ in runs})
         self._fns = [torch_activation(name) for name in names]
+        self._arity = [arity(name) for name in names]
         # padded column of each genome's own column, per scale, grown level by level
         cols = [[list(range(g.shape[0])) if a == 0 else [] for a in scales] for _ in nets]
         columns = [g.shape[0]] + [0] * g.scales
@@ -89,6 +94,11 @@ class BatchedConvNetworks(nn.Module):
         """(genome, its block, padded weight, padded group, the block's rows and columns in
         the padded weight): where `unbatch` finds each block's weights."""
         weights, masks, biases = [], [], []
+        self.weights2 = nn.ParameterDict()
+        """Second kernels of blocks into groups with two-input units, by block index
+        (masked by the block's mask times buffer `two{block}`, the two-input slots)."""
+        self.biases2 = nn.ParameterDict()
+        """Second biases of those groups, by group index (with bias only)."""
         for lv in range(n_levels):
             step, rows_of = [], {}
             for r in scales:
@@ -98,9 +108,9 @@ class BatchedConvNetworks(nn.Module):
                 d = max(layouts[i][lv][r][0] for i in members)  # the widest genome's channels
                 slots: list[list[int]] = [[] for _ in names]  # each function's flat slots
                 sources = sorted({a for i in members for _, a in layouts[i][lv][r][1]})
-                b_pad = torch.zeros(n, d)
-                blocks = {a: (torch.zeros((n, d, columns[a]) + (k,) * g.dims),
-                              torch.zeros((n, d, columns[a]) + (k,) * g.dims)) for a in sources}
+                b_pad, b2_pad, two = torch.zeros(n, d), torch.zeros(n, d), torch.zeros(n, d)
+                blocks = {a: tuple(torch.zeros((n, d, columns[a]) + (k,) * g.dims)
+                                   for _ in range(3)) for a in sources}  # weights, masks, second
                 for i in members:
                     _, pairs, runs = layouts[i][lv][r]
                     rows = torch.arange(layouts[i][lv][r][0])
@@ -116,11 +126,22 @@ class BatchedConvNetworks(nn.Module):
                         blocks[a][1][i][rows[:, None], at] = blk.mask
                         if blk.bias is not None:
                             b_pad[i, rows] = blk.bias.detach()
+                        if blk.weight2 is not None:  # two-input units
+                            two[i, rows] = blk.two.flatten()
+                            blocks[a][2][i][rows[:, None], at] = blk.weight2.detach()
+                        if blk.bias2 is not None:
+                            b2_pad[i, rows] = blk.bias2.detach()
                         self._copies.append((i, b, len(weights) + sources.index(a), len(biases),
                                              rows, at))
                 for a in sources:
+                    if two.any():
+                        self.weights2[str(len(weights))] = nn.Parameter(blocks[a][2])
+                        self.register_buffer(f"two{len(weights)}", two.view(
+                            n, d, *[1] * (blocks[a][1].dim() - 2)))
                     weights.append(nn.Parameter(blocks[a][0]))
                     masks.append(blocks[a][1])
+                if two.any() and bias:
+                    self.biases2[str(len(biases))] = nn.Parameter(b2_pad)
                 biases.append(nn.Parameter(b_pad))
                 used = [f for f in range(len(names)) if slots[f]]
                 taken = {x for f in used for x in slots[f]}  # padding joins the first function
@@ -175,32 +196,34 @@ class BatchedConvNetworks(nn.Module):
         """x [samples, genomes, features] -> logits [samples, genomes, outputs]."""
         g, n = self.geometry, len(self._nets)
         s = x.shape[0]
-        conv = _CONV[g.dims]
         maps = [x.reshape(s, n, *g.shape)] + [x.new_zeros((s, n, 0, *g.size(r)))
                                                for r in range(1, g.scales + 1)]
         w_at = group = 0
         for step in self._steps:
             new: dict[int, torch.Tensor] = {}
             for r, d, sources, used in step:
-                pre, kernels = None, []
+                pre = pre2 = None
+                kernels = []
                 for a in sources:
                     w = self.weights[w_at] * self._mask(w_at)
                     kernels.append((w_at, w, a))
-                    if a == 0 and _UNFOLD_PAYS[g.dims]:  # the raw input: a few channels
-                        term = _unfolded(maps[0], w, 1 << r, g.kernel // 2)
-                    else:
-                        term = conv(maps[a].flatten(1, 2), w.flatten(0, 1), None,
-                                    stride=1 << (r - a), padding=g.kernel // 2, groups=n)
-                    pre = term if pre is None else pre + term
+                    pre = _sum(pre, self._convolve(maps, w, a, r))
+                    if str(w_at) in self.weights2:  # two-input units' second pre-activation
+                        w2 = self.weights2[str(w_at)] * (self._mask(w_at)
+                                                         * getattr(self, f"two{w_at}"))
+                        pre2 = _sum(pre2, self._convolve(maps, w2, a, r))
                     w_at += 1
                 assert pre is not None
+                shape = (1, -1, *([1] * g.dims))
                 if self.biases:
-                    pre = pre + self.biases[group].reshape(1, -1, *([1] * g.dims))
+                    pre = pre + self.biases[group].reshape(shape)
+                if str(group) in self.biases2:
+                    pre2 = pre2 + self.biases2[str(group)].reshape(shape)
                 if len(used) == 1:  # padding slots are read by nothing: no need to skip them
-                    out = self._fns[used[0]](pre)
+                    out = self._activate(used[0], pre, pre2, None)
                 else:  # each function on its own slots, gathered across genomes, put back
-                    out = torch.cat([self._fns[f](pre.index_select(
-                        1, getattr(self, f"slots{group}_{f}"))) for f in used], dim=1)
+                    out = torch.cat([self._activate(f, pre, pre2, getattr(
+                        self, f"slots{group}_{f}")) for f in used], dim=1)
                     out = out.index_select(1, getattr(self, f"inverse{group}"))
                 new[r] = out.reshape(s, n, d, *g.size(r))
                 if self._capture:  # RigL reads the kernels' dense gradient, CTRE the maps
@@ -213,6 +236,25 @@ class BatchedConvNetworks(nn.Module):
         head = self.weights[-1] * self._mask(len(self.weights) - 1)
         logits = torch.einsum("sgc,goc->sgo", pooled(maps, poolings, g.dims), head)
         return logits + self.biases[-1] if self.biases else logits
+
+    def _convolve(self, maps: list[torch.Tensor], w: torch.Tensor, a: int, r: int
+                  ) -> torch.Tensor:
+        """Each genome's maps at scale a through its own kernels w into scale r."""
+        g = self.geometry
+        if a == 0 and _UNFOLD_PAYS[g.dims]:  # the raw input: a few channels
+            return _unfolded(maps[0], w, 1 << r, g.kernel // 2)
+        return _CONV[g.dims](maps[a].flatten(1, 2), w.flatten(0, 1), None, stride=1 << (r - a),
+                             padding=g.kernel // 2, groups=len(self._nets))
+
+    def _activate(self, f: int, pre: torch.Tensor, pre2: torch.Tensor | None,
+                  slots: torch.Tensor | None) -> torch.Tensor:
+        """Function f on the pre-activations (only at `slots` when given); a two-input
+        unit reads the second pre-activation at the same slots."""
+        x = pre if slots is None else pre.index_select(1, slots)
+        if self._arity[f] == 1:
+            return self._fns[f](x)
+        assert pre2 is not None
+        return self._fns[f](x, pre2 if slots is None else pre2.index_select(1, slots))
 
     def sample_losses(self, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor,
                       smoothing: float = 0.0) -> torch.Tensor:
@@ -244,6 +286,10 @@ class BatchedConvNetworks(nn.Module):
                 blk.mask.copy_(self._mask(j)[i][rows[:, None], at].cpu())  # pruned taps
                 if blk.bias is not None:
                     blk.bias.copy_(self.biases[group][i, rows].cpu())
+                if blk.weight2 is not None:
+                    blk.weight2.copy_(self.weights2[str(j)][i][rows[:, None], at].cpu())
+                if blk.bias2 is not None:
+                    blk.bias2.copy_(self.biases2[str(group)][i, rows].cpu())
             head = net.levels[-1]
             head.weight.copy_(self.weights[-1][i][:, self._head_cols[i]].cpu())
             if head.bias is not None:

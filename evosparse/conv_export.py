@@ -3,7 +3,8 @@
 The graph mirrors `conv_network.py`: the flat input is standardised (as for MLPs) and
 reshaped to [batch, channels, *spatial]; each group of channels is the sum of one Conv
 per source scale (masked kernels, stride 2^(r - a), "same" padding) followed by its
-activation functions (a Split over runs of channels with one function each); a level's
+activation functions (a Split over runs of channels with one function each; two-input
+units read a second pre-activation, one more Conv per source scale); a level's
 groups are concatenated to their scale's maps; the logits are a MatMul of every
 channel's pooled map (GlobalAveragePool; with the `bins` head a MatMul of the flattened
 maps by the scale's `ConvGeometry.pooling` matrix). Activations use `onnx_export`'s
@@ -19,9 +20,9 @@ import onnx
 import torch
 from onnx import helper
 
-from evosparse.activations import activation_cost
+from evosparse.activations import activation_cost, arity
 from evosparse.conv_network import ConvNetwork
-from evosparse.onnx_export import checked_model, const, recipe, standardised
+from evosparse.onnx_export import RECIPES2, checked_model, const, recipe, standardised
 from evosparse.sparse_inference import time_call
 
 
@@ -45,28 +46,34 @@ def conv_to_onnx(net: ConvNetwork, scale: tuple[np.ndarray, np.ndarray] | None =
         new: list[list[str]] = [[] for _ in maps]
         for j, (r, pairs, runs) in enumerate(net.plan[start:end]):
             p = f"l{level}_g{j}"
-            terms = []
+            terms: list[str] = []
+            seconds: list[str] = []  # two-input units' second pre-activation
             for b, a in pairs:
                 blk = net.levels[b]
-                inputs = [maps[a], const(init, f"b{b}_w", _numpy(blk.weight * blk.mask))]
-                if blk.bias is not None:
-                    inputs.append(const(init, f"b{b}_bias", _numpy(blk.bias)))
-                terms.append(f"b{b}_out")
-                nodes.append(helper.make_node(
-                    "Conv", inputs, [terms[-1]], kernel_shape=[g.kernel] * g.dims,
-                    strides=[1 << (r - a)] * g.dims, pads=[g.kernel // 2] * (2 * g.dims)))
-            pre = terms[0]
-            for k, term in enumerate(terms[1:]):
-                nodes.append(helper.make_node("Add", [pre, term], [f"{p}_sum{k}"]))
-                pre = f"{p}_sum{k}"
+                kernels = [("", blk.weight * blk.mask, blk.bias, terms)]
+                if blk.weight2 is not None:
+                    kernels.append(("2", blk.second_weight(), blk.bias2, seconds))
+                for tag, w, bias, out in kernels:
+                    inputs = [maps[a], const(init, f"b{b}_w{tag}", _numpy(w))]
+                    if bias is not None:
+                        inputs.append(const(init, f"b{b}_bias{tag}", _numpy(bias)))
+                    out.append(f"b{b}_out{tag}")
+                    nodes.append(helper.make_node(
+                        "Conv", inputs, [out[-1]], kernel_shape=[g.kernel] * g.dims,
+                        strides=[1 << (r - a)] * g.dims, pads=[g.kernel // 2] * (2 * g.dims)))
+            pre, pre2 = _added(terms, f"{p}_sum", nodes), _added(seconds, f"{p}_sum2", nodes)
             if len(runs) == 1:
-                new[r].append(recipe(runs[0][0])(pre, f"{p}_act", nodes, init))
+                new[r].append(_activation(runs[0][0], pre, pre2, f"{p}_act", nodes, init))
                 continue
-            parts = [f"{p}_in{i}" for i in range(len(runs))]
             sizes = const(init, f"{p}_split", np.array([w for _, w in runs], np.int64))
+            parts = [f"{p}_in{i}" for i in range(len(runs))]
             nodes.append(helper.make_node("Split", [pre, sizes], parts, axis=1))
-            outs = [recipe(fn)(x, f"{p}_out{i}", nodes, init)
-                    for i, ((fn, _), x) in enumerate(zip(runs, parts, strict=True))]
+            parts2: list[str | None] = [None] * len(runs)
+            if pre2 is not None:
+                parts2 = [f"{p}_in2_{i}" for i in range(len(runs))]
+                nodes.append(helper.make_node("Split", [pre2, sizes], parts2, axis=1))
+            outs = [_activation(fn, x, y, f"{p}_out{i}", nodes, init)
+                    for i, ((fn, _), x, y) in enumerate(zip(runs, parts, parts2, strict=True))]
             nodes.append(helper.make_node("Concat", outs, [f"{p}_act"], axis=1))
             new[r].append(f"{p}_act")
         for r, extra in enumerate(new):
@@ -101,6 +108,24 @@ def conv_to_onnx(net: ConvNetwork, scale: tuple[np.ndarray, np.ndarray] | None =
                          classes)
 
 
+def _added(terms: list[str], name: str, nodes: list[onnx.NodeProto]) -> str | None:
+    """The sum of `terms` (Add nodes named `name`k), or None when there are none."""
+    total = terms[0] if terms else None
+    for k, term in enumerate(terms[1:]):
+        nodes.append(helper.make_node("Add", [total, term], [f"{name}{k}"]))
+        total = f"{name}{k}"
+    return total
+
+
+def _activation(fn: str, x: str, y: str | None, name: str, nodes: list[onnx.NodeProto],
+                init: list[onnx.TensorProto]) -> str:
+    """Activation `fn` of pre-activation x (and y, the second, of a two-input unit)."""
+    if arity(fn) == 2:
+        assert y is not None
+        return RECIPES2[fn](x, y, name, nodes, init)
+    return recipe(fn)(x, name, nodes, init)
+
+
 def conv_flops_from_weights(net: ConvNetwork) -> dict[str, int]:
     """Non-zero FLOPs per sample counted from the stored tensors, as `conv_cost` counts
     the genome: 2 x each non-zero kernel tap x its output positions, each bias and
@@ -114,8 +139,11 @@ def conv_flops_from_weights(net: ConvNetwork) -> dict[str, int]:
         for b, _ in pairs:
             blk = net.levels[b]
             n = int(torch.count_nonzero(blk.weight * blk.mask))
+            if blk.weight2 is not None:  # two-input units' second kernels and biases
+                n += int(torch.count_nonzero(blk.second_weight()))
             nonzero, flops = nonzero + n, flops + 2 * n * at
             biases += 0 if blk.bias is None else blk.bias.numel() * at
+            biases += 0 if blk.bias2 is None else int(blk.two.sum()) * at
         acts += sum(activation_cost(fn) * w for fn, w in runs) * at
     head = net.levels[-1]
     w = head.weight * head.mask

@@ -23,7 +23,7 @@ from typing import Literal
 
 import numpy as np
 
-from evosparse.activations import activation_cost
+from evosparse.activations import activation_cost, arity
 from evosparse.flops import Cost
 from evosparse.genome import HIDDEN, INPUT, OUTPUT, Genome, locate
 from evosparse.graph import Topology, analyse
@@ -99,7 +99,9 @@ def conv_cost(genome: Genome, bias: bool, geometry: ConvGeometry,
     adds and its activation `activation_cost` x P_r. An output costs 2 per weight of each
     incoming connection (`bins` of them) plus its bias, and each channel that feeds an
     output is pooled once: an add per non-zero of its `pooling` matrix (P_r with the
-    average head, the last a scaling). Only the live subgraph counts (`graph.analyse`).
+    average head, the last a scaling). A two-input channel (`activations.arity` 2) has
+    a second kernel per connection and a second bias: they cost as much again. Only the
+    live subgraph counts (`graph.analyse`).
     """
     topo = topo or analyse(genome)
     scale = geometry.scale_of(genome)
@@ -110,7 +112,10 @@ def conv_cost(genome: Genome, bias: bool, geometry: ConvGeometry,
     conn = topo.conn_active
     into_hidden = conn & (genome.node_kind[topo.dst_row] == HIDDEN)
     into_output = conn & (genome.node_kind[topo.dst_row] == OUTPUT)
-    taps = tap_counts(genome, geometry)[into_hidden]
+    names, of_node = np.unique(genome.node_act, return_inverse=True)
+    two = np.array([arity(str(a)) == 2 for a in names], dtype=bool)[of_node]
+    copies = 1 + two[topo.dst_row[into_hidden]]  # kernels into two-input channels: twice
+    taps = tap_counts(genome, geometry)[into_hidden] * copies
     flops = 2 * int((taps * at[topo.dst_row[into_hidden]]).sum())
     costs = np.array([activation_cost(str(a)) for a in genome.node_act[hidden]], dtype=np.int64)
     flops += int((costs * at[hidden]).sum())
@@ -120,9 +125,9 @@ def conv_cost(genome: Genome, bias: bool, geometry: ConvGeometry,
     head = geometry.bins * int(np.count_nonzero(into_output))
     flops += int(reads[scale[pooled]].sum()) + 2 * head
     n_out = int(np.count_nonzero(genome.node_kind == OUTPUT))
-    n_bias = int(np.count_nonzero(hidden)) + n_out if bias else 0
+    n_bias = int(np.count_nonzero(hidden) + np.count_nonzero(hidden & two)) + n_out if bias else 0
     if bias:
-        flops += int(at[hidden].sum()) + n_out
+        flops += int(at[hidden].sum() + at[hidden & two].sum()) + n_out
     params = int(taps.sum()) + head + n_bias
     return Cost(flops=flops, params=params, connections=int(np.count_nonzero(conn)))
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from evosparse.activations import torch_activation
+from evosparse.activations import arity, torch_activation
 from evosparse.conv_geometry import ConvGeometry, tap_masks
 from evosparse.genome import HIDDEN, INPUT, OUTPUT, Genome, pair_keys
 from evosparse.graph import analyse
@@ -61,13 +61,13 @@ def pooled(maps: list[torch.Tensor], poolings: list[torch.Tensor], dims: int) ->
 
 class _Block(nn.Module):
     """One masked weight: a convolution from one source scale into a group of channels
-    (or, for the outputs, a linear map of the pooled channels)."""
-
-    weight2 = None  # no two-input units in conv families (`space.py` refuses them)
-    bias2 = None
+    (or, for the outputs, a linear map of the pooled channels). Where the group has
+    two-input units (`two`, per channel), a second kernel per connection (and, on the
+    group's first block, a second bias) gives their second pre-activation, as
+    `network._Level` has it; drawn last, so a block without them draws what it did."""
 
     def __init__(self, mask: np.ndarray, fan_in: np.ndarray, bias: bool,
-                 generator: torch.Generator) -> None:
+                 generator: torch.Generator, two: np.ndarray | None = None) -> None:
         super().__init__()
         m = torch.from_numpy(mask.astype(np.float32))
         bound = 1.0 / torch.sqrt(torch.from_numpy(fan_in.astype(np.float32)).clamp(min=1.0))
@@ -79,6 +79,24 @@ class _Block(nn.Module):
         if bias:
             self.bias = nn.Parameter((torch.rand(m.shape[0], generator=generator) * 2 - 1)
                                      * bound)
+        self.weight2: nn.Parameter | None = None
+        self.bias2: nn.Parameter | None = None
+        if two is not None and two.any():
+            self.register_buffer("two", torch.from_numpy(two.astype(np.float32)).view(shape))
+            self.weight2 = nn.Parameter((torch.rand(m.shape, generator=generator) * 2 - 1)
+                                        * bound.view(shape) * self.second_mask())
+            if bias:
+                self.bias2 = nn.Parameter((torch.rand(m.shape[0], generator=generator) * 2 - 1)
+                                          * bound * self.two.flatten())
+
+    def second_mask(self) -> torch.Tensor:
+        """The mask of the second kernels: the connections into two-input channels."""
+        return self.mask * self.two
+
+    def second_weight(self) -> torch.Tensor:
+        """The masked second kernels (zero for one-input channels)."""
+        assert self.weight2 is not None
+        return self.weight2 * self.second_mask()
 
 
 class ConvNetwork(nn.Module):
@@ -127,6 +145,7 @@ class ConvNetwork(nn.Module):
                 fan_in = np.zeros(len(group))
                 np.add.at(fan_in, [at[int(d)] for d in dst[into]], taps[into].sum(axis=1))
                 pairs = []
+                two = np.array([arity(str(n)) == 2 for n in genome.node_act[group]])
                 for a in range(r + 1):
                     here = into & (scale[src] == a)
                     if not here.any() and (a or into.any()):
@@ -143,7 +162,7 @@ class ConvNetwork(nn.Module):
                     if not pairs:
                         bias_at.append((group, len(blocks)))
                     pairs.append((len(blocks), a))
-                    blocks.append(_Block(mask, fan_in, bias and len(pairs) == 1, generator))
+                    blocks.append(_Block(mask, fan_in, bias and len(pairs) == 1, generator, two))
                 names, widths = np.unique(genome.node_act[group], return_counts=True)
                 self.plan.append((r, pairs, list(zip(names.tolist(), widths.tolist(),
                                                       strict=True))))
@@ -192,17 +211,23 @@ class ConvNetwork(nn.Module):
         for end in self.level_ends:
             new: list[list[torch.Tensor]] = [[] for _ in maps]
             for r, pairs, runs in self.plan[start:end]:
-                pre, kernels = None, []
+                pre = pre2 = None
+                kernels = []
                 for b, a in pairs:
                     blk = self.levels[b]
                     kernels.append(blk.weight * blk.mask)
-                    term = conv(maps[a], kernels[-1], blk.bias, stride=1 << (r - a),
-                                padding=g.kernel // 2)
+                    step = {"stride": 1 << (r - a), "padding": g.kernel // 2}
+                    term = conv(maps[a], kernels[-1], blk.bias, **step)
                     pre = term if pre is None else pre + term
+                    if blk.weight2 is not None:  # two-input units' second pre-activation
+                        term = conv(maps[a], blk.second_weight(), blk.bias2, **step)
+                        pre2 = term if pre2 is None else pre2 + term
                 assert pre is not None
                 parts = pre.split([w for _, w in runs], dim=1)
-                new[r].append(torch.cat([self._fns[n](p) for (n, _), p in
-                                         zip(runs, parts, strict=True)], dim=1))
+                seconds = parts if pre2 is None else pre2.split([w for _, w in runs], dim=1)
+                new[r].append(torch.cat([self._fns[n](p) if arity(n) == 1 else self._fns[n](p, q)
+                                         for (n, _), p, q in zip(runs, parts, seconds,
+                                                                 strict=True)], dim=1))
                 if self._capture:  # RigL reads the kernels' dense gradient, CTRE the maps
                     for (b, a), w in zip(pairs, kernels, strict=True):
                         w.retain_grad()

@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from evosparse.activations import ACTIVATIONS, arity, checked_activation
+from evosparse.activations import ACTIVATIONS, checked_activation
 from evosparse.errors import UserError
 from evosparse.expressions import unary_names
 
@@ -439,17 +439,6 @@ class SearchSpace(_Model):
     speciation: SpeciationSpec | None = None
     coevolution: CoevolutionSpec | None = None
     tune: TuneSpec | None = None
-
-    @model_validator(mode="after")
-    def _family_fits(self) -> SearchSpace:
-        family = self.network.family
-        if family == "mlp":
-            return self
-        two = [a for a in (*self.activations.hidden, self.activations.initial) if arity(a) == 2]
-        if two:
-            raise ValueError(f"activations: two-input units {two} are not built for {family} "
-                             "networks yet")
-        return self
 
     @model_validator(mode="after")
     def _kstarts_fit(self) -> SearchSpace:

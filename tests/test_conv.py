@@ -26,14 +26,14 @@ from evosparse.weights import genome_digest
 RELU, TANH = activation_cost("relu"), activation_cost("tanh")
 
 
-def small_genome(shape: tuple[int, ...] = (1, 8)) -> Genome:
+def small_genome(shape: tuple[int, ...] = (1, 8), act3: str = "relu") -> Genome:
     """Input channel 0, outputs 1 and 2, channel 3 at position 0.4 (scale 1 of 2) with
-    relu, channel 4 at 0.8 (scale 2) with tanh; a skip from the input to channel 4, and
-    one connection (0 -> 2) disabled."""
+    relu (or `act3`), channel 4 at 0.8 (scale 2) with tanh; a skip from the input to
+    channel 4, and one connection (0 -> 2) disabled."""
     ids = np.array([0, 1, 2, 3, 4])
     kind = np.array([INPUT, OUTPUT, OUTPUT, HIDDEN, HIDDEN], dtype=np.int8)
     pos = np.array([0.0, 1.0, 1.0, 0.4, 0.8])
-    act = np.array(["identity", "identity", "identity", "relu", "tanh"])
+    act = np.array(["identity", "identity", "identity", act3, "tanh"])
     src = np.array([0, 3, 0, 4, 3, 0, 0])
     dst = np.array([3, 4, 4, 1, 2, 1, 2])
     enabled = np.array([True, True, True, True, True, True, False])
@@ -164,6 +164,34 @@ def test_conv1d_network_is_torch_convolutions_with_strides_and_skips() -> None:
     assert head.ne(0).tolist() == [[True, False, True], [False, True, False]]
 
 
+def test_a_two_input_channel_has_second_kernels_counted_by_hand() -> None:
+    """An AIL channel (Lee et al.'s two-input units, as in MLPs): a second kernel per
+    connection and a second bias give its second pre-activation; both count in FLOPs and
+    parameters, in the genome's count and in the one from the weights."""
+    from evosparse.activations import torch_activation
+    from evosparse.conv_export import conv_flops_from_weights
+
+    geo = ConvGeometry((1, 8), kernel=3, scales=2)
+    g, base = small_genome(act3="and_ail"), small_genome()
+    cost = conv_cost(g, True, geo)
+    # channel 3 (scale 1, 4 positions): a second 3-tap kernel and a second bias
+    extra = 2 * 3 * 4 + 4 + 4 * (activation_cost("and_ail") - RELU)
+    assert cost.flops == conv_cost(base, True, geo).flops + extra
+    assert cost.params == conv_cost(base, True, geo).params + 3 + 1
+    net = ConvNetwork(g, True, torch.Generator().manual_seed(0), geo)
+    assert conv_flops_from_weights(net)["flops"] == cost.flops
+    x = torch.randn(5, 8, generator=torch.Generator().manual_seed(1))
+    b3, b4a, b4b, head = net.levels
+    assert b4a.weight2 is None and b3.weight2 is not None and b3.bias2 is not None
+    h3 = torch_activation("and_ail")(
+        F.conv1d(x[:, None], b3.weight * b3.mask, b3.bias, stride=2, padding=1),
+        F.conv1d(x[:, None], b3.second_weight(), b3.bias2, stride=2, padding=1))
+    h4 = torch.tanh(F.conv1d(x[:, None], b4a.weight * b4a.mask, b4a.bias, stride=4, padding=1)
+                    + F.conv1d(h3, b4b.weight * b4b.mask, None, stride=2, padding=1))
+    pooled = torch.cat([x.mean(1, keepdim=True), h3.mean(2), h4.mean(2)], dim=1)
+    torch.testing.assert_close(net(x), pooled @ (head.weight * head.mask).T + head.bias)
+
+
 def test_a_channel_without_inputs_still_computes_its_bias() -> None:
     geo = ConvGeometry((1, 8), kernel=3, scales=2)
     g = small_genome()
@@ -201,10 +229,13 @@ def test_trained_conv_weights_are_written_back_and_inherited_by_identity() -> No
     assert w[0] == old[0] and w[2] == old[2] and w[1] != 0 and w[1] != old[1]
 
 
-def test_compiled_weights_are_the_counted_parameters() -> None:
+@pytest.mark.parametrize("hidden", [None, ("and_ail", "relu", "or_ail_norm")])
+def test_compiled_weights_are_the_counted_parameters(hidden: tuple[str, ...] | None) -> None:
     geo = ConvGeometry((1, 8, 8), kernel=3, scales=2)
     rng = np.random.default_rng(0)
     space = load_space("search_spaces/digits_conv.yaml")
+    if hidden:  # two-input units: second kernels and biases count too
+        space = space.with_overrides(activations={"hidden": list(hidden)})
     from evosparse.genome import InnovationRegistry
     from evosparse.operators import minimal_genome, mutate
 
@@ -215,6 +246,10 @@ def test_compiled_weights_are_the_counted_parameters() -> None:
     net = ConvNetwork(g, True, torch.Generator().manual_seed(0), geo)
     nonzero = sum(int((b.weight * b.mask).ne(0).sum()) + (0 if b.bias is None else
                                                          b.bias.numel()) for b in net.levels)
+    nonzero += sum(int(b.second_weight().ne(0).sum()) + (0 if b.bias2 is None else
+                                                        int(b.two.sum()))
+                   for b in net.levels if b.weight2 is not None)
+    assert bool(hidden) == any(b.weight2 is not None for b in net.levels)
     assert g.n_hidden > 3
     assert nonzero == conv_cost(g, True, geo).params
     assert net(torch.randn(4, 64)).shape == (4, 10)
@@ -271,17 +306,21 @@ def test_conv_search_records_the_family_cost_and_resumes_exactly(tmp_path: Path,
     assert max(m.val_accuracy for m in whole.front) > 0.2  # ten classes: chance is 0.1
 
 
-@pytest.mark.parametrize("head", ["average", "bins"])
-def test_conv_exports_run_in_onnxruntime_and_load_back(tmp_path: Path, head: str) -> None:
+@pytest.mark.parametrize(("head", "ail"), [("average", False), ("bins", False), ("bins", True)],
+                         ids=["average", "bins", "bins-ail"])
+def test_conv_exports_run_in_onnxruntime_and_load_back(tmp_path: Path, head: str,
+                                                       ail: bool) -> None:
+    """Also with two-input units, whose second pre-activation is a second Conv."""
     import json
 
     import onnxruntime as ort
 
     from evosparse.data import load_raw_test
 
+    acts = {"hidden": ["and_ail", "relu", "xnor_ail"], "initial": "and_ail"} if ail else {}
     run = evosparse.search("search_spaces/digits_conv.yaml", runs_dir=tmp_path, name="c",
                            progress=False, population=8, generations=3, seed=1,
-                           network={"head": head})
+                           network={"head": head}, activations=acts)
     folders = run.export()
     assert len(folders) == len(run.front) > 1
     x, y = load_raw_test(run.space.dataset)
@@ -302,6 +341,9 @@ def test_conv_exports_run_in_onnxruntime_and_load_back(tmp_path: Path, head: str
     import onnx
 
     ops = {n.op_type for f in folders for n in onnx.load(f / "model.onnx").graph.node}
+    second = [n for f in folders for n in onnx.load(f / "model.onnx").graph.node
+              if n.op_type == "Conv" and n.input[1].endswith("_w2")]
+    assert bool(second) == ail, "two-input units' second kernels are Conv operators"
     assert {"Conv", "MatMul", "GlobalAveragePool" if head == "average" else "Reshape"} <= ops
 
 

@@ -47,14 +47,20 @@ SIGNALS = ConvGeometry((2, 32), kernel=5, scales=2)
 """Digits' 64 features as a 2-channel signal of length 32: the conv1d form."""
 
 
-def population(n: int, seed: int = 0, geometry: ConvGeometry = GEOMETRY) -> list[Genome]:
+HIDDEN_ACTS = ("relu", "tanh", "sigmoid", "identity")
+AIL_ACTS = ("relu", "and_ail", "xnor_ail_norm", "tanh")
+"""With two-input units: channels with a second kernel per connection."""
+
+
+def population(n: int, seed: int = 0, geometry: ConvGeometry = GEOMETRY,
+               hidden: tuple[str, ...] = HIDDEN_ACTS) -> list[Genome]:
     """Conv genomes of different depths, widths, activations and kernel taps, some with
     a channel whose inputs are all disabled."""
     rng = np.random.default_rng(seed)
     reg = InnovationRegistry(geometry.shape[0], 10)
     net = NetworkSpec(topology="layered", max_levels=2, max_hidden=12,
                       family=f"conv{geometry.dims}d")
-    acts = ActivationSpec(hidden=("relu", "tanh", "sigmoid", "identity"))
+    acts = ActivationSpec(hidden=hidden)
     rates = MutationSpec(add_node=0.8, add_node_max=3, add_node_fan_in=2, add_node_fan_out=4,
                          add_connection=0.6, remove_connection=0.3, change_activation=0.5)
     out = []
@@ -66,11 +72,15 @@ def population(n: int, seed: int = 0, geometry: ConvGeometry = GEOMETRY) -> list
     return out
 
 
-@pytest.mark.parametrize(("head", "geometry"), [("average", GEOMETRY), ("bins", GEOMETRY),
-                                                ("bins", SIGNALS)], ids=["2d", "2d-bins", "1d"])
-def test_a_batch_of_conv_genomes_follows_one_by_one_loss_curves(head: str,
-                                                                geometry: ConvGeometry) -> None:
-    genomes, geo = population(8, geometry=geometry), replace(geometry, head=head)
+@pytest.mark.parametrize(("head", "geometry", "hidden"), [
+    ("average", GEOMETRY, HIDDEN_ACTS), ("bins", GEOMETRY, HIDDEN_ACTS),
+    ("bins", SIGNALS, HIDDEN_ACTS), ("bins", GEOMETRY, AIL_ACTS), ("average", SIGNALS, AIL_ACTS)],
+    ids=["2d", "2d-bins", "1d", "2d-ail", "1d-ail"])
+def test_a_batch_of_conv_genomes_follows_one_by_one_loss_curves(
+        head: str, geometry: ConvGeometry, hidden: tuple[str, ...]) -> None:
+    """Also with two-input units: their second kernels train the same in the program."""
+    genomes = population(8, geometry=geometry, hidden=hidden)
+    geo = replace(geometry, head=head)
     assert len({len(ConvNetwork(g, True, torch.Generator(), geo).level_ends)
                 for g in genomes}) > 1, "genomes of several depths share the program"
     seeds = [evaluation_seed(1, g.genome_id) for g in genomes]
@@ -98,6 +108,7 @@ def test_a_batch_of_conv_genomes_follows_one_by_one_loss_curves(head: str,
         np.testing.assert_allclose(losses.detach().numpy(), single_losses, rtol=1e-4)
     for j, w in enumerate(batched.weights):
         assert torch.all(w[batched._mask(j) == 0] == 0), "absent and padded weights stay zero"
+    assert bool(batched.weights2) == (hidden == AIL_ACTS), "second kernels where units use them"
     for i, net in enumerate(singles):  # unbatch gives each genome its own trained weights
         torch.testing.assert_close(batched.unbatch(i)(x[:50]), net(x[:50]), rtol=1e-4,
                                    atol=1e-5)
