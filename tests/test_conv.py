@@ -347,6 +347,35 @@ def test_conv_exports_run_in_onnxruntime_and_load_back(tmp_path: Path, head: str
     assert {"Conv", "MatMul", "GlobalAveragePool" if head == "average" else "Reshape"} <= ops
 
 
+def test_evolved_and_co_evolved_functions_and_two_input_units_reach_conv_searches(
+        tmp_path: Path) -> None:
+    """The activation machinery applies to channels unchanged: evolved expressions,
+    three-population co-evolution and AIL units in one conv search; costs are the
+    family's and every exported front member's ONNX file agrees with torch."""
+    import json
+
+    from evosparse.activations import arity
+    from evosparse.graph import analyse
+
+    run = evosparse.search(
+        "search_spaces/digits_conv.yaml", runs_dir=tmp_path, name="f", progress=False,
+        population=8, generations=3, seed=2,
+        activations={"hidden": ["relu", "and_ail", "tanh"], "expressions": 0.5},
+        mutation={"change_activation": 0.8}, coevolution={"populations": 3, "size": 4})
+    family = family_of(run.space.network, "digits", 64)
+    used = set()
+    for m in run.front:
+        assert m.flops == family.cost(m.genome, True).flops
+        g = m.genome
+        used |= set(g.node_act[analyse(g).node_active & (g.node_kind == HIDDEN)].tolist())
+    assert any(arity(a) == 2 for a in used), used
+    assert any("(" in a for a in used), "some channel runs an evolved expression"
+    for folder in run.export():
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert metrics["flops"] == metrics["flops_in_search"]
+        assert metrics["onnx"]["max_abs_diff_vs_torch"] < 1e-4
+
+
 def test_signals_and_images_given_with_their_shape(tmp_path: Path) -> None:
     from sklearn.datasets import load_digits
 
