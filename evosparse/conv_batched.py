@@ -6,7 +6,8 @@ columns in every genome, and block (l, r, a) is one grouped convolution (`groups
 genomes) of weight [genomes x slots, columns, taps...] times its mask. Genome i's
 minibatch x[rows[i]] is its own input channels, so one sample index runs every genome
 on its own sample. Each activation function runs once per group, on the slots that use
-it gathered across genomes; padding slots have all-zero masks in and out. Initial weights are
+it gathered across genomes (a two-input unit also gathers the second pre-activation,
+from the blocks' second kernels); padding slots have all-zero masks in and out. Initial weights are
 each genome's own `ConvNetwork`'s, so a genome follows the trajectory it follows
 alone, up to float rounding; `unbatch` copies them back. `ConvPrograms` splits a batch
 into programs of alike genomes (`batched.Programs`; autograd only), as the padding of
@@ -33,19 +34,22 @@ _UNFOLD_PAYS = {1: True, 2: False}
 of 37.0 s; another, measured under load, and random digits CNNs: no clear change)."""
 
 
-def _unfolded(x: torch.Tensor, w: torch.Tensor, stride: int, padding: int) -> torch.Tensor:
-    """What `groups=genomes` convolution gives, [samples, genomes x out, *out size], of x
-    [samples, genomes, in, *size] by each genome's own kernels w [genomes, out, in, *taps],
-    as one batched matrix product of unfolded patches. Where a genome has one or two input
+def _unfolded(x: torch.Tensor, w: torch.Tensor, stride: int, dilation: int = 1
+              ) -> torch.Tensor:
+    """What `groups=genomes` convolution with "same" padding gives, [samples, genomes x
+    out, *out size], of x [samples, genomes, in, *size] by each genome's own kernels w
+    [genomes, out, in, *taps] (of `dilation`), as one batched matrix product of unfolded
+    patches. Where a genome has one or two input
     channels (the raw input, which needs no gradient) the grouped convolution runs a slow
     kernel on this CPU: forward and backward of 24 genomes' 1 -> 16 channel blocks on a
     length-40 signal took 9.4 ms grouped, 2.8 ms unfolded; with 8 or more input channels
     per genome the grouped convolution is the faster."""
     s, n, c_in, *size = x.shape
     dims, k, c_out = len(size), w.shape[-1], w.shape[1]
-    u = F.pad(x.flatten(1, 2), (padding,) * (2 * dims))
+    u = F.pad(x.flatten(1, 2), (dilation * (k // 2),) * (2 * dims))
     for d in range(dims):
-        u = u.unfold(2 + d, k, stride)  # [samples, genomes x in, *out size, *taps]
+        u = u.unfold(2 + d, dilation * (k - 1) + 1, stride)  # [.., *out size, *spans]
+    u = u[(..., *[slice(None, None, dilation)] * dims)]  # [.., *out size, *taps]
     out_size = u.shape[2 : 2 + dims]
     u = u.reshape(s, n, c_in, -1, k**dims).permute(1, 0, 3, 2, 4).reshape(n, -1, c_in * k**dims)
     y = torch.bmm(u, w.reshape(n, c_out, -1).transpose(1, 2))  # [genomes, samples x P, out]
@@ -107,10 +111,12 @@ class BatchedConvNetworks(nn.Module):
                     continue
                 d = max(layouts[i][lv][r][0] for i in members)  # the widest genome's channels
                 slots: list[list[int]] = [[] for _ in names]  # each function's flat slots
-                sources = sorted({a for i in members for _, a in layouts[i][lv][r][1]})
+                sources = sorted({(a, self._nets[i].levels[b].dilation) for i in members
+                                  for b, a in layouts[i][lv][r][1]})  # (scale, dilation)
                 b_pad, b2_pad, two = torch.zeros(n, d), torch.zeros(n, d), torch.zeros(n, d)
-                blocks = {a: tuple(torch.zeros((n, d, columns[a]) + (k,) * g.dims)
-                                   for _ in range(3)) for a in sources}  # weights, masks, second
+                blocks = {(a, gap): tuple(torch.zeros((n, d, columns[a]) + (k,) * g.dims)
+                                          for _ in range(3))
+                          for a, gap in sources}  # weights, masks, second kernels
                 for i in members:
                     _, pairs, runs = layouts[i][lv][r]
                     rows = torch.arange(layouts[i][lv][r][0])
@@ -121,25 +127,25 @@ class BatchedConvNetworks(nn.Module):
                         start += w
                     for b, a in pairs:
                         blk = self._nets[i].levels[b]
-                        at = torch.tensor(cols[i][a])
-                        blocks[a][0][i][rows[:, None], at] = blk.weight.detach()
-                        blocks[a][1][i][rows[:, None], at] = blk.mask
+                        at, key = torch.tensor(cols[i][a]), (a, blk.dilation)
+                        blocks[key][0][i][rows[:, None], at] = blk.weight.detach()
+                        blocks[key][1][i][rows[:, None], at] = blk.mask
                         if blk.bias is not None:
                             b_pad[i, rows] = blk.bias.detach()
                         if blk.weight2 is not None:  # two-input units
                             two[i, rows] = blk.two.flatten()
-                            blocks[a][2][i][rows[:, None], at] = blk.weight2.detach()
+                            blocks[key][2][i][rows[:, None], at] = blk.weight2.detach()
                         if blk.bias2 is not None:
                             b2_pad[i, rows] = blk.bias2.detach()
-                        self._copies.append((i, b, len(weights) + sources.index(a), len(biases),
-                                             rows, at))
-                for a in sources:
+                        self._copies.append((i, b, len(weights) + sources.index(key),
+                                             len(biases), rows, at))
+                for key in sources:
                     if two.any():
-                        self.weights2[str(len(weights))] = nn.Parameter(blocks[a][2])
+                        self.weights2[str(len(weights))] = nn.Parameter(blocks[key][2])
                         self.register_buffer(f"two{len(weights)}", two.view(
-                            n, d, *[1] * (blocks[a][1].dim() - 2)))
-                    weights.append(nn.Parameter(blocks[a][0]))
-                    masks.append(blocks[a][1])
+                            n, d, *[1] * (blocks[key][1].dim() - 2)))
+                    weights.append(nn.Parameter(blocks[key][0]))
+                    masks.append(blocks[key][1])
                 if two.any() and bias:
                     self.biases2[str(len(biases))] = nn.Parameter(b2_pad)
                 biases.append(nn.Parameter(b_pad))
@@ -204,14 +210,14 @@ class BatchedConvNetworks(nn.Module):
             for r, d, sources, used in step:
                 pre = pre2 = None
                 kernels = []
-                for a in sources:
+                for a, gap in sources:
                     w = self.weights[w_at] * self._mask(w_at)
-                    kernels.append((w_at, w, a))
-                    pre = _sum(pre, self._convolve(maps, w, a, r))
+                    kernels.append((w_at, w, a, gap))
+                    pre = _sum(pre, self._convolve(maps, w, a, r, gap))
                     if str(w_at) in self.weights2:  # two-input units' second pre-activation
                         w2 = self.weights2[str(w_at)] * (self._mask(w_at)
                                                          * getattr(self, f"two{w_at}"))
-                        pre2 = _sum(pre2, self._convolve(maps, w2, a, r))
+                        pre2 = _sum(pre2, self._convolve(maps, w2, a, r, gap))
                     w_at += 1
                 assert pre is not None
                 shape = (1, -1, *([1] * g.dims))
@@ -227,9 +233,9 @@ class BatchedConvNetworks(nn.Module):
                     out = out.index_select(1, getattr(self, f"inverse{group}"))
                 new[r] = out.reshape(s, n, d, *g.size(r))
                 if self._capture:  # RigL reads the kernels' dense gradient, CTRE the maps
-                    for j, w, a in kernels:
+                    for j, w, a, gap in kernels:
                         w.retain_grad()
-                        self._captured[j] = (w, maps[a], 1 << (r - a), new[r])
+                        self._captured[j] = (w, maps[a], 1 << (r - a), gap, new[r])
                 group += 1
             maps = [torch.cat([m, new[r]], dim=2) if r in new else m for r, m in enumerate(maps)]
         poolings = [getattr(self, f"pooling{r}") for r in range(g.scales + 1)]
@@ -237,14 +243,16 @@ class BatchedConvNetworks(nn.Module):
         logits = torch.einsum("sgc,goc->sgo", pooled(maps, poolings, g.dims), head)
         return logits + self.biases[-1] if self.biases else logits
 
-    def _convolve(self, maps: list[torch.Tensor], w: torch.Tensor, a: int, r: int
-                  ) -> torch.Tensor:
-        """Each genome's maps at scale a through its own kernels w into scale r."""
+    def _convolve(self, maps: list[torch.Tensor], w: torch.Tensor, a: int, r: int,
+                  dilation: int) -> torch.Tensor:
+        """Each genome's maps at scale a through its own kernels w (of `dilation`) into
+        scale r."""
         g = self.geometry
         if a == 0 and _UNFOLD_PAYS[g.dims]:  # the raw input: a few channels
-            return _unfolded(maps[0], w, 1 << r, g.kernel // 2)
+            return _unfolded(maps[0], w, 1 << r, dilation)
         return _CONV[g.dims](maps[a].flatten(1, 2), w.flatten(0, 1), None, stride=1 << (r - a),
-                             padding=g.kernel // 2, groups=len(self._nets))
+                             padding=dilation * (g.kernel // 2), dilation=dilation,
+                             groups=len(self._nets))
 
     def _activate(self, f: int, pre: torch.Tensor, pre2: torch.Tensor | None,
                   slots: torch.Tensor | None) -> torch.Tensor:

@@ -2,10 +2,10 @@
 
 The graph mirrors `conv_network.py`: the flat input is standardised (as for MLPs) and
 reshaped to [batch, channels, *spatial]; each group of channels is the sum of one Conv
-per source scale (masked kernels, stride 2^(r - a), "same" padding) followed by its
-activation functions (a Split over runs of channels with one function each; two-input
-units read a second pre-activation, one more Conv per source scale); a level's
-groups are concatenated to their scale's maps; the logits are a MatMul of every
+per source scale and kernel dilation (masked kernels, stride 2^(r - a), "same"
+padding) followed by its activation functions (a Split over runs of channels with one
+function each; two-input units read a second pre-activation, one more Conv per block);
+a level's groups are concatenated to their scale's maps; the logits are a MatMul of every
 channel's pooled map (GlobalAveragePool; with the `bins` head a MatMul of the flattened
 maps by the scale's `ConvGeometry.pooling` matrix). Activations use `onnx_export`'s
 recipes, so onnxruntime runs the file with nothing of evosparse installed.
@@ -60,7 +60,8 @@ def conv_to_onnx(net: ConvNetwork, scale: tuple[np.ndarray, np.ndarray] | None =
                     out.append(f"b{b}_out{tag}")
                     nodes.append(helper.make_node(
                         "Conv", inputs, [out[-1]], kernel_shape=[g.kernel] * g.dims,
-                        strides=[1 << (r - a)] * g.dims, pads=[g.kernel // 2] * (2 * g.dims)))
+                        strides=[1 << (r - a)] * g.dims, dilations=[blk.dilation] * g.dims,
+                        pads=[blk.dilation * (g.kernel // 2)] * (2 * g.dims)))
             pre, pre2 = _added(terms, f"{p}_sum", nodes), _added(seconds, f"{p}_sum2", nodes)
             if len(runs) == 1:
                 new[r].append(_activation(runs[0][0], pre, pre2, f"{p}_act", nodes, init))

@@ -151,16 +151,43 @@ def tap_counts(genome: Genome, geometry: ConvGeometry) -> np.ndarray:
     return np.array([bin(int(m)).count("1") for m in masks], dtype=np.int64)
 
 
+def dilations(genome: Genome) -> np.ndarray:
+    """int64 (C,): each connection's kernel dilation (1 where the genome sets none)."""
+    if genome.conn_dilation is None:
+        return np.ones(len(genome.conn_innov), dtype=np.int64)
+    return genome.conn_dilation
+
+
 def with_parent_taps(child: Genome, parents: list[Genome]) -> Genome:
-    """`child` with each connection's taps as its first parent holding that gene has
-    them (structural operators keep innovation ids but rebuild the genome without taps);
-    new genes keep every tap."""
+    """`child` with each connection's taps and dilation as its first parent holding that
+    gene has them (structural operators keep innovation ids but rebuild the genome
+    without them); new genes keep every tap, at dilation 1."""
     taps = np.full(len(child.conn_innov), -1, dtype=np.int64)
-    for parent in reversed(parents):  # the first parent's taps win
+    gaps = np.ones(len(child.conn_innov), dtype=np.int64)
+    for parent in reversed(parents):  # the first parent's kernels win
+        at, found = locate(parent.conn_innov, child.conn_innov)
         if parent.conn_taps is not None:
-            at, found = locate(parent.conn_innov, child.conn_innov)
             taps[found] = parent.conn_taps[at[found]]
-    return child.with_taps(None if (taps == -1).all() else taps)
+        if parent.conn_dilation is not None:
+            gaps[found] = parent.conn_dilation[at[found]]
+    return (child.with_taps(None if (taps == -1).all() else taps)
+            .with_dilation(None if (gaps == 1).all() else gaps))
+
+
+def mutate_dilation(genome: Genome, choices: tuple[int, ...], rng: np.random.Generator,
+                    count: int) -> Genome:
+    """Give each of up to `count` random enabled kernels (connections into hidden
+    channels) another dilation from `choices`: a kernel of the same taps that sees
+    further. Returns `genome` itself when it has no kernel or there is no other choice."""
+    dst_kind = genome.node_kind[genome.index_of(genome.conn_dst)]
+    kernels = np.flatnonzero(genome.conn_enabled & (dst_kind == HIDDEN))
+    if kernels.size == 0 or len(choices) < 2:
+        return genome
+    gaps = dilations(genome).copy()
+    for row in rng.choice(kernels, size=min(count, kernels.size), replace=False):
+        others = [c for c in choices if c != gaps[row]]
+        gaps[row] = others[int(rng.integers(len(others)))]
+    return genome.with_dilation(gaps)
 
 
 def mutate_taps(genome: Genome, geometry: ConvGeometry, rng: np.random.Generator,

@@ -19,18 +19,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from evosparse.activations import arity, torch_activation
-from evosparse.conv_geometry import ConvGeometry, tap_masks
+from evosparse.conv_geometry import ConvGeometry, dilations, tap_masks
 from evosparse.genome import HIDDEN, INPUT, OUTPUT, Genome, pair_keys
 from evosparse.graph import analyse
 from evosparse.network import Layout, Signal, Values, masked_sums, values_for
 
 _CONV = {1: F.conv1d, 2: F.conv2d}
 
-Captured = tuple[torch.Tensor, torch.Tensor, int, torch.Tensor]
+Captured = tuple[torch.Tensor, torch.Tensor, int, int, torch.Tensor]
 """What a captured forward pass keeps of one kernel block: its masked kernels (with their
 dense gradient after backward), the source maps it read [samples, genomes, columns,
-*size], its stride, and its channels' maps after their activations [samples, genomes,
-channels, *size]."""
+*size], its stride and dilation, and its channels' maps after their activations
+[samples, genomes, channels, *size]."""
 
 
 def tap_signal(captured: Captured, geometry: ConvGeometry) -> Signal:
@@ -40,11 +40,12 @@ def tap_signal(captured: Captured, geometry: ConvGeometry) -> Signal:
     each channel's map [genomes, channels, samples x positions]. CTRE's cosine of the two
     is then, for a tap, how alike a channel's map is to the source map shifted as that tap
     reads it: the MLP's node-to-node similarity, per tap."""
-    w, source, stride, out = captured
+    w, source, stride, dilation, out = captured
     s, n, c, *size = source.shape
     one = [1] * (2 - len(size))  # a 1-D map unfolds as a 1 x length image
-    k, pad = geometry.kernel, geometry.kernel // 2
+    k, pad = geometry.kernel, dilation * (geometry.kernel // 2)
     patches = F.unfold(source.detach().reshape(s, n * c, *one, *size), (*one, *[k] * len(size)),
+                       dilation=(*one, *[dilation] * len(size)),
                        padding=(*[0] * len(one), *[pad] * len(size)),
                        stride=(*one, *[stride] * len(size)))
     patches = patches.view(s, n, -1, patches.shape[-1]).permute(1, 2, 0, 3).flatten(2)
@@ -67,8 +68,11 @@ class _Block(nn.Module):
     `network._Level` has it; drawn last, so a block without them draws what it did."""
 
     def __init__(self, mask: np.ndarray, fan_in: np.ndarray, bias: bool,
-                 generator: torch.Generator, two: np.ndarray | None = None) -> None:
+                 generator: torch.Generator, two: np.ndarray | None = None,
+                 dilation: int = 1) -> None:
         super().__init__()
+        self.dilation = dilation
+        """Of every kernel in the block (the gap between taps; "same" padding grows with it)."""
         m = torch.from_numpy(mask.astype(np.float32))
         bound = 1.0 / torch.sqrt(torch.from_numpy(fan_in.astype(np.float32)).clamp(min=1.0))
         shape = (-1,) + (1,) * (m.dim() - 1)
@@ -99,6 +103,16 @@ class _Block(nn.Module):
         return self.weight2 * self.second_mask()
 
 
+def _sources(into: np.ndarray, src_scale: np.ndarray, gap: np.ndarray, r: int
+             ) -> list[tuple[int, int]]:
+    """(source scale, dilation) of each block of a group at scale r that `into` (its
+    connections) reads, in order; a group without inputs gets an empty block from the
+    inputs (for its bias)."""
+    out = [(a, int(d)) for a in range(r + 1)
+           for d in np.unique(gap[into & (src_scale == a)]).tolist()]
+    return out or [(0, 1)]
+
+
 class ConvNetwork(nn.Module):
     """The torch form of one conv genome; takes flat inputs [N, prod(shape)], returns
     logits in output-id order."""
@@ -122,10 +136,12 @@ class ConvNetwork(nn.Module):
         bits = tap_masks(genome, geometry)[conn]
         taps = (bits[:, None] >> np.arange(geometry.taps)) & 1  # each connection's kept taps
         kernels = taps.astype(bool).reshape((len(conn),) + (k,) * geometry.dims)
+        gap = dilations(genome)[conn]
         blocks: list[_Block] = []
         self.plan: list[tuple[int, list[tuple[int, int]], list[tuple[str, int]]]] = []
-        """Per group: its scale, its (block index, source scale) pairs, its activation
-        runs (name, width); in computation order."""
+        """Per group: its scale, its (block index, source scale) pairs (a block per source
+        scale and kernel dilation, `_Block.dilation`), its activation runs (name, width);
+        in computation order."""
         self.level_ends: list[int] = []
         """Where each level's groups end in `plan`."""
         kernel_at: list[tuple[np.ndarray, int, np.ndarray, np.ndarray]] = []
@@ -146,11 +162,8 @@ class ConvNetwork(nn.Module):
                 np.add.at(fan_in, [at[int(d)] for d in dst[into]], taps[into].sum(axis=1))
                 pairs = []
                 two = np.array([arity(str(n)) == 2 for n in genome.node_act[group]])
-                for a in range(r + 1):
-                    here = into & (scale[src] == a)
-                    if not here.any() and (a or into.any()):
-                        continue  # no kernel from scale a (a channel without inputs still
-                        # gets its bias: an empty block from the inputs)
+                for a, dilation in _sources(into, scale[src], gap, r):
+                    here = into & (scale[src] == a) & (gap == dilation)
                     mask = np.zeros((len(group), count[a]) + (k,) * geometry.dims, dtype=bool)
                     mask[[at[int(d)] for d in dst[here]], column[src[here]]] = kernels[here]
                     compiled = np.zeros((len(group), count[a]), dtype=bool)
@@ -162,7 +175,8 @@ class ConvNetwork(nn.Module):
                     if not pairs:
                         bias_at.append((group, len(blocks)))
                     pairs.append((len(blocks), a))
-                    blocks.append(_Block(mask, fan_in, bias and len(pairs) == 1, generator, two))
+                    blocks.append(_Block(mask, fan_in, bias and len(pairs) == 1, generator, two,
+                                         dilation))
                 names, widths = np.unique(genome.node_act[group], return_counts=True)
                 self.plan.append((r, pairs, list(zip(names.tolist(), widths.tolist(),
                                                       strict=True))))
@@ -216,7 +230,8 @@ class ConvNetwork(nn.Module):
                 for b, a in pairs:
                     blk = self.levels[b]
                     kernels.append(blk.weight * blk.mask)
-                    step = {"stride": 1 << (r - a), "padding": g.kernel // 2}
+                    step = {"stride": 1 << (r - a), "dilation": blk.dilation,
+                            "padding": blk.dilation * (g.kernel // 2)}
                     term = conv(maps[a], kernels[-1], blk.bias, **step)
                     pre = term if pre is None else pre + term
                     if blk.weight2 is not None:  # two-input units' second pre-activation
@@ -232,7 +247,7 @@ class ConvNetwork(nn.Module):
                     for (b, a), w in zip(pairs, kernels, strict=True):
                         w.retain_grad()
                         self._captured[b] = (w, maps[a].unsqueeze(1), 1 << (r - a),
-                                             new[r][-1].unsqueeze(1))
+                                             self.levels[b].dilation, new[r][-1].unsqueeze(1))
             maps = [torch.cat([m, *extra], dim=1) if extra else m
                     for m, extra in zip(maps, new, strict=True)]
             start = end

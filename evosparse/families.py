@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from evosparse.conv_geometry import ConvGeometry, conv_cost, mutate_taps, with_parent_taps
+from evosparse.conv_geometry import (
+    ConvGeometry,
+    conv_cost,
+    mutate_dilation,
+    mutate_taps,
+    with_parent_taps,
+)
 from evosparse.errors import UserError
 from evosparse.flops import Cost, count_cost
 from evosparse.genome import Genome
@@ -118,6 +124,9 @@ class ConvFamily:
 
     geometry: ConvGeometry
     batched: bool = True
+    dilations: tuple[int, ...] = (1,)
+    """The dilations mutation may give a kernel (`network.dilations`); a genome's own are
+    in the genome, so a family rebuilt from `to_dict` without them still compiles it."""
 
     @property
     def name(self) -> str:
@@ -151,10 +160,14 @@ class ConvFamily:
     def vary(self, child: Genome, parents: list[Genome], rng: np.random.Generator,
              rates: MutationSpec) -> Genome:
         """The parents' kernel taps back on the genes they share, then (with probability
-        `mutation.taps`) up to `mutation.taps_max` taps flipped."""
+        `mutation.taps`) up to `mutation.taps_max` taps flipped and (with probability
+        `mutation.dilation`) up to `mutation.dilation_max` kernels given another dilation."""
         child = with_parent_taps(child, parents)
         if rates.taps > 0 and rng.random() < rates.taps:
             child = mutate_taps(child, self.geometry, rng, int(rng.integers(1, rates.taps_max + 1)))
+        if rates.dilation > 0 and rng.random() < rates.dilation:
+            child = mutate_dilation(child, self.dilations, rng,
+                                    int(rng.integers(1, rates.dilation_max + 1)))
         return child
 
     def to_dict(self) -> dict[str, Any]:
@@ -199,4 +212,4 @@ def family_of(network: NetworkSpec, dataset: str, n_features: int,
         raise UserError(f"network.input_shape {list(shape)} holds {int(np.prod(shape))} values "
                         f"a sample, but the dataset's samples have {n_features}")
     return ConvFamily(ConvGeometry(tuple(int(s) for s in shape), network.kernel, network.scales,
-                                   network.head))
+                                   network.head), dilations=network.dilations)

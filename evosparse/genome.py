@@ -70,6 +70,9 @@ class Genome:
     """int64 (C,): which taps of a conv family's kernel each connection keeps, one bit per
     tap (-1: all); None: every kernel whole (and always for MLPs). Operators that rebuild
     a genome drop it; the family's `vary` gives a child its parents' taps back."""
+    conn_dilation: np.ndarray | None = None
+    """int64 (C,): the dilation of a conv family's kernel (the gap between its taps) per
+    connection; None: every kernel 1 (and always for MLPs). Kept and dropped as `conn_taps`."""
 
     @staticmethod
     def build(
@@ -182,6 +185,12 @@ class Genome:
         """This genome with the tap masks `taps` (aligned with its connections; None: all)."""
         return replace(self, conn_taps=None if taps is None else np.asarray(taps, np.int64))
 
+    def with_dilation(self, dilation: np.ndarray | None) -> Genome:
+        """This genome with kernel dilations `dilation` (aligned with its connections; None:
+        all 1)."""
+        return replace(self, conn_dilation=None if dilation is None
+                       else np.asarray(dilation, np.int64))
+
     def with_weights(self, conn_weight: np.ndarray, node_bias: np.ndarray) -> Genome:
         """This genome carrying Lamarckian weights (aligned with its arrays; NaN: none)."""
         return replace(self, conn_weight=np.asarray(conn_weight, dtype=np.float32),
@@ -234,6 +243,8 @@ class Genome:
                 "dst": self.conn_dst.tolist(),
                 "enabled": self.conn_enabled.tolist(),
                 **({} if self.conn_taps is None else {"taps": self.conn_taps.tolist()}),
+                **({} if self.conn_dilation is None
+                   else {"dilation": self.conn_dilation.tolist()}),
             },
             **({} if self.conn_weight is None or self.node_bias is None else {"weights": {
                 "connection": _json_floats(self.conn_weight),
@@ -257,10 +268,12 @@ class Genome:
                 _floats_from_json(d["weights"]["connection"]),
                 _floats_from_json(d["weights"]["bias"])),
         )
-        if "taps" not in c:
-            return genome
         order = np.argsort(np.array(c["innovation"], dtype=np.int64), kind="stable")
-        return genome.with_taps(np.array(c["taps"], dtype=np.int64)[order])
+        if "taps" in c:
+            genome = genome.with_taps(np.array(c["taps"], dtype=np.int64)[order])
+        if "dilation" in c:
+            genome = genome.with_dilation(np.array(c["dilation"], dtype=np.int64)[order])
+        return genome
 
 
 def _json_floats(a: np.ndarray) -> list[Any]:

@@ -91,6 +91,9 @@ class NetworkSpec(_Model):
     input_shape: tuple[int, ...] | None = None
     """conv families: (channels, length) or (channels, height, width) of one sample;
     default: MNIST-1D (1, 40), digits (1, 8, 8); other data must give it."""
+    dilations: tuple[int, ...] = (1,)
+    """conv families: the dilations a kernel may have (the gap between its taps; new
+    kernels start at 1, `mutation.dilation` changes one): the same taps see further."""
 
     @model_validator(mode="after")
     def _conv_shape(self) -> NetworkSpec:
@@ -98,7 +101,13 @@ class NetworkSpec(_Model):
             if self.head != "average":
                 raise ValueError("network.head is for conv1d and conv2d networks (family "
                                  f"mlp has no pooling; got head {self.head!r})")
+            if self.dilations != (1,):
+                raise ValueError("network.dilations is for conv1d and conv2d networks "
+                                 f"(family mlp has no kernels; got {list(self.dilations)})")
             return self
+        if not self.dilations or min(self.dilations) < 1 or 1 not in self.dilations:
+            raise ValueError("network.dilations must be positive integers including 1 (new "
+                             f"kernels start at 1), got {list(self.dilations)}")
         if self.kernel % 2 == 0:
             raise ValueError(f"network.kernel must be odd for {self.family} (got {self.kernel})")
         dims = 1 if self.family == "conv1d" else 2
@@ -175,6 +184,10 @@ class MutationSpec(_Model):
     taps: float = Field(0.0, ge=0.0, le=1.0)
     """conv families: switch kernel taps off or on (sparse kernels; `conv_geometry.py`)."""
     taps_max: int = Field(4, ge=1)
+    dilation: float = Field(0.0, ge=0.0, le=1.0)
+    """conv families: probability that a child gives up to `dilation_max` kernels another
+    of `network.dilations`."""
+    dilation_max: int = Field(2, ge=1)
     prune: float = Field(0.0, ge=0.0, le=1.0)
     """lamarckian only: probability that a child loses a share, drawn uniformly up to
     `prune_max`, of its inherited connections, those of smallest trained |w| (global

@@ -40,8 +40,8 @@ def genome_digest(genome: Genome) -> str:
     """
     h = hashlib.sha256(json.dumps([genome.genome_id, genome.generation,
                                    list(genome.parents)]).encode())
-    taps = () if genome.conn_taps is None else (genome.conn_taps,)
-    for a in (*genome.nodes, *genome.conns, *taps):
+    kernels = [a for a in (genome.conn_taps, genome.conn_dilation) if a is not None]
+    for a in (*genome.nodes, *genome.conns, *kernels):
         h.update(np.ascontiguousarray(a).tobytes())
     return h.hexdigest()
 

@@ -131,6 +131,47 @@ def test_children_keep_their_parents_taps_and_kernels_keep_a_tap() -> None:
     assert (child.conn_taps[[0, 1, 2]] & 0b111 != 0b111).any()
 
 
+def test_dilated_kernels_see_further_at_the_same_cost() -> None:
+    """A kernel's dilation (a gene per connection, `network.dilations`) spaces its taps:
+    the network is torch's dilated convolution with "same" padding, FLOPs and parameters
+    do not change, the genome keeps it through JSON and its children (new kernels at 1),
+    and mutation gives kernels other dilations from the space's choices only."""
+    from evosparse.conv_geometry import dilations, mutate_dilation
+    from evosparse.families import ConvFamily
+    from evosparse.space import MutationSpec
+
+    geo = ConvGeometry((1, 8), kernel=3, scales=2)
+    g = small_genome()
+    wide = g.with_dilation(np.array([2, 1, 3, 1, 1, 1, 1]))  # 0 -> 3 at 2, 0 -> 4 at 3
+    assert conv_cost(wide, True, geo) == conv_cost(g, True, geo)
+    net = ConvNetwork(wide, True, torch.Generator().manual_seed(0), geo)
+    assert [b.dilation for b in net.levels] == [2, 3, 1, 1]
+    x = torch.randn(5, 8, generator=torch.Generator().manual_seed(1))
+    w3, w4a, w4b, head = (b.weight * b.mask for b in net.levels)
+    h3 = torch.relu(F.conv1d(x[:, None], w3, net.levels[0].bias, stride=2, padding=2,
+                             dilation=2))
+    h4 = torch.tanh(F.conv1d(x[:, None], w4a, net.levels[1].bias, stride=4, padding=3,
+                             dilation=3) + F.conv1d(h3, w4b, None, stride=2, padding=1))
+    pooled = torch.cat([x.mean(1, keepdim=True), h3.mean(2), h4.mean(2)], dim=1)
+    torch.testing.assert_close(net(x), pooled @ head.T + net.levels[3].bias)
+    back = Genome.from_dict(wide.to_dict())
+    assert dilations(back).tolist() == [2, 1, 3, 1, 1, 1, 1]
+    assert genome_digest(back) == genome_digest(wide) != genome_digest(g)
+    rebuilt = Genome.build(5, wide.nodes, wide.conns)  # what a structural operator returns
+    child = ConvFamily(geo).vary(rebuilt, [wide], np.random.default_rng(0), MutationSpec())
+    assert dilations(child).tolist() == [2, 1, 3, 1, 1, 1, 1]
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(50):
+        child = mutate_dilation(child, (1, 2, 4), rng, 2)
+        seen |= set(dilations(child)[[0, 1, 2]].tolist())
+        assert dilations(child)[3:].tolist() == [1, 1, 1, 1]  # outputs' links: no kernels
+    assert {1, 2, 4} <= seen <= {1, 2, 3, 4}  # 3 only until kernel 0 -> 4 is mutated
+    family = ConvFamily(geo, dilations=(1, 2))
+    assert dilations(family.vary(rebuilt, [g], np.random.default_rng(0),
+                                 MutationSpec(dilation=1.0, dilation_max=3)))[:3].max() == 2
+
+
 def test_conv2d_flops_counted_by_hand() -> None:
     geo = ConvGeometry((2, 8, 8), kernel=3, scales=2)
     ids = np.array([0, 1, 2, 3])
@@ -261,6 +302,11 @@ def test_bad_conv_spaces_and_shapes_are_named(tmp_path: Path) -> None:
         load_space("search_spaces/digits.yaml").with_overrides(network={"head": "bins"})
     with pytest.raises(UserError, match="network.kernel must be odd"):
         base.with_overrides(network={"kernel": 4})
+    with pytest.raises(UserError, match="network.dilations is for conv1d and conv2d"):
+        load_space("search_spaces/digits.yaml").with_overrides(network={"dilations": [1, 2]})
+    with pytest.raises(UserError, match=r"network.dilations must be positive integers "
+                                        r"including 1.*\[2, 4\]"):
+        base.with_overrides(network={"dilations": [2, 4]})
     for method in ("rigl", "ctre"):  # taps are pruned and regrown
         base.with_overrides(sparse_training={"method": method})
     with pytest.raises(UserError, match=r"input_shape must be 3 positive sizes"):
@@ -280,15 +326,15 @@ def test_bad_conv_spaces_and_shapes_are_named(tmp_path: Path) -> None:
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
-@pytest.mark.parametrize(("inheritance", "pruning"), [
-    ("baldwinian", "none"), ("lamarckian", "none"), ("lamarckian", "magnitude"),
-    ("lamarckian", "rigl")])
-def test_conv_search_records_the_family_cost_and_resumes_exactly(tmp_path: Path,
-                                                                 inheritance: str,
-                                                                 pruning: str) -> None:
+@pytest.mark.parametrize(("inheritance", "pruning", "dilations"), [
+    ("baldwinian", "none", [1]), ("lamarckian", "none", [1]), ("lamarckian", "magnitude", [1]),
+    ("lamarckian", "rigl", [1]), ("lamarckian", "ctre", [1, 2])])
+def test_conv_search_records_the_family_cost_and_resumes_exactly(
+        tmp_path: Path, inheritance: str, pruning: str, dilations: list[int]) -> None:
     overrides = {"population": 8, "generations": 2, "seed": 3,
                  "training": {"inheritance": inheritance},
-                 "sparse_training": {"method": pruning, "density": 0.5}}
+                 "sparse_training": {"method": pruning, "density": 0.5},
+                 "network": {"dilations": dilations}, "mutation": {"dilation": 0.5}}
     whole = evosparse.search("search_spaces/digits_conv.yaml", runs_dir=tmp_path, name="whole",
                              progress=False, **overrides)
     part = evosparse.search("search_spaces/digits_conv.yaml", runs_dir=tmp_path, name="part",
@@ -304,13 +350,19 @@ def test_conv_search_records_the_family_cost_and_resumes_exactly(tmp_path: Path,
     for m in whole.front:
         assert m.flops == family.cost(m.genome, True).flops
     assert max(m.val_accuracy for m in whole.front) > 0.2  # ten classes: chance is 0.1
+    from evosparse.conv_geometry import dilations as gaps
+
+    wide = [g for g in (m.genome for m in resumed.population) if gaps(g).max() > 1]
+    assert bool(wide) == (dilations != [1]), "mutation dilates kernels where the space lets it"
 
 
-@pytest.mark.parametrize(("head", "ail"), [("average", False), ("bins", False), ("bins", True)],
-                         ids=["average", "bins", "bins-ail"])
-def test_conv_exports_run_in_onnxruntime_and_load_back(tmp_path: Path, head: str,
-                                                       ail: bool) -> None:
-    """Also with two-input units, whose second pre-activation is a second Conv."""
+@pytest.mark.parametrize(("head", "ail", "dilations"), [
+    ("average", False, [1]), ("bins", False, [1, 2]), ("bins", True, [1])],
+    ids=["average", "bins-dilated", "bins-ail"])
+def test_conv_exports_run_in_onnxruntime_and_load_back(tmp_path: Path, head: str, ail: bool,
+                                                       dilations: list[int]) -> None:
+    """Also with dilated kernels (Conv's dilations) and two-input units, whose second
+    pre-activation is a second Conv."""
     import json
 
     import onnxruntime as ort
@@ -320,7 +372,8 @@ def test_conv_exports_run_in_onnxruntime_and_load_back(tmp_path: Path, head: str
     acts = {"hidden": ["and_ail", "relu", "xnor_ail"], "initial": "and_ail"} if ail else {}
     run = evosparse.search("search_spaces/digits_conv.yaml", runs_dir=tmp_path, name="c",
                            progress=False, population=8, generations=3, seed=1,
-                           network={"head": head}, activations=acts)
+                           network={"head": head, "dilations": dilations},
+                           mutation={"dilation": 0.7}, activations=acts)
     folders = run.export()
     assert len(folders) == len(run.front) > 1
     x, y = load_raw_test(run.space.dataset)
@@ -344,6 +397,10 @@ def test_conv_exports_run_in_onnxruntime_and_load_back(tmp_path: Path, head: str
     second = [n for f in folders for n in onnx.load(f / "model.onnx").graph.node
               if n.op_type == "Conv" and n.input[1].endswith("_w2")]
     assert bool(second) == ail, "two-input units' second kernels are Conv operators"
+    dilated = [n for f in folders for n in onnx.load(f / "model.onnx").graph.node
+               if n.op_type == "Conv" and max(next(a.ints for a in n.attribute
+                                                   if a.name == "dilations")) > 1]
+    assert bool(dilated) == (dilations != [1])
     assert {"Conv", "MatMul", "GlobalAveragePool" if head == "average" else "Reshape"} <= ops
 
 

@@ -13,6 +13,7 @@ from evosparse.conv_batched import BatchedConvNetworks, _unfolded
 from evosparse.conv_geometry import (
     ConvGeometry,
     conv_cost,
+    mutate_dilation,
     mutate_taps,
     tap_counts,
     tap_masks,
@@ -53,9 +54,11 @@ AIL_ACTS = ("relu", "and_ail", "xnor_ail_norm", "tanh")
 
 
 def population(n: int, seed: int = 0, geometry: ConvGeometry = GEOMETRY,
-               hidden: tuple[str, ...] = HIDDEN_ACTS) -> list[Genome]:
-    """Conv genomes of different depths, widths, activations and kernel taps, some with
-    a channel whose inputs are all disabled."""
+               hidden: tuple[str, ...] = HIDDEN_ACTS, dilations: tuple[int, ...] = (1,)
+               ) -> list[Genome]:
+    """Conv genomes of different depths, widths, activations and kernel taps (and, with
+    more than one `dilations`, kernels of several dilations), some with a channel whose
+    inputs are all disabled."""
     rng = np.random.default_rng(seed)
     reg = InnovationRegistry(geometry.shape[0], 10)
     net = NetworkSpec(topology="layered", max_levels=2, max_hidden=12,
@@ -68,18 +71,23 @@ def population(n: int, seed: int = 0, geometry: ConvGeometry = GEOMETRY,
         g = minimal_genome(i, reg, 1.0, rng)
         for _ in range(int(rng.integers(0, 6))):
             g = mutate(g, rng, reg, net, acts, rates)
-        out.append(mutate_taps(g, geometry, rng, 4))
+        g = mutate_taps(g, geometry, rng, 4)
+        out.append(mutate_dilation(g, dilations, rng, 3) if len(dilations) > 1 else g)
     return out
 
 
-@pytest.mark.parametrize(("head", "geometry", "hidden"), [
-    ("average", GEOMETRY, HIDDEN_ACTS), ("bins", GEOMETRY, HIDDEN_ACTS),
-    ("bins", SIGNALS, HIDDEN_ACTS), ("bins", GEOMETRY, AIL_ACTS), ("average", SIGNALS, AIL_ACTS)],
-    ids=["2d", "2d-bins", "1d", "2d-ail", "1d-ail"])
+@pytest.mark.parametrize(("head", "geometry", "hidden", "dilations"), [
+    ("average", GEOMETRY, HIDDEN_ACTS, (1,)), ("bins", GEOMETRY, HIDDEN_ACTS, (1,)),
+    ("bins", SIGNALS, HIDDEN_ACTS, (1,)), ("bins", GEOMETRY, AIL_ACTS, (1,)),
+    ("average", SIGNALS, AIL_ACTS, (1,)), ("bins", SIGNALS, HIDDEN_ACTS, (1, 2, 3)),
+    ("bins", GEOMETRY, AIL_ACTS, (1, 2))],
+    ids=["2d", "2d-bins", "1d", "2d-ail", "1d-ail", "1d-dilated", "2d-ail-dilated"])
 def test_a_batch_of_conv_genomes_follows_one_by_one_loss_curves(
-        head: str, geometry: ConvGeometry, hidden: tuple[str, ...]) -> None:
-    """Also with two-input units: their second kernels train the same in the program."""
-    genomes = population(8, geometry=geometry, hidden=hidden)
+        head: str, geometry: ConvGeometry, hidden: tuple[str, ...], dilations: tuple[int, ...]
+        ) -> None:
+    """Also with two-input units (their second kernels train the same in the program) and
+    with kernels of several dilations (a block per source scale and dilation)."""
+    genomes = population(8, geometry=geometry, hidden=hidden, dilations=dilations)
     geo = replace(geometry, head=head)
     assert len({len(ConvNetwork(g, True, torch.Generator(), geo).level_ends)
                 for g in genomes}) > 1, "genomes of several depths share the program"
@@ -109,25 +117,29 @@ def test_a_batch_of_conv_genomes_follows_one_by_one_loss_curves(
     for j, w in enumerate(batched.weights):
         assert torch.all(w[batched._mask(j) == 0] == 0), "absent and padded weights stay zero"
     assert bool(batched.weights2) == (hidden == AIL_ACTS), "second kernels where units use them"
+    gaps = {blk.dilation for net in singles for blk in net.levels}
+    assert gaps == set(dilations), "the genomes' kernels have every dilation"
     for i, net in enumerate(singles):  # unbatch gives each genome its own trained weights
         torch.testing.assert_close(batched.unbatch(i)(x[:50]), net(x[:50]), rtol=1e-4,
                                    atol=1e-5)
 
 
-@pytest.mark.parametrize(("size", "stride"), [((40,), 2), ((40,), 4), ((9,), 1), ((8, 8), 2),
-                                              ((7, 5), 1)])
-def test_unfolded_convolution_is_the_grouped_convolution(size: tuple[int, ...],
-                                                         stride: int) -> None:
+@pytest.mark.parametrize(("size", "stride", "dilation"), [
+    ((40,), 2, 1), ((40,), 4, 1), ((9,), 1, 1), ((8, 8), 2, 1), ((7, 5), 1, 1), ((40,), 2, 3),
+    ((9,), 1, 2), ((8, 8), 2, 2)])
+def test_unfolded_convolution_is_the_grouped_convolution(size: tuple[int, ...], stride: int,
+                                                         dilation: int) -> None:
     """Raw-input blocks run as a batched matrix product of unfolded patches: the same
-    values and gradients as `groups=genomes` (odd sizes, strides, 1 and 2 dims)."""
+    values and gradients as `groups=genomes` (odd sizes, strides, dilations, 1 and 2
+    dims)."""
     gen = torch.Generator().manual_seed(0)
     dims, genomes, c_in, c_out, k = len(size), 5, 2, 3, 3 if len(size) == 2 else 5
     x = torch.randn(7, genomes, c_in, *size, generator=gen)
     w = torch.randn(genomes, c_out, c_in, *(k,) * dims, generator=gen, requires_grad=True)
     conv = F.conv1d if dims == 1 else F.conv2d
-    want = conv(x.flatten(1, 2), w.flatten(0, 1), None, stride=stride, padding=k // 2,
-                groups=genomes)
-    got = _unfolded(x, w, stride, k // 2)
+    want = conv(x.flatten(1, 2), w.flatten(0, 1), None, stride=stride,
+                padding=dilation * (k // 2), dilation=dilation, groups=genomes)
+    got = _unfolded(x, w, stride, dilation)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     probe = torch.randn(want.shape, generator=gen)
     (g_want,) = torch.autograd.grad((want * probe).sum(), w)
@@ -205,8 +217,8 @@ def test_ctre_compares_a_channel_with_the_source_as_each_tap_reads_it(geometry: 
     """A kernel block's signal (what CTRE scores taps by) pairs each channel's map with the
     source map shifted and strided as each tap reads it (zero outside), laid out as the
     kernel's entries; the padded program gives each genome the same signals. Mutants that
-    fail: taps in another order, the padding or the stride left out."""
-    genomes = population(5, seed=2, geometry=geometry)
+    fail: taps in another order, the padding, the stride or the dilation left out."""
+    genomes = population(5, seed=2, geometry=geometry, dilations=(1, 2))
     seeds = [evaluation_seed(1, g.genome_id) for g in genomes]
     singles = [ConvNetwork(g, True, torch.Generator().manual_seed(s), geometry)
                for g, s in zip(genomes, seeds, strict=True)]
@@ -214,7 +226,7 @@ def test_ctre_compares_a_channel_with_the_source_as_each_tap_reads_it(geometry: 
                                                geometry)
                                    for g, s in zip(genomes, seeds, strict=True)], geometry)
     x = torch.from_numpy(DIGITS.x_train[:16])
-    k, pad, t = geometry.kernel, geometry.kernel // 2, geometry.taps
+    k, t = geometry.kernel, geometry.taps
     for net in [*singles, batched]:
         net.capture(True)
     alone = []
@@ -224,18 +236,20 @@ def test_ctre_compares_a_channel_with_the_source_as_each_tap_reads_it(geometry: 
     batched.sample_losses(x, torch.zeros(len(x), dtype=torch.int64),
                           torch.arange(len(x)).expand(len(genomes), -1))
     together = batched.signals()
-    checked = 0
+    checked = dilated = 0
     for net, signals in zip(singles, alone, strict=True):
         for (b, a), (_, patches, maps) in ((p, signals[p[0]]) for r, pairs, _ in net.plan
                                            for p in pairs):
             if a or not patches.shape[1]:
                 continue  # by hand: the blocks reading the raw input
             r = next(r for r, pairs, _ in net.plan if (b, a) in pairs)
-            stride = 1 << r
+            stride, gap = 1 << r, net.levels[b].dilation
+            dilated += gap > 1
+            pad = gap * (k // 2)
             src = F.pad(x.view(len(x), *geometry.shape), (pad, pad) * geometry.dims)
             out = geometry.size(r)
             for tap in range(t):
-                at = np.unravel_index(tap, (k,) * geometry.dims)
+                at = [gap * int(i) for i in np.unravel_index(tap, (k,) * geometry.dims)]
                 window = tuple(slice(o, o + stride * (m - 1) + 1, stride)
                                for o, m in zip(at, out, strict=True))
                 want = src[(slice(None), slice(None), *window)]  # [samples, channels, *out]
@@ -243,7 +257,7 @@ def test_ctre_compares_a_channel_with_the_source_as_each_tap_reads_it(geometry: 
                 torch.testing.assert_close(got, want)
             assert maps.shape[1:] == (net.levels[b].weight.shape[0], len(x) * int(np.prod(out)))
             checked += 1
-    assert checked
+    assert checked and dilated
     for i, b, j, _, rows, at in batched._copies:
         _, patches, maps = together[j]
         _, want_patches, want_maps = alone[i][b]
