@@ -13,6 +13,9 @@ along a connection (positions rise) and a connection from scale a to scale r is 
 convolution with stride 2^(r - a) and "same" padding: the DAG carries skip connections
 across scales for free, and a layered space (`network.topology: layered`,
 `max_levels = scales`) is a plain CNN whose layer k halves the resolution k times.
+A kernel may keep only some of its taps (`tap_masks`) and may be dilated (`dilations`:
+its taps spaced apart, "same" padding widened to match); neither changes where its
+output lives, and dilation changes no cost.
 """
 
 from __future__ import annotations
