@@ -38,8 +38,8 @@ def tap_signal(captured: Captured, geometry: ConvGeometry) -> Signal:
     tap reads of the source maps ([genomes, columns x taps, samples x output positions],
     a tap's column c x taps + t as the kernels' entries are laid out); as the destination,
     each channel's map [genomes, channels, samples x positions]. CTRE's cosine of the two
-    is then, for a tap, how alike a channel's map is to the source map shifted as that tap
-    reads it: the MLP's node-to-node similarity, per tap."""
+    is then, for a tap, how alike a channel's map is to the source map shifted, strided
+    and dilated as that tap reads it: the MLP's node-to-node similarity, per tap."""
     w, source, stride, dilation, out = captured
     s, n, c, *size = source.shape
     one = [1] * (2 - len(size))  # a 1-D map unfolds as a 1 x length image
@@ -213,6 +213,7 @@ class ConvNetwork(nn.Module):
         """Channels computed at each scale (inputs included): the pooled columns' layout."""
         self._fns = {name: torch_activation(name) for _, _, runs in self.plan
                      for name, _ in runs}
+        self._arity = {name: arity(name) for name in self._fns}
         self._capture = False
         self._captured: dict[int, Captured] = {}
 
@@ -240,9 +241,9 @@ class ConvNetwork(nn.Module):
                 assert pre is not None
                 parts = pre.split([w for _, w in runs], dim=1)
                 seconds = parts if pre2 is None else pre2.split([w for _, w in runs], dim=1)
-                new[r].append(torch.cat([self._fns[n](p) if arity(n) == 1 else self._fns[n](p, q)
-                                         for (n, _), p, q in zip(runs, parts, seconds,
-                                                                 strict=True)], dim=1))
+                fns = [(self._fns[n], self._arity[n]) for n, _ in runs]
+                new[r].append(torch.cat([fn(p) if inputs == 1 else fn(p, q) for (fn, inputs), p, q
+                                         in zip(fns, parts, seconds, strict=True)], dim=1))
                 if self._capture:  # RigL reads the kernels' dense gradient, CTRE the maps
                     for (b, a), w in zip(pairs, kernels, strict=True):
                         w.retain_grad()
