@@ -56,6 +56,26 @@ def _unfolded(x: torch.Tensor, w: torch.Tensor, stride: int, dilation: int = 1
     return y.view(n, s, -1, c_out).permute(1, 0, 3, 2).reshape(s, n * c_out, *out_size)
 
 
+class _Permute(torch.autograd.Function):
+    """x's channels (dim 1) in `order`; the gradient goes back through `inverse` (a
+    gather, where `index_select`'s own backward zero-fills and scatters: on the conv
+    benchmark's populations that was a fifth of batched training's time)."""
+
+    @staticmethod
+    def forward(x: torch.Tensor, order: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+        return x.index_select(1, order)
+
+    @staticmethod
+    def setup_context(ctx: torch.autograd.function.FunctionCtx, inputs: tuple,
+                      output: torch.Tensor) -> None:
+        ctx.inverse = inputs[2]
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
+                 ) -> tuple[torch.Tensor, None, None]:
+        return grad.index_select(1, ctx.inverse), None, None
+
+
 def _sum(total: torch.Tensor | None, term: torch.Tensor) -> torch.Tensor:
     return term if total is None else total + term
 
@@ -90,10 +110,12 @@ class BatchedConvNetworks(nn.Module):
         # padded column of each genome's own column, per scale, grown level by level
         cols = [[list(range(g.shape[0])) if a == 0 else [] for a in scales] for _ in nets]
         columns = [g.shape[0]] + [0] * g.scales
-        self._steps: list[list[tuple[int, int, list[int], list[tuple[int, int, int]]]]] = []
-        """Per level, per padded group: its scale, slots, source scales of its blocks and
-        the activation functions its genomes use (their flat slots: buffers `slots{group}_{f}`,
-        padding with the first; `inverse{group}` puts the results back in slot order)."""
+        self._steps: list[list[tuple[int, int, list[tuple[int, int]], list[tuple[int, int]]]]]
+        self._steps = []
+        """Per level, per padded group: its scale, slots, (source scale, dilation) of its
+        blocks and the activation functions its genomes use with how many flat slots each
+        has (padding with the first; buffer `order{group}` gathers them function by
+        function across genomes, `inverse{group}` puts the results back in slot order)."""
         self._copies: list[tuple[int, int, int, int, torch.Tensor, torch.Tensor]] = []
         """(genome, its block, padded weight, padded group, the block's rows and columns in
         the padded weight): where `unbatch` finds each block's weights."""
@@ -152,12 +174,11 @@ class BatchedConvNetworks(nn.Module):
                 used = [f for f in range(len(names)) if slots[f]]
                 taken = {x for f in used for x in slots[f]}  # padding joins the first function
                 slots[used[0]] += [x for x in range(n * d) if x not in taken]
-                for f in used:
-                    self.register_buffer(f"slots{len(biases) - 1}_{f}", torch.tensor(slots[f]))
                 order = np.concatenate([slots[f] for f in used])
+                self.register_buffer(f"order{len(biases) - 1}", torch.from_numpy(order))
                 self.register_buffer(f"inverse{len(biases) - 1}", torch.from_numpy(
                     np.argsort(order)))
-                step.append((r, d, sources, used))
+                step.append((r, d, sources, [(f, len(slots[f])) for f in used]))
             for (i, r), rows in rows_of.items():  # the level's slots join their scale's columns
                 cols[i][r] += (columns[r] + rows).tolist()
             for r, d, _, _ in step:
@@ -226,11 +247,16 @@ class BatchedConvNetworks(nn.Module):
                 if str(group) in self.biases2:
                     pre2 = pre2 + self.biases2[str(group)].reshape(shape)
                 if len(used) == 1:  # padding slots are read by nothing: no need to skip them
-                    out = self._activate(used[0], pre, pre2, None)
+                    out = self._activate(used[0][0], pre, pre2)
                 else:  # each function on its own slots, gathered across genomes, put back
-                    out = torch.cat([self._activate(f, pre, pre2, getattr(
-                        self, f"slots{group}_{f}")) for f in used], dim=1)
-                    out = out.index_select(1, getattr(self, f"inverse{group}"))
+                    order, inverse = (getattr(self, f"{b}{group}") for b in ("order", "inverse"))
+                    widths = [w for _, w in used]
+                    firsts = _Permute.apply(pre, order, inverse).split(widths, dim=1)
+                    seconds = firsts if pre2 is None else _Permute.apply(
+                        pre2, order, inverse).split(widths, dim=1)
+                    out = _Permute.apply(torch.cat([
+                        self._activate(f, p, q) for (f, _), p, q
+                        in zip(used, firsts, seconds, strict=True)], dim=1), inverse, order)
                 new[r] = out.reshape(s, n, d, *g.size(r))
                 if self._capture:  # RigL reads the kernels' dense gradient, CTRE the maps
                     for j, w, a, gap in kernels:
@@ -254,15 +280,12 @@ class BatchedConvNetworks(nn.Module):
                              padding=dilation * (g.kernel // 2), dilation=dilation,
                              groups=len(self._nets))
 
-    def _activate(self, f: int, pre: torch.Tensor, pre2: torch.Tensor | None,
-                  slots: torch.Tensor | None) -> torch.Tensor:
-        """Function f on the pre-activations (only at `slots` when given); a two-input
-        unit reads the second pre-activation at the same slots."""
-        x = pre if slots is None else pre.index_select(1, slots)
+    def _activate(self, f: int, pre: torch.Tensor, pre2: torch.Tensor | None) -> torch.Tensor:
+        """Function f on the pre-activations; a two-input unit reads the second too."""
         if self._arity[f] == 1:
-            return self._fns[f](x)
+            return self._fns[f](pre)
         assert pre2 is not None
-        return self._fns[f](x, pre2 if slots is None else pre2.index_select(1, slots))
+        return self._fns[f](pre, pre2)
 
     def sample_losses(self, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor,
                       smoothing: float = 0.0) -> torch.Tensor:
