@@ -131,7 +131,7 @@ def test_unfolded_convolution_is_the_grouped_convolution(size: tuple[int, ...], 
                                                          dilation: int) -> None:
     """Raw-input blocks run as a batched matrix product of unfolded patches: the same
     values and gradients as `groups=genomes` (odd sizes, strides, dilations, 1 and 2
-    dims)."""
+    dims), channels last as the program keeps its maps."""
     gen = torch.Generator().manual_seed(0)
     dims, genomes, c_in, c_out, k = len(size), 5, 2, 3, 3 if len(size) == 2 else 5
     x = torch.randn(7, genomes, c_in, *size, generator=gen)
@@ -139,7 +139,7 @@ def test_unfolded_convolution_is_the_grouped_convolution(size: tuple[int, ...], 
     conv = F.conv1d if dims == 1 else F.conv2d
     want = conv(x.flatten(1, 2), w.flatten(0, 1), None, stride=stride,
                 padding=dilation * (k // 2), dilation=dilation, groups=genomes)
-    got = _unfolded(x, w, stride, dilation)
+    got = _unfolded(x, w, stride, dilation).movedim(-1, 1)  # channels last -> first
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     probe = torch.randn(want.shape, generator=gen)
     (g_want,) = torch.autograd.grad((want * probe).sum(), w)
