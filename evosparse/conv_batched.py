@@ -242,8 +242,7 @@ class BatchedConvNetworks(nn.Module):
         9.2 s (README)."""
         g, n = self.geometry, len(self._nets)
         s = x.shape[0]
-        raw = x.reshape(s, n, *g.shape)
-        maps = [raw.movedim(2, -1).movedim(1, -2).contiguous()] + [
+        maps = [x.reshape(s, n, *g.shape).movedim(2, -1).movedim(1, -2).contiguous()] + [
             x.new_zeros((s, *g.size(r), n, 0)) for r in range(1, g.scales + 1)]
         w_at = group = 0
         for step in self._steps:
@@ -254,11 +253,11 @@ class BatchedConvNetworks(nn.Module):
                 for a, gap in sources:
                     w = self.weights[w_at] * self._mask(w_at)
                     kernels.append((w_at, w, a, gap))
-                    pre = _sum(pre, self._convolve(raw, maps[a], w, a, r, gap))
+                    pre = _sum(pre, self._convolve(maps[a], w, a, r, gap))
                     if str(w_at) in self.weights2:  # two-input units' second pre-activation
                         w2 = self.weights2[str(w_at)] * (self._mask(w_at)
                                                          * getattr(self, f"two{w_at}"))
-                        pre2 = _sum(pre2, self._convolve(raw, maps[a], w2, a, r, gap))
+                        pre2 = _sum(pre2, self._convolve(maps[a], w2, a, r, gap))
                     w_at += 1
                 assert pre is not None
                 if self.biases:
@@ -290,13 +289,13 @@ class BatchedConvNetworks(nn.Module):
         logits = torch.einsum("sgc,goc->sgo", features.flatten(2), head)
         return logits + self.biases[-1] if self.biases else logits
 
-    def _convolve(self, raw: torch.Tensor, m: torch.Tensor, w: torch.Tensor, a: int, r: int,
-                  dilation: int) -> torch.Tensor:
-        """Each genome's maps m at scale a (channels last; `raw`, the input channels first)
-        through its own kernels w (of `dilation`) into scale r, channels last."""
+    def _convolve(self, m: torch.Tensor, w: torch.Tensor, a: int, r: int, dilation: int
+                  ) -> torch.Tensor:
+        """Each genome's maps m at scale a (channels last) through its own kernels w (of
+        `dilation`) into scale r, channels last."""
         g = self.geometry
-        if a == 0 and _UNFOLD_PAYS[g.dims]:  # the raw input: a few channels
-            return _unfolded(raw, w, 1 << r, dilation)
+        if a == 0 and _UNFOLD_PAYS[g.dims]:  # the input's scale: its few channels first
+            return _unfolded(_channels_first(m), w, 1 << r, dilation)
         one = [1] * (2 - g.dims)  # a 1-D map convolves as a 1 x length image
         images = m.flatten(-2).reshape(m.shape[0], *one, *m.shape[1:-2], -1).movedim(-1, 1)
         y = F.conv2d(images, w.flatten(0, 1).reshape(-1, w.shape[2], *one, *w.shape[3:]),

@@ -54,14 +54,15 @@ AIL_ACTS = ("relu", "and_ail", "xnor_ail_norm", "tanh")
 
 
 def population(n: int, seed: int = 0, geometry: ConvGeometry = GEOMETRY,
-               hidden: tuple[str, ...] = HIDDEN_ACTS, dilations: tuple[int, ...] = (1,)
-               ) -> list[Genome]:
+               hidden: tuple[str, ...] = HIDDEN_ACTS, dilations: tuple[int, ...] = (1,),
+               levels: int = 2) -> list[Genome]:
     """Conv genomes of different depths, widths, activations and kernel taps (and, with
     more than one `dilations`, kernels of several dilations), some with a channel whose
-    inputs are all disabled."""
+    inputs are all disabled. With `levels` above the geometry's scales, the first layer
+    keeps the input's size (its channels join the input's maps)."""
     rng = np.random.default_rng(seed)
     reg = InnovationRegistry(geometry.shape[0], 10)
-    net = NetworkSpec(topology="layered", max_levels=2, max_hidden=12,
+    net = NetworkSpec(topology="layered", max_levels=levels, max_hidden=12,
                       family=f"conv{geometry.dims}d")
     acts = ActivationSpec(hidden=hidden)
     rates = MutationSpec(add_node=0.8, add_node_max=3, add_node_fan_in=2, add_node_fan_out=4,
@@ -76,21 +77,28 @@ def population(n: int, seed: int = 0, geometry: ConvGeometry = GEOMETRY,
     return out
 
 
-@pytest.mark.parametrize(("head", "geometry", "hidden", "dilations"), [
-    ("average", GEOMETRY, HIDDEN_ACTS, (1,)), ("bins", GEOMETRY, HIDDEN_ACTS, (1,)),
-    ("bins", SIGNALS, HIDDEN_ACTS, (1,)), ("bins", GEOMETRY, AIL_ACTS, (1,)),
-    ("average", SIGNALS, AIL_ACTS, (1,)), ("bins", SIGNALS, HIDDEN_ACTS, (1, 2, 3)),
-    ("bins", GEOMETRY, AIL_ACTS, (1, 2))],
-    ids=["2d", "2d-bins", "1d", "2d-ail", "1d-ail", "1d-dilated", "2d-ail-dilated"])
+@pytest.mark.parametrize(("head", "geometry", "hidden", "dilations", "levels"), [
+    ("average", GEOMETRY, HIDDEN_ACTS, (1,), 2), ("bins", GEOMETRY, HIDDEN_ACTS, (1,), 2),
+    ("bins", SIGNALS, HIDDEN_ACTS, (1,), 2), ("bins", GEOMETRY, AIL_ACTS, (1,), 2),
+    ("average", SIGNALS, AIL_ACTS, (1,), 2), ("bins", SIGNALS, HIDDEN_ACTS, (1, 2, 3), 2),
+    ("bins", GEOMETRY, AIL_ACTS, (1, 2), 2), ("bins", SIGNALS, HIDDEN_ACTS, (1,), 3),
+    ("bins", GEOMETRY, HIDDEN_ACTS, (1,), 3)],
+    ids=["2d", "2d-bins", "1d", "2d-ail", "1d-ail", "1d-dilated", "2d-ail-dilated",
+         "1d-full-size-layer", "2d-full-size-layer"])
 def test_a_batch_of_conv_genomes_follows_one_by_one_loss_curves(
-        head: str, geometry: ConvGeometry, hidden: tuple[str, ...], dilations: tuple[int, ...]
-        ) -> None:
-    """Also with two-input units (their second kernels train the same in the program) and
-    with kernels of several dilations (a block per source scale and dilation)."""
-    genomes = population(8, geometry=geometry, hidden=hidden, dilations=dilations)
+        head: str, geometry: ConvGeometry, hidden: tuple[str, ...], dilations: tuple[int, ...],
+        levels: int) -> None:
+    """Also with two-input units (their second kernels train the same in the program),
+    with kernels of several dilations (a block per source scale and dilation), and with a
+    first layer at the input's size (blocks reading the input's scale read its channels
+    too)."""
+    genomes = population(8, geometry=geometry, hidden=hidden, dilations=dilations,
+                         levels=levels)
     geo = replace(geometry, head=head)
     assert len({len(ConvNetwork(g, True, torch.Generator(), geo).level_ends)
                 for g in genomes}) > 1, "genomes of several depths share the program"
+    assert any((geo.scale_of(g)[g.node_kind == HIDDEN] == 0).any()
+               for g in genomes) == (levels > geo.scales), "channels at the input's size"
     seeds = [evaluation_seed(1, g.genome_id) for g in genomes]
     singles = [ConvNetwork(g, True, torch.Generator().manual_seed(s), geo)
                for g, s in zip(genomes, seeds, strict=True)]
