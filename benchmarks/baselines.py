@@ -378,8 +378,8 @@ def main() -> None:
                 continue
             budget = args.budget * base.objectives.reference_flops
             for seed in range(args.first_seed, args.first_seed + args.seeds):
-                space = base.with_overrides(seed=seed, generations=args.generations,
-                                            **overrides(args.set))
+                space = base.with_overrides(**{"seed": seed, "generations": args.generations,
+                                               **overrides(args.set)})  # --set key wins
                 task = load_task(space.dataset)  # --set dataset.* changes every method's split
                 results = run_all(space, task, seed, budget, clock, Path(tmp), args)
                 for name, s in results.items():
