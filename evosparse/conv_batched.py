@@ -158,7 +158,7 @@ class BatchedConvNetworks(nn.Module):
                     rows_of[i, r] = rows
                     start = 0
                     for name, w in runs:
-                        slots[names.index(name)] += (i * d + rows[start:start + w]).tolist()
+                        slots[names.index(name)] += range(i * d + start, i * d + start + w)
                         start += w
                     for b, a in pairs:
                         blk = self._nets[i].levels[b]
@@ -264,11 +264,11 @@ class BatchedConvNetworks(nn.Module):
                     pre = pre + self.biases[group].flatten()
                 if str(group) in self.biases2:
                     pre2 = pre2 + self.biases2[str(group)].flatten()
-                widths = [w for _, w in used]
                 if len(used) == 1:  # padding slots are read by nothing: no need to skip them
                     out = self._activate(used[0][0], pre, pre2)
                 else:  # each function on its own slots, gathered across genomes, put back
                     order, inverse = (getattr(self, f"{b}{group}") for b in ("order", "inverse"))
+                    widths = [w for _, w in used]
                     firsts = _Permute.apply(_slot_rows(pre), order, inverse).split(widths)
                     seconds = firsts if pre2 is None else _Permute.apply(
                         _slot_rows(pre2), order, inverse).split(widths)
