@@ -20,6 +20,7 @@ output lives, and dilation changes no cost.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from functools import reduce
 from typing import Literal
@@ -71,6 +72,20 @@ class ConvGeometry:
         `scale` into the numbers the head reads (each column the average of its bin)."""
         per_side = self.kernel if self.head == "bins" else 1
         return reduce(np.kron, [_bin_average(side, per_side) for side in self.size(scale)])
+
+    def shift_maps(self, shift: int) -> np.ndarray:
+        """int64 [offsets, features]: for every offset of at most `shift` positions along
+        each spatial axis, the flat index each feature of a flat sample takes its value
+        from when the sample moves by that offset (edge values repeat). Row
+        `offsets // 2` is the offset 0 (`training.shift`)."""
+        index = np.arange(int(np.prod(self.shape))).reshape(self.shape)
+        moves = range(-shift, shift + 1)
+        rows = []
+        for offset in itertools.product(moves, repeat=self.dims):
+            taken = [np.clip(np.arange(side) - d, 0, side - 1)
+                     for side, d in zip(self.shape[1:], offset, strict=True)]
+            rows.append(index[np.ix_(range(self.shape[0]), *taken)].ravel())
+        return np.stack(rows)
 
     def scale_of(self, genome: Genome) -> np.ndarray:
         """int (N,): each node's scale; inputs 0, hidden channels by position (the

@@ -64,6 +64,10 @@ class Family(Protocol):
         """Many genomes as one trainable program, each from its own generator, with the
         interface of `batched.BatchedNetworks` (`growable`: room for in-training growth)."""
 
+    def shift_maps(self, shift: int) -> np.ndarray:
+        """int64 [offsets, n_features]: how a flat sample's features move for each random
+        translation `training.shift` may draw (`ConvGeometry.shift_maps`)."""
+
     def vary(self, child: Genome, parents: list[Genome], rng: np.random.Generator,
              rates: MutationSpec) -> Genome:
         """The family's own variation of a child after the shared operators (`mutate`,
@@ -105,6 +109,9 @@ class MLPFamily:
         from evosparse.batched import BatchedNetworks
 
         return BatchedNetworks(genomes, bias, generators, growable=growable)
+
+    def shift_maps(self, shift: int) -> np.ndarray:
+        raise ValueError("an MLP's inputs have no positions to shift (training.shift)")
 
     def vary(self, child: Genome, parents: list[Genome], rng: np.random.Generator,
              rates: MutationSpec) -> Genome:
@@ -156,6 +163,9 @@ class ConvFamily:
         from evosparse.conv_batched import ConvPrograms
 
         return ConvPrograms(genomes, bias, generators, self.geometry)
+
+    def shift_maps(self, shift: int) -> np.ndarray:
+        return self.geometry.shift_maps(shift)
 
     def vary(self, child: Genome, parents: list[Genome], rng: np.random.Generator,
              rates: MutationSpec) -> Genome:

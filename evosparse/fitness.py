@@ -244,6 +244,37 @@ def _step(opt: torch.optim.Optimizer, pruners: list[Pruner], step: int, spec: Tr
         p.after_step(step, opt)
 
 
+def _shift_maps(cfg: FitnessConfig, device: torch.device) -> torch.Tensor | None:
+    """The family's translations of a flat sample [offsets, features] when
+    `training.shift` is on, else None."""
+    if not cfg.training.shift:
+        return None
+    return torch.from_numpy(cfg.family.shift_maps(cfg.training.shift)).to(device)
+
+
+def _draw_moves(gen: torch.Generator, samples: int, maps: torch.Tensor) -> torch.Tensor:
+    """An epoch's translation (a row of `maps`) for each position of its permutation,
+    drawn from the genome's generator after the permutation (alone or batched alike)."""
+    return torch.randint(len(maps), (samples,), generator=gen).to(maps.device)
+
+
+def _moved(x: torch.Tensor, rows: torch.Tensor, moves: torch.Tensor, maps: torch.Tensor
+           ) -> torch.Tensor:
+    """The samples x[rows] [len(rows), features], sample j translated by maps[moves[j]]."""
+    return x.index_select(0, rows).gather(1, maps.index_select(0, moves))
+
+
+def _moved_table(x: torch.Tensor, y: torch.Tensor, rows: list[torch.Tensor],
+                 moves: list[torch.Tensor], maps: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """A batched step's samples, translated, as a table of their own: (x, y, and each
+    group's rows into that table, shaped as `rows`)."""
+    flat = torch.cat([r.flatten() for r in rows])
+    table = torch.arange(len(flat), device=flat.device).split([r.numel() for r in rows])
+    return (_moved(x, flat, torch.cat([m.flatten() for m in moves]), maps),
+            y.index_select(0, flat), [t.view(r.shape) for t, r in zip(table, rows, strict=True)])
+
+
 def _train_and_score(genome: Genome, cfg: FitnessConfig, device: torch.device) -> Trained:
     gen = torch.Generator().manual_seed(evaluation_seed(cfg.run_seed, genome.genome_id))
     net = _on(cfg.family.compile(genome, cfg.bias, gen), device)
@@ -256,13 +287,16 @@ def _train_and_score(genome: Genome, cfg: FitnessConfig, device: torch.device) -
     weights = [lv.weight for lv in net.levels] if cfg.track_gradients else []
     per_epoch = math.ceil(len(x) / bs)
     pruners = _pruners(cfg, [(net, [genome.genome_id])], per_epoch)
+    maps = _shift_maps(cfg, device)
     for epoch in range(cfg.training.epochs):
         perm = torch.randperm(len(x), generator=gen).to(device)
+        moves = None if maps is None else _draw_moves(gen, len(x), maps)
         for step, i in enumerate(range(0, len(x), bs)):
             for p in pruners:
                 p.before_forward(epoch * per_epoch + step)
             idx = perm[i : i + bs]
-            loss = F.cross_entropy(net(x[idx]), y[idx],
+            xs = x[idx] if moves is None else _moved(x, idx, moves[i : i + bs], maps)
+            loss = F.cross_entropy(net(xs), y[idx],
                                    label_smoothing=cfg.training.label_smoothing)
             if not torch.isfinite(loss):
                 raise Diverged(f"loss became {loss.item()} at epoch {epoch}, step {step}")
@@ -300,7 +334,8 @@ def _train_batch(
     per_epoch = math.ceil(len(x) / bs)
     pruners = _pruners(cfg, [(g, [genomes[i].genome_id for i in ids])
                              for g, ids in zip(net.groups, net.members, strict=True)], per_epoch)
-    graphed = (device.type == "cuda" and not pruners and len(x) >= bs
+    maps = _shift_maps(cfg, device)
+    graphed = (device.type == "cuda" and not pruners and len(x) >= bs and maps is None
                and cfg.training.lr_schedule == "constant")  # a graph replays one rate
     params = [p for p in net.parameters() if p.requires_grad]
     opt = make_optimizer(params, cfg.training, capturable=graphed)
@@ -311,7 +346,7 @@ def _train_batch(
     record = [torch.zeros(per_epoch, len(ids), device=device) for ids in net.members]
     at_row = torch.zeros(1, dtype=torch.long, device=device)
 
-    def step(rows: list[torch.Tensor], at: int) -> None:
+    def step(x: torch.Tensor, y: torch.Tensor, rows: list[torch.Tensor], at: int) -> None:
         for p in pruners:
             p.before_forward(at)
         opt.zero_grad(set_to_none=True)
@@ -334,20 +369,26 @@ def _train_batch(
     for epoch in range(cfg.training.epochs):
         perms = net.group_rows(torch.stack([torch.randperm(len(x), generator=g)
                                             for g in gens]).to(device))
+        moves = None if maps is None else net.group_rows(
+            torch.stack([_draw_moves(g, len(x), maps) for g in gens]))
         for n_step, i in enumerate(range(0, len(x), bs)):
             rows = [p[:, i : i + bs] for p in perms]
+            if moves is not None:
+                step(*_moved_table(x, y, rows, [m[:, i : i + bs] for m in moves], maps),
+                     epoch * per_epoch + n_step)
+                continue
             full = graphed and rows[0].shape[1] == bs  # a full-size step replays the graph
             if full:
                 for f, r in zip(fixed, rows, strict=True):
                     f.copy_(r)
                 if replay is None:
-                    replay = capture(lambda: step(fixed, 0), Rewind(
+                    replay = capture(lambda: step(x, y, fixed, 0), Rewind(
                         params, opt, lambda: [*grads.values(), *record, at_row]), device)
                     full = graphed = replay is not None
             if full and replay is not None:
                 replay.replay()
             else:
-                step(rows, epoch * per_epoch + n_step)
+                step(x, y, rows, epoch * per_epoch + n_step)
         for gi, r in enumerate(record):
             for pos, at, value in _non_finite(r):
                 failed.setdefault(net.members[gi][pos], f"loss became {value} at epoch "

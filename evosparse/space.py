@@ -211,6 +211,11 @@ class TrainingSpec(_Model):
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     """The training loss's target: (1 - e) x the one-hot label + e / classes (Szegedy et al.
     2016); 0 is plain cross-entropy. Accuracy and the recorded val loss are unchanged."""
+    shift: int = Field(0, ge=0)
+    """conv families: each training sample moves by a random whole number of positions,
+    at most this many, along each spatial axis (edge values repeat), drawn anew every
+    epoch from the genome's generator: translation augmentation. 0 trains on the data as
+    it is; validation and test samples never move."""
     inheritance: Literal["baldwinian", "lamarckian"] = "baldwinian"
     """baldwinian: every child starts from a fresh initialisation; lamarckian: trained
     weights are written back into the genome and children start from their parents'
@@ -465,6 +470,10 @@ class SearchSpace(_Model):
         if last > epochs:
             raise ValueError(f"sparse_training: the {st.method} schedule ends at epoch {last}, "
                              f"after training.epochs ({epochs})")
+        if self.training.shift and self.network.family == "mlp":
+            raise ValueError(f"training.shift ({self.training.shift}) moves samples along their "
+                             "positions: it needs network.family conv1d or conv2d (an MLP's "
+                             "inputs have none)")
         if self.mutation.prune > 0 and self.training.inheritance != "lamarckian":
             raise ValueError("mutation.prune prunes inherited trained weights: it needs "
                              "training.inheritance: lamarckian")

@@ -48,6 +48,22 @@ def test_scales_follow_positions_and_sizes_round_up() -> None:
     assert ConvGeometry((3, 8, 5), 3, 1).size(1) == (4, 3)
 
 
+def test_training_shifts_move_samples_along_each_axis_repeating_edges() -> None:
+    """`training.shift`'s translations, by hand: a 1 x 4 signal and a 2-channel 2 x 2
+    image; offset 0 is the middle row, and every channel moves alike."""
+    signal = ConvGeometry((1, 4), kernel=3, scales=1).shift_maps(1)
+    x = np.array([10, 20, 30, 40])
+    assert x[signal].tolist() == [[20, 30, 40, 40], [10, 20, 30, 40], [10, 10, 20, 30]]
+    image = ConvGeometry((2, 2, 2), kernel=3, scales=1).shift_maps(1)
+    x = np.arange(8)  # channel 0: [[0, 1], [2, 3]], channel 1: the same + 4
+    assert image.shape == (9, 8)
+    assert x[image[4]].tolist() == x.tolist()
+    down_right = x[image[8]].reshape(2, 2, 2)  # offsets (+1, +1): row and column 0 repeat
+    assert down_right.tolist() == [[[0, 0], [0, 0]], [[4, 4], [4, 4]]]
+    up = x[image[1]].reshape(2, 2, 2)  # offsets (-1, 0): the lower row moves up
+    assert up.tolist() == [[[2, 3], [2, 3]], [[6, 7], [6, 7]]]
+
+
 def test_conv1d_flops_counted_by_hand() -> None:
     geo = ConvGeometry((1, 8), kernel=3, scales=2)
     cost = conv_cost(small_genome(), bias=True, geometry=geo)
@@ -313,6 +329,8 @@ def test_bad_conv_spaces_and_shapes_are_named(tmp_path: Path) -> None:
         base.with_overrides(network={"input_shape": [1, 64]})
     with pytest.raises(UserError, match=r"input_shape \[1, 4, 4\] holds 16 values.*64"):
         family_of(base.with_overrides(network={"input_shape": [1, 4, 4]}).network, "digits", 64)
+    with pytest.raises(UserError, match=r"training.shift \(2\).*needs network.family conv1d"):
+        load_space("search_spaces/digits.yaml").with_overrides(training={"shift": 2})
     with pytest.raises(UserError, match="network.input_shape is needed"):
         family_of(base.network.model_copy(update={"input_shape": None}), "file", 64)
     # through the CLI: one message, exit 2, no run directory
