@@ -1,0 +1,113 @@
+"""What a practitioner trains instead of a conv search: the MNIST-1D paper's CNN shape.
+
+    python benchmarks/tiny_cnn.py                                # 6, 8, 12 channels, shift 3
+    python benchmarks/tiny_cnn.py --channels 12 --shift 0 3 --seeds 3
+
+Three Conv1d layers of `--channels` channels (kernels 5-3-3, stride 2, padding 1, ReLU) and
+a linear head on the flattened maps (Greydanus 2020), trained `--epochs` epochs of
+one-cycle AdamW (weight decay 0.01, batch 64) on a space's training split, each training
+signal moved by up to `--shift` samples a step (edges repeat, as `training.shift`). One
+line per network: test accuracy, non-zero FLOPs counted as evosparse counts a conv network
+(2 per tap per output position, a bias and a ReLU per output position, 2 per head weight
+and a bias per output) and CPU seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from evosparse.activations import activation_cost
+from evosparse.data import load_task
+from evosparse.space import load_space
+
+LAYERS = ((5, 2, 1), (3, 2, 1), (3, 2, 1))
+"""(kernel, stride, padding) of the three convolutions."""
+
+
+def lengths(length: int) -> list[int]:
+    """The map length after each convolution."""
+    out = []
+    for k, s, p in LAYERS:
+        length = (length + 2 * p - k) // s + 1
+        out.append(length)
+    return out
+
+
+def flops(channels: int, length: int, classes: int) -> int:
+    """Non-zero FLOPs of one sample's forward pass, as `conv_geometry.conv_cost` counts."""
+    total, c_in = 0, 1
+    sizes = lengths(length)
+    for (k, _, _), n in zip(LAYERS, sizes, strict=True):
+        total += (2 * k * c_in + 1 + activation_cost("relu")) * channels * n
+        c_in = channels
+    return total + 2 * channels * sizes[-1] * classes + classes
+
+
+def network(channels: int, length: int, classes: int) -> nn.Module:
+    convs: list[nn.Module] = []
+    c_in = 1
+    for k, s, p in LAYERS:
+        convs += [nn.Conv1d(c_in, channels, k, s, p), nn.ReLU()]
+        c_in = channels
+    return nn.Sequential(*convs, nn.Flatten(), nn.Linear(channels * lengths(length)[-1], classes))
+
+
+def train(channels: int, shift: int, epochs: int, seed: int, x: torch.Tensor, y: torch.Tensor,
+          classes: int) -> nn.Module:
+    torch.manual_seed(seed)
+    net = network(channels, x.shape[-1], classes)
+    gen = torch.Generator().manual_seed(seed)
+    steps = epochs * -(-len(x) // 64)
+    opt = torch.optim.AdamW(net.parameters(), 0.01, weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, 0.01, total_steps=steps)
+    positions = torch.arange(x.shape[-1])
+    for _ in range(epochs):
+        perm = torch.randperm(len(x), generator=gen)
+        for i in range(0, len(x), 64):
+            rows = perm[i : i + 64]
+            batch = x[rows]
+            if shift:
+                moves = torch.randint(-shift, shift + 1, (len(rows), 1), generator=gen)
+                batch = batch.gather(2, (positions - moves).clamp(0, x.shape[-1] - 1)[:, None])
+            loss = F.cross_entropy(net(batch), y[rows])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            schedule.step()
+    return net
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--space", type=Path, default=Path("search_spaces/mnist1d_conv.yaml"),
+                   help="the space whose dataset and split are used (a 1-channel signal)")
+    p.add_argument("--channels", type=int, nargs="+", default=[6, 8, 12])
+    p.add_argument("--shift", type=int, nargs="+", default=[3])
+    p.add_argument("--epochs", type=int, default=150)
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    task = load_task(load_space(args.space).dataset)
+    x = torch.from_numpy(task.x_train).view(len(task.x_train), 1, -1)
+    y = torch.from_numpy(task.y_train).long()
+    x_test = torch.from_numpy(task.x_test).view(len(task.x_test), 1, -1)
+    for channels in args.channels:
+        cost = flops(channels, x.shape[-1], task.n_classes)
+        for shift in args.shift:
+            for seed in range(args.seeds):
+                start = time.process_time()
+                net = train(channels, shift, args.epochs, seed, x, y, task.n_classes)
+                with torch.no_grad():
+                    acc = (net(x_test).argmax(1).numpy() == task.y_test).mean()
+                print(f"channels={channels} shift={shift} seed={seed} test={acc:.3f} "
+                      f"flops={cost} cpu_s={time.process_time() - start:.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
