@@ -313,7 +313,8 @@ def _train_batch(
 ) -> list[Trained | str]:
     """Train genomes together as one batched program; per genome (val, test) or a divergence.
 
-    Each genome keeps its own generator (initial weights, minibatch order), its own
+    Each genome keeps its own generator (initial weights, minibatch order, the moves of
+    its samples under `training.shift`), its own
     loss and, since Adam and SGD act elementwise, its own optimiser state: it follows
     the trajectory it follows when trained alone, up to float rounding. A genome whose
     loss stops being finite fails with the step where it did; its NaNs stay in its own
