@@ -321,8 +321,8 @@ def _train_batch(
     rows of every tensor, so the others train on unaffected. Each step's losses are
     recorded on the device and checked once per epoch, so a step never waits for the
     device: on a GPU, the full-size steps replay one captured CUDA graph
-    (`step_graph`) unless pruning (host-side logic) or a learning-rate schedule runs
-    inside training.
+    (`step_graph`) unless pruning (host-side logic), a learning-rate schedule or
+    `training.shift` (a new table of moved samples each step) runs inside training.
     """
     gens = [torch.Generator().manual_seed(evaluation_seed(cfg.run_seed, g.genome_id))
             for g in genomes]
