@@ -28,6 +28,7 @@ from evosparse.genome import Genome, InnovationRegistry
 from evosparse.graph import analyse
 from evosparse.network import SparseNetwork, Values
 from evosparse.schedules import set_lr
+from evosparse.shifts import draw_moves, moved, moved_table, shift_maps
 from evosparse.space import REGROWTH, SparseTrainingSpec, TrainingSpec
 from evosparse.sparse_training import Pruner, Source
 from evosparse.step_graph import Rewind, capture
@@ -244,37 +245,6 @@ def _step(opt: torch.optim.Optimizer, pruners: list[Pruner], step: int, spec: Tr
         p.after_step(step, opt)
 
 
-def _shift_maps(cfg: FitnessConfig, device: torch.device) -> torch.Tensor | None:
-    """The family's translations of a flat sample [offsets, features] when
-    `training.shift` is on, else None."""
-    if not cfg.training.shift:
-        return None
-    return torch.from_numpy(cfg.family.shift_maps(cfg.training.shift)).to(device)
-
-
-def _draw_moves(gen: torch.Generator, samples: int, maps: torch.Tensor) -> torch.Tensor:
-    """An epoch's translation (a row of `maps`) for each position of its permutation,
-    drawn from the genome's generator after the permutation (alone or batched alike)."""
-    return torch.randint(len(maps), (samples,), generator=gen).to(maps.device)
-
-
-def _moved(x: torch.Tensor, rows: torch.Tensor, moves: torch.Tensor, maps: torch.Tensor
-           ) -> torch.Tensor:
-    """The samples x[rows] [len(rows), features], sample j translated by maps[moves[j]]."""
-    return x.index_select(0, rows).gather(1, maps.index_select(0, moves))
-
-
-def _moved_table(x: torch.Tensor, y: torch.Tensor, rows: list[torch.Tensor],
-                 moves: list[torch.Tensor], maps: torch.Tensor
-                 ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-    """A batched step's samples, translated, as a table of their own: (x, y, and each
-    group's rows into that table, shaped as `rows`)."""
-    flat = torch.cat([r.flatten() for r in rows])
-    table = torch.arange(len(flat), device=flat.device).split([r.numel() for r in rows])
-    return (_moved(x, flat, torch.cat([m.flatten() for m in moves]), maps),
-            y.index_select(0, flat), [t.view(r.shape) for t, r in zip(table, rows, strict=True)])
-
-
 def _train_and_score(genome: Genome, cfg: FitnessConfig, device: torch.device) -> Trained:
     gen = torch.Generator().manual_seed(evaluation_seed(cfg.run_seed, genome.genome_id))
     net = _on(cfg.family.compile(genome, cfg.bias, gen), device)
@@ -287,15 +257,15 @@ def _train_and_score(genome: Genome, cfg: FitnessConfig, device: torch.device) -
     weights = [lv.weight for lv in net.levels] if cfg.track_gradients else []
     per_epoch = math.ceil(len(x) / bs)
     pruners = _pruners(cfg, [(net, [genome.genome_id])], per_epoch)
-    maps = _shift_maps(cfg, device)
+    maps = shift_maps(cfg.training.shift, cfg.family, device)
     for epoch in range(cfg.training.epochs):
         perm = torch.randperm(len(x), generator=gen).to(device)
-        moves = None if maps is None else _draw_moves(gen, len(x), maps)
+        moves = None if maps is None else draw_moves(gen, len(x), maps)
         for step, i in enumerate(range(0, len(x), bs)):
             for p in pruners:
                 p.before_forward(epoch * per_epoch + step)
             idx = perm[i : i + bs]
-            xs = x[idx] if moves is None else _moved(x, idx, moves[i : i + bs], maps)
+            xs = x[idx] if moves is None else moved(x, idx, moves[i : i + bs], maps)
             loss = F.cross_entropy(net(xs), y[idx],
                                    label_smoothing=cfg.training.label_smoothing)
             if not torch.isfinite(loss):
@@ -335,7 +305,7 @@ def _train_batch(
     per_epoch = math.ceil(len(x) / bs)
     pruners = _pruners(cfg, [(g, [genomes[i].genome_id for i in ids])
                              for g, ids in zip(net.groups, net.members, strict=True)], per_epoch)
-    maps = _shift_maps(cfg, device)
+    maps = shift_maps(cfg.training.shift, cfg.family, device)
     graphed = (device.type == "cuda" and not pruners and len(x) >= bs and maps is None
                and cfg.training.lr_schedule == "constant")  # a graph replays one rate
     params = [p for p in net.parameters() if p.requires_grad]
@@ -371,11 +341,11 @@ def _train_batch(
         perms = net.group_rows(torch.stack([torch.randperm(len(x), generator=g)
                                             for g in gens]).to(device))
         moves = None if maps is None else net.group_rows(
-            torch.stack([_draw_moves(g, len(x), maps) for g in gens]))
+            torch.stack([draw_moves(g, len(x), maps) for g in gens]))
         for n_step, i in enumerate(range(0, len(x), bs)):
             rows = [p[:, i : i + bs] for p in perms]
             if moves is not None:
-                step(*_moved_table(x, y, rows, [m[:, i : i + bs] for m in moves], maps),
+                step(*moved_table(x, y, rows, [m[:, i : i + bs] for m in moves], maps),
                      epoch * per_epoch + n_step)
                 continue
             full = graphed and rows[0].shape[1] == bs  # a full-size step replays the graph
