@@ -6,7 +6,7 @@
 Three Conv1d layers of `--channels` channels (kernels 5-3-3, stride 2, padding 1, ReLU) and
 a linear head on the flattened maps (Greydanus 2020), trained `--epochs` epochs of
 one-cycle AdamW (weight decay 0.01, batch 64) on a space's training split, each training
-signal moved by up to `--shift` samples a step (edges repeat, as `training.shift`). One
+signal moved by up to `--shift` samples a step (edges repeat: `training.shift`'s own maps). One
 line per network: test accuracy, non-zero FLOPs counted as evosparse counts a conv network
 (2 per tap per output position, a bias and a ReLU per output position, 2 per head weight
 and a bias per output) and CPU seconds.
@@ -23,7 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from evosparse.activations import activation_cost
+from evosparse.conv_geometry import ConvGeometry
 from evosparse.data import load_task
+from evosparse.shifts import moved
 from evosparse.space import load_space
 
 LAYERS = ((5, 2, 1), (3, 2, 1), (3, 2, 1))
@@ -66,15 +68,16 @@ def train(channels: int, shift: int, epochs: int, seed: int, x: torch.Tensor, y:
     steps = epochs * -(-len(x) // 64)
     opt = torch.optim.AdamW(net.parameters(), 0.01, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.OneCycleLR(opt, 0.01, total_steps=steps)
-    positions = torch.arange(x.shape[-1])
+    maps = torch.from_numpy(ConvGeometry((1, x.shape[-1]), 1, 0).shift_maps(shift))
+    flat = x.flatten(1)
     for _ in range(epochs):
         perm = torch.randperm(len(x), generator=gen)
         for i in range(0, len(x), 64):
             rows = perm[i : i + 64]
             batch = x[rows]
             if shift:
-                moves = torch.randint(-shift, shift + 1, (len(rows), 1), generator=gen)
-                batch = batch.gather(2, (positions - moves).clamp(0, x.shape[-1] - 1)[:, None])
+                moves = torch.randint(0, len(maps), (len(rows),), generator=gen)
+                batch = moved(flat, rows, moves, maps).view(batch.shape)
             loss = F.cross_entropy(net(batch), y[rows])
             opt.zero_grad(set_to_none=True)
             loss.backward()
