@@ -56,7 +56,7 @@ from evosparse.pareto import (
     rank_and_crowding,
     tournament,
 )
-from evosparse.space import KStartsSpec, SearchSpace
+from evosparse.space import KStartsSpec, SearchSpace, SparseTrainingSpec
 from evosparse.weights import restamped
 
 
@@ -237,7 +237,8 @@ class Search:
                                     self.space.network.max_levels)
         size = self.space.population
         return self._choose(ks, [[kstarts.masked(topology, self._new_id(),
-                                                 ks.member_density(i, size), s.rng)
+                                                 ks.member_density(i, size), s.rng,
+                                                 ks.member_width(i, size))
                                   for _ in range(ks.k)] for i in range(size)], 0)
 
     def _choose(self, ks: KStartsSpec, candidates: list[list[Genome]], generation: int
@@ -290,6 +291,27 @@ class Search:
              for _ in range(ks.k)]
             if kstarts.new_genes(c, p).any() else [c]
             for c, p in zip(children, lineage, strict=True)], generation)
+
+    def _finishing(self, generation: int) -> bool:
+        """Whether `generation` is the finishing one: the last, with `training.finish_epochs`."""
+        return (generation > 0 and generation == self.space.generations
+                and self.space.training.finish_epochs > 0)
+
+    def _finished(self, generation: int) -> list[Genome]:
+        """A copy of each front member under a new id, its child, with its trained weights
+        where inheritance is Lamarckian: what the finishing generation trains."""
+        front = front_of(self.state.population)
+        copies = [m.genome.derive(self._new_id(), (m.genome.genome_id,), generation)
+                  for m in front]
+        if not self.lamarckian:
+            return copies
+        return [inherit(c, [m.genome]) for c, m in zip(copies, front, strict=True)]
+
+    def _finish_config(self) -> FitnessConfig:
+        """The finishing generation's training: `finish_epochs` epochs, masks kept."""
+        training = self.space.training
+        return replace(self.config, sparse=SparseTrainingSpec(),
+                       training=training.model_copy(update={"epochs": training.finish_epochs}))
 
     def _mate(self, a: int, rank: np.ndarray, crowd: np.ndarray) -> int:
         """A crossover partner for member `a` from its own species (binary tournament);
@@ -378,10 +400,13 @@ class Search:
         """Breed, evaluate and select one generation; then notify reporters."""
         s = self.state
         generation = s.generation + 1
-        genomes = self._initial() if generation == 0 else self._children(generation)
+        finish = self._finishing(generation)
+        genomes = (self._initial() if generation == 0 else self._finished(generation) if finish
+                   else self._children(generation))
         for r in self.reporters:
             r.generation_start(generation, len(genomes))
-        genomes, results = self._evaluate(genomes, generation)
+        genomes, results = self._evaluate(genomes, generation, self._finish_config()
+                                          if finish else None)
         reason = common_failure(results)
         if reason is not None:
             raise EvaluationError(f"generation {generation}: every evaluation failed with "
@@ -391,7 +416,7 @@ class Search:
                        for g, r in zip(genomes, results, strict=True)]
         pool = s.population + [Member(g, r) for g, r in zip(genomes, results, strict=True)]
         keep = self._survivors(pool, generation)
-        if self.space.coevolution is not None:
+        if self.space.coevolution is not None and not finish:
             co = self.space.coevolution
             s.functions = coevolution.evolve(coevolution.credit(
                 s.functions, genomes, [r.val_accuracy if r.ok else 0.0 for r in results], co),

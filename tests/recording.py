@@ -22,11 +22,14 @@ class Recording(LocalEvaluator):
 
     def __init__(self) -> None:
         self.calls: list[list[tuple[Genome, EvalResult]]] = []
+        self.contexts: list[Any] = []
+        """Each call's context (the `FitnessConfig` its batches trained under)."""
 
     def map(self, fn: Callable[[Any, Any], Any], batches: Sequence[Any], context: Any
             ) -> Iterator[Any]:
         call: list[tuple[Genome, EvalResult]] = []
         self.calls.append(call)
+        self.contexts.append(context)
         for batch, out in zip(batches, super().map(fn, batches, context), strict=True):
             if not isinstance(out, BatchFailure):
                 call.extend(zip(batch, out, strict=True))

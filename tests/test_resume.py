@@ -80,6 +80,16 @@ def test_lamarckian_run_resumes_identical(write_space, tmp_path: Path) -> None:
     _kill_and_resume(_reference(space, tmp_path / "ref"), tmp_path, (15,))
 
 
+def test_finishing_run_resumes_identical(write_space, tmp_path: Path) -> None:
+    """Killed while the finishing generation (4, `training.finish_epochs`) trains copies of
+    generation 3's front: the copies, their ids and weights, are made again on resume."""
+    space = write_space({**SPACE, "training": {"inheritance": "lamarckian",
+                                               "finish_epochs": 2}})
+    reference = _reference(space, tmp_path / "ref")
+    assert len(reference[1][0]) >= 4 * 6 + 3, "the kill lands inside the finishing generation"
+    _kill_and_resume(reference, tmp_path, (25,))
+
+
 def test_kstarts_run_resumes_identical(write_space, tmp_path: Path) -> None:
     """Killed while generation 1 trains: K-starts chose generation 0's masks and those of
     generation 1's children before it."""

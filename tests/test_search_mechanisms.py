@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from evosparse.errors import UserError
+from evosparse.evolution import front_of
 from evosparse.fitness import FitnessConfig, evaluate_batch
 from evosparse.genome import INPUT, OUTPUT, Genome
 from evosparse.operators.prune import prune_smallest
@@ -95,6 +96,11 @@ def test_prune_and_a_spread_of_densities_are_checked_where_written(write_space) 
     assert space.kstarts is not None
     assert [space.kstarts.member_density(i, 6) for i in range(6)] == [1.0, 1.0, 0.2, 0.2,
                                                                        0.1, 0.1]
+    with pytest.raises(UserError, match=r"kstarts.*width"):
+        load_space(write_space({"kstarts": {"hidden": [4], "width": [1.0, 1.5]}}))
+    space = load_space(write_space({"kstarts": {"hidden": [4], "width": [1.0, 0.5]}}))
+    assert space.kstarts is not None
+    assert [space.kstarts.member_width(i, 4) for i in range(4)] == [1.0, 1.0, 0.5, 0.5]
 
 
 def test_a_pruning_search_shrinks_lineages_by_trained_magnitude(tmp_path: Path) -> None:
@@ -123,3 +129,30 @@ def test_a_pruning_search_shrinks_lineages_by_trained_magnitude(tmp_path: Path) 
                 w = np.abs(parent.conn_weight)
                 assert w[lost].max() <= w[child.conn_enabled].min()
     assert pruned >= len(seen.calls[1:]) * space.population // 2
+
+
+def test_the_finishing_generation_trains_the_front_again_with_its_weights_and_masks(
+        tmp_path: Path) -> None:
+    """With `training.finish_epochs`, the last generation breeds no children: it trains a
+    copy of each member of the front before it for that many epochs, from the member's
+    trained weights, without sparse training; the copies join selection as children do."""
+    space, seen, gens = watched_search(tmp_path, {
+        "training": {"inheritance": "lamarckian", "finish_epochs": 3},
+        "sparse_training": {"method": "set", "zeta": 0.3}})
+    *_, before, after = gens.states
+    front = front_of(before["population"])
+    copies = seen.calls[-1]
+    assert [g.parents for g, _ in copies] == [(m.genome.genome_id,) for m in front]
+    for (copy, result), member in zip(copies, front, strict=True):
+        parent = member.genome
+        assert copy.genome_id not in {m.genome.genome_id for m in before["population"]}
+        assert np.array_equal(copy.conn_innov, parent.conn_innov)
+        assert np.array_equal(copy.conn_enabled, parent.conn_enabled), "masks stay"
+        assert np.array_equal(copy.conn_weight, parent.conn_weight, equal_nan=True)
+        assert result.flops == member.result.flops
+    finishing, breeding = seen.contexts[-1], seen.contexts[-2]
+    assert (finishing.training.epochs, finishing.sparse.method) == (3, "none")
+    assert (breeding.training.epochs, breeding.sparse.method) == (1, "set")
+    assert len(after["population"]) == space.population
+    assert {m.genome.genome_id for m in after["population"]} <= (
+        {m.genome.genome_id for m in before["population"]} | {g.genome_id for g, _ in copies})
