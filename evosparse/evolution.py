@@ -237,8 +237,7 @@ class Search:
                                     self.space.network.max_levels)
         size = self.space.population
         return self._choose(ks, [[kstarts.masked(topology, self._new_id(),
-                                                 ks.member_density(i, size), s.rng,
-                                                 ks.member_width(i, size))
+                                                 ks.member_density(i, size), s.rng)
                                   for _ in range(ks.k)] for i in range(size)], 0)
 
     def _choose(self, ks: KStartsSpec, candidates: list[list[Genome]], generation: int
