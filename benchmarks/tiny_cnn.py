@@ -25,7 +25,7 @@ from torch import nn
 from evosparse.activations import activation_cost
 from evosparse.conv_geometry import ConvGeometry
 from evosparse.data import load_task
-from evosparse.shifts import moved
+from evosparse.shifts import draw_moves, moved
 from evosparse.space import load_space
 
 LAYERS = ((5, 2, 1), (3, 2, 1), (3, 2, 1))
@@ -76,8 +76,7 @@ def train(channels: int, shift: int, epochs: int, seed: int, x: torch.Tensor, y:
             rows = perm[i : i + 64]
             batch = x[rows]
             if shift:
-                moves = torch.randint(0, len(maps), (len(rows),), generator=gen)
-                batch = moved(flat, rows, moves, maps).view(batch.shape)
+                batch = moved(flat, rows, draw_moves(gen, len(rows), maps), maps).view(batch.shape)
             loss = F.cross_entropy(net(batch), y[rows])
             opt.zero_grad(set_to_none=True)
             loss.backward()
