@@ -19,6 +19,9 @@ under the same thread count (`evaluation.threads`):
   (depth 1-3, a width per layer, one random mask density, activation among the space's
   `activations.hidden`, learning rate), `--trial-epochs` a trial, minimising (val error,
   FLOPs).
+- cnn (1-channel conv1d spaces, by `--methods cnn`): the MNIST-1D paper's CNN shape
+  (`tiny_cnn.py`) at a ladder of widths (`--cnn-channels`), `--cnn-epochs` each, with the
+  space's `training.shift`; its FLOPs as evosparse counts a conv network.
 
 A network's FLOPs are counted exactly as evosparse counts the same sparse MLP
 (`mlp_flops`, checked against `evosparse.flops.count_cost` at start-up): 2 per non-zero
@@ -48,6 +51,7 @@ from typing import Any
 
 import numpy as np
 import optuna
+import tiny_cnn  # benchmarks/: the script's own folder is on sys.path
 import torch
 import torch.nn.functional as F
 import yaml
@@ -57,6 +61,7 @@ from rich.table import Table
 from evosparse.activations import activation_cost, torch_activation
 from evosparse.data import Task, load_task
 from evosparse.evaluators import LocalEvaluator
+from evosparse.families import ConvFamily, family_of
 from evosparse.fitness import warm_up
 from evosparse.flops import count_cost
 from evosparse.genome import InnovationRegistry
@@ -254,6 +259,42 @@ def optuna_baseline(task: Task, seed: int, expired: Callable[[], bool], args: ar
     return points
 
 
+def cnn_baseline(task: Task, space: SearchSpace, seed: int, expired: Callable[[], bool],
+                 args: argparse.Namespace) -> list[Point]:
+    """The MNIST-1D paper's CNN shape (`tiny_cnn.py`: three stride-2 Conv1d layers, a
+    linear head on the flattened maps) at each of `--cnn-channels` widths, trained
+    `--cnn-epochs` epochs of one-cycle AdamW with the space's `training.shift`; the ladder
+    restarts with fresh seeds while time is left. For 1-channel conv1d spaces only."""
+    family = family_of(space.network, space.dataset.name, task.n_features)
+    shape = family.geometry.shape if isinstance(family, ConvFamily) else None
+    if shape is None or len(shape) != 2 or shape[0] != 1:
+        raise SystemExit(f"--methods cnn: {space.name} is not a 1-channel conv1d space "
+                         f"(network.family {space.network.family}, input shape {shape})")
+    x = torch.from_numpy(task.x_train).view(len(task.x_train), *shape)
+    y = torch.from_numpy(task.y_train).long()
+
+    def stop() -> None:
+        if expired():
+            raise Deadline
+
+    points: list[Point] = []
+    try:
+        for restart in range(10**6):
+            for j, channels in enumerate(args.cnn_channels):
+                net = tiny_cnn.train(channels, space.training.shift, args.cnn_epochs,
+                                     seed * 100_003 + restart * 1_009 + j, x, y,
+                                     task.n_classes, stop)
+                with torch.no_grad():
+                    val, test = (net(torch.from_numpy(a).view(len(a), *shape)).argmax(1).numpy()
+                                 for a in (task.x_val, task.x_test))
+                points.append(Point(float((val == task.y_val).mean()),
+                                    float((test == task.y_test).mean()),
+                                    tiny_cnn.flops(channels, shape[1], task.n_classes)))
+    except Deadline:
+        pass
+    return points
+
+
 def evosparse_points(space: SearchSpace, folder: Path) -> list[Point]:
     """Run the search; its final population's members as points."""
     run_dir = RunDir(folder / f"{space.name}-{space.seed}")
@@ -303,6 +344,7 @@ def methods(task: Task, space: SearchSpace, seed: int, args: argparse.Namespace
                                              optuna.samplers.NSGAIISampler(seed=seed))
     yield "random", lambda d: optuna_baseline(task, seed, d, args, acts,
                                               optuna.samplers.RandomSampler(seed=seed))
+    yield "cnn", lambda d: cnn_baseline(task, space, seed, d, args)
 
 
 def overrides(pairs: list[str]) -> dict[str, Any]:
@@ -334,7 +376,8 @@ def main() -> None:
     p.add_argument("--seconds", type=float,
                    help="skip the search; give each baseline this many seconds (on --clock)")
     p.add_argument("--methods", nargs="+", default=["prune", "nsga2", "random"],
-                   help="baselines to run (prune nsga2 random; none: the search alone)")
+                   help="baselines to run (prune nsga2 random cnn; none: the search alone; "
+                        "cnn: 1-channel conv1d spaces only)")
     p.add_argument("--quick", action="store_true",
                    help="CI: digits only, 1 seed, 3 generations")
     p.add_argument("--budget", type=float, default=0.1875,
@@ -358,6 +401,9 @@ def main() -> None:
                    help="what 'the same time' means: wall (elapsed) or cpu (this process's "
                         "CPU time; fairer on a machine other jobs load)")
     p.add_argument("--prune-activation", default="relu")
+    p.add_argument("--cnn-channels", type=int, nargs="+", default=[3, 4, 5, 6, 8, 10, 12, 16],
+                   help="the cnn baseline's widths (channels of each of its three layers)")
+    p.add_argument("--cnn-epochs", type=int, default=150)
     args = p.parse_args()
     if args.quick:
         args.spaces, args.seeds, args.generations = [Path("search_spaces/digits.yaml")], 1, 3

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -61,7 +62,9 @@ def network(channels: int, length: int, classes: int) -> nn.Module:
 
 
 def train(channels: int, shift: int, epochs: int, seed: int, x: torch.Tensor, y: torch.Tensor,
-          classes: int) -> nn.Module:
+          classes: int, before_epoch: Callable[[], None] = lambda: None) -> nn.Module:
+    """The network of `channels` channels trained on (x, y); `before_epoch` runs before
+    each epoch (`benchmarks/baselines.py` stops a network there when its time is up)."""
     torch.manual_seed(seed)
     net = network(channels, x.shape[-1], classes)
     gen = torch.Generator().manual_seed(seed)
@@ -71,6 +74,7 @@ def train(channels: int, shift: int, epochs: int, seed: int, x: torch.Tensor, y:
     maps = torch.from_numpy(ConvGeometry((1, x.shape[-1]), 1, 0).shift_maps(shift))
     flat = x.flatten(1)
     for _ in range(epochs):
+        before_epoch()
         perm = torch.randperm(len(x), generator=gen)
         for i in range(0, len(x), 64):
             rows = perm[i : i + 64]
