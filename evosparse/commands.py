@@ -80,7 +80,7 @@ def execute(search: Search, run_dir: RunDir, console: Console | None) -> SearchS
     KeyboardInterrupt at once (the previous checkpoint stays valid). Workers that keep
     dying end in a `UserError` that says how to continue.
     """
-    display = None if console is None else ProgressDisplay(console, search.space.generations)
+    display = None if console is None else ProgressDisplay(console, search.space)
     if display is not None:
         search.reporters.append(display)
 

@@ -11,18 +11,26 @@ from rich.table import Table
 
 from evosparse.evolution import GenerationRecord, Reporter, SearchState
 from evosparse.fitness import EvalResult
+from evosparse.space import SearchSpace
 
 
 class ProgressDisplay(Reporter):
     """A bar for the evaluations of the current generation and a line per generation.
 
     The line shows generation, evaluations, best validation accuracy, front size,
-    hypervolume, elapsed and estimated remaining time.
+    hypervolume, elapsed and estimated remaining time. The estimate counts each
+    generation still to come at the mean time of those done, except a finishing one
+    (`training.finish_epochs`), which trains each front member `finish_epochs` where a
+    plain generation trains each of `population` children `epochs`: it counts
+    front x finish_epochs / (population x epochs) generations, with the front as it stands.
     """
 
-    def __init__(self, console: Console, generations: int) -> None:
+    def __init__(self, console: Console, space: SearchSpace) -> None:
         self.console = console
-        self.generations = generations
+        self.generations = space.generations
+        training = space.training
+        self._finish_share = training.finish_epochs / (training.epochs * space.population)
+        """What one front member's finishing costs, in plain generations."""
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TimeElapsedColumn(), console=console, transient=True,
@@ -46,7 +54,10 @@ class ProgressDisplay(Reporter):
     def generation_end(self, record: GenerationRecord, state: SearchState) -> None:
         self._done += 1
         elapsed = time.monotonic() - self._start
-        left = max(self.generations - record.generation, 0) * elapsed / self._done
+        to_come = max(self.generations - record.generation, 0)
+        if to_come and self._finish_share:  # the last of them finishes
+            to_come += self._finish_share * len(record.front) - 1
+        left = to_come * elapsed / self._done
         failed = f" | failed {record.failed}" if record.failed else ""
         self.progress.console.print(
             f"gen {record.generation:>3}/{self.generations} | evals {record.evaluations:>5} | "

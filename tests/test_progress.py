@@ -1,0 +1,45 @@
+"""The progress line's time estimate: a finishing generation counts as what it trains."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from evosparse import progress
+from evosparse.evolution import GenerationRecord, SearchState
+from evosparse.genome import InnovationRegistry
+from evosparse.progress import ProgressDisplay
+from evosparse.space import load_space
+
+
+def _left_after_one_generation(finish_epochs: int, front: int,
+                               monkeypatch: pytest.MonkeyPatch) -> float:
+    """The seconds-left estimate printed after generation 1 of 11 took 10 s."""
+    space = load_space("search_spaces/mnist1d_conv.yaml")
+    space = space.model_copy(update={"generations": 11, "population": 20, "training": (
+        space.training.model_copy(update={"epochs": 5, "finish_epochs": finish_epochs}))})
+    clock = iter([100.0, 110.0])
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    out = io.StringIO()
+    display = ProgressDisplay(Console(file=out, width=200), space)
+    display.generation_start(1, 20)
+    record = GenerationRecord(generation=1, evaluations=20, hypervolume=0.5,
+                              front=[None] * front, best_val_accuracy=0.9, failed=0)
+    state = SearchState(generation=1, population=[], registry=InnovationRegistry(1, 10),
+                        rng=np.random.default_rng(0), next_genome_id=0, evaluations=20)
+    display.generation_end(record, state)
+    display.close()
+    return float(re.search(r"~(\d+)s left", out.getvalue()).group(1))
+
+
+def test_the_estimate_weighs_the_finishing_generation_by_what_it_trains(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # 10 generations to come at 10 s each; without finishing, 100 s
+    assert _left_after_one_generation(0, 8, monkeypatch) == 100
+    # the last of them trains 8 members 30 epochs: 8 x 30 / (20 x 5) = 2.4 generations
+    assert _left_after_one_generation(30, 8, monkeypatch) == 9 * 10 + 24
+    assert _left_after_one_generation(30, 16, monkeypatch) == 9 * 10 + 48
