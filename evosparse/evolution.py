@@ -237,7 +237,8 @@ class Search:
                                     self.space.network.max_levels)
         size = self.space.population
         return self._choose(ks, [[kstarts.masked(topology, self._new_id(),
-                                                 ks.member_density(i, size), s.rng)
+                                                 ks.member_density(i, size), s.rng,
+                                                 ks.member_width(i, size))
                                   for _ in range(ks.k)] for i in range(size)], 0)
 
     def _choose(self, ks: KStartsSpec, candidates: list[list[Genome]], generation: int
@@ -311,6 +312,14 @@ class Search:
         training = self.space.training
         return replace(self.config, sparse=SparseTrainingSpec(),
                        training=training.model_copy(update={"epochs": training.finish_epochs}))
+
+    def _initial_config(self) -> FitnessConfig | None:
+        """The first population's training: `initial_epochs` epochs (None: as any)."""
+        training = self.space.training
+        if not training.initial_epochs:
+            return None
+        return replace(self.config, training=training.model_copy(
+            update={"epochs": training.initial_epochs}))
 
     def _mate(self, a: int, rank: np.ndarray, crowd: np.ndarray) -> int:
         """A crossover partner for member `a` from its own species (binary tournament);
@@ -405,7 +414,8 @@ class Search:
         for r in self.reporters:
             r.generation_start(generation, len(genomes))
         genomes, results = self._evaluate(genomes, generation, self._finish_config()
-                                          if finish else None)
+                                          if finish else self._initial_config()
+                                          if generation == 0 else None)
         reason = common_failure(results)
         if reason is not None:
             raise EvaluationError(f"generation {generation}: every evaluation failed with "

@@ -221,6 +221,10 @@ class TrainingSpec(_Model):
     many epochs more (from the member's trained weights under lamarckian inheritance, else
     afresh; without `sparse_training`, so masks and FLOPs stay), and the copies join
     selection as children do. 0: the last generation is like the others."""
+    initial_epochs: int = Field(0, ge=0)
+    """Epochs of the first population's training (generation 0), one schedule over them;
+    0: `epochs`, as every generation. With lamarckian inheritance the whole search
+    starts from these weights."""
     inheritance: Literal["baldwinian", "lamarckian"] = "baldwinian"
     """baldwinian: every child starts from a fresh initialisation; lamarckian: trained
     weights are written back into the genome and children start from their parents'
@@ -326,6 +330,10 @@ class KStartsSpec(_Model):
     """each connection's probability of being kept; a list spreads the initial population
     over the FLOPs axis: member i of P takes entry floor(i x len / P) (children: the first)."""
     hidden: tuple[int, ...] = ()
+    width: float | tuple[float, ...] = 1.0
+    """share of each hidden layer's nodes (the first ceil(width x n)) a member starts with;
+    a list spreads the initial population as `density` does: narrow dense starts beside
+    wide sparse ones, whose genes share ids."""
     epochs: int = Field(1, ge=1)
     criterion: Literal["magnitude", "gradient", "magnitude_gradient", "val_loss"] = "magnitude"
     children: bool = False
@@ -342,7 +350,12 @@ class KStartsSpec(_Model):
         d = self.densities
         return d[i * len(d) // population]
 
-    @field_validator("density")
+    def member_width(self, i: int, population: int) -> float:
+        """The share of each hidden layer the initial population's member i starts with."""
+        w = self.width if isinstance(self.width, tuple) else (self.width,)
+        return w[i * len(w) // population]
+
+    @field_validator("density", "width")
     @classmethod
     def _densities(cls, value: float | tuple[float, ...]) -> float | tuple[float, ...]:
         listed = value if isinstance(value, tuple) else (value,)

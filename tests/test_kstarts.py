@@ -46,6 +46,21 @@ def test_masks_keep_the_topology_genes_and_their_density() -> None:
     assert set(topology.node_pos[topology.node_kind == HIDDEN]) == {1 / 3}, "on layer 1 of 2"
 
 
+def test_a_narrower_start_keeps_the_first_nodes_of_each_layer_under_the_same_ids() -> None:
+    registry = InnovationRegistry(4, 3)
+    topology = dense_mlp_genome(0, registry, [8, 4], "relu")
+    narrow = kstarts.masked(topology, 1, 1.0, np.random.default_rng(0), width=0.3)
+    assert np.array_equal(narrow.conn_innov, topology.conn_innov), "crossover aligns"
+    first, second = np.arange(7, 15), np.arange(15, 19)  # the registry's hidden ids
+    live = set(narrow.conn_src[narrow.conn_enabled]) | set(narrow.conn_dst[narrow.conn_enabled])
+    assert live & set(first) == set(first[:3]), "ceil(0.3 x 8) of the first layer"
+    assert live & set(second) == set(second[:2]), "ceil(0.3 x 4) of the second"
+    # 4 x 3 + 3 x 2 + 2 x 3 connections among the kept nodes, every one kept at density 1
+    assert narrow.n_enabled == 4 * 3 + 3 * 2 + 2 * 3
+    sparse = kstarts.masked(topology, 2, 1e-9, np.random.default_rng(0), width=0.3)
+    assert sparse.n_enabled == 1 and kstarts.narrowed(topology, 0.3)[sparse.conn_enabled].all()
+
+
 @pytest.mark.parametrize(("criterion", "best"), [("magnitude", 1), ("gradient", 2),
                                                  ("magnitude_gradient", 0), ("val_loss", 2)])
 def test_winner_follows_the_criterion_and_never_a_failed_mask(criterion: str, best: int) -> None:

@@ -156,3 +156,14 @@ def test_the_finishing_generation_trains_the_front_again_with_its_weights_and_ma
     assert len(after["population"]) == space.population
     assert {m.genome.genome_id for m in after["population"]} <= (
         {m.genome.genome_id for m in before["population"]} | {g.genome_id for g, _ in copies})
+
+
+def test_the_first_population_trains_initial_epochs(tmp_path: Path) -> None:
+    """With `training.initial_epochs`, generation 0 trains that many epochs (one schedule,
+    sparse training as configured) and every later generation `epochs`."""
+    space, seen, _ = watched_search(tmp_path, {
+        "training": {"initial_epochs": 3}, "sparse_training": {"method": "set", "zeta": 0.3}})
+    assert [c.training.epochs for c in seen.contexts] == [3] + [1] * space.generations
+    assert {c.sparse.method for c in seen.contexts} == {"set"}
+    assert [c.training.lr_schedule for c in seen.contexts] == [
+        space.training.lr_schedule] * (space.generations + 1)

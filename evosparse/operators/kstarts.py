@@ -12,12 +12,13 @@ scores and an explicit generator; the training happens in `fitness.py`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Protocol
 
 import numpy as np
 
-from evosparse.genome import Genome
+from evosparse.genome import HIDDEN, Genome
 
 
 class Scored(Protocol):
@@ -32,12 +33,30 @@ class Scored(Protocol):
     saliency: float
 
 
-def masked(topology: Genome, genome_id: int, density: float, rng: np.random.Generator) -> Genome:
+def narrowed(topology: Genome, width: float) -> np.ndarray:
+    """Which of `topology`'s connections join the first ceil(width x n) hidden nodes of
+    each layer of n (layers by position, nodes in id order) or the inputs and outputs:
+    a narrower network whose genes keep the full topology's ids, so crossover aligns."""
+    node_id, kind, pos, _ = topology.nodes
+    kept = kind != HIDDEN
+    for p in np.unique(pos[kind == HIDDEN]):
+        layer = np.flatnonzero((kind == HIDDEN) & (pos == p))
+        layer = layer[np.argsort(node_id[layer])]
+        kept[layer[: math.ceil(width * len(layer))]] = True
+    return kept[topology.index_of(topology.conn_src)] & kept[topology.index_of(topology.conn_dst)]
+
+
+def masked(topology: Genome, genome_id: int, density: float, rng: np.random.Generator,
+           width: float = 1.0) -> Genome:
     """`topology` with each connection kept (enabled) with probability `density`, at least one;
-    the other genes stay, disabled, so ids agree across the K masks."""
-    keep = rng.random(len(topology.conn_innov)) < density
+    with `width` below 1, only among the connections of its narrower part (`narrowed`).
+    The other genes stay, disabled, so ids agree across the K masks."""
+    allowed = narrowed(topology, width) if width < 1.0 else np.ones(len(topology.conn_innov),
+                                                                    dtype=bool)
+    keep = (rng.random(len(topology.conn_innov)) < density) & allowed
     if not keep.any():
-        keep[rng.integers(len(keep))] = True
+        rows = np.flatnonzero(allowed)
+        keep[rows[rng.integers(len(rows))]] = True
     return Genome.build(genome_id, topology.nodes,
                         (topology.conn_innov, topology.conn_src, topology.conn_dst, keep))
 
