@@ -19,10 +19,12 @@ class ProgressDisplay(Reporter):
 
     The line shows generation, evaluations, best validation accuracy, front size,
     hypervolume, elapsed and estimated remaining time. The estimate counts each
-    generation still to come at the mean time of those done, except a finishing one
-    (`training.finish_epochs`), which trains each front member `finish_epochs` where a
-    plain generation trains each of `population` children `epochs`: it counts
-    front x finish_epochs / (population x epochs) generations, with the front as it stands.
+    generation still to come at the mean time of a plain one so far. The first
+    population's training counts as initial_epochs / epochs plain generations
+    (`training.initial_epochs`); a finishing generation (`training.finish_epochs`), which
+    trains each front member `finish_epochs` where a plain one trains each of `population`
+    children `epochs`, as front x finish_epochs / (population x epochs), with the front as
+    it stands.
     """
 
     def __init__(self, console: Console, space: SearchSpace) -> None:
@@ -31,13 +33,16 @@ class ProgressDisplay(Reporter):
         training = space.training
         self._finish_share = training.finish_epochs / (training.epochs * space.population)
         """What one front member's finishing costs, in plain generations."""
+        self._initial = (training.initial_epochs or training.epochs) / training.epochs
+        """What the first population's training costs, in plain generations."""
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TimeElapsedColumn(), console=console, transient=True,
         )
         self._task: Any = None
         self._start = time.monotonic()
-        self._done = 0
+        self._done = 0.0
+        """Generations done in this process, in plain generations' time."""
 
     def generation_start(self, generation: int, n_evaluations: int) -> None:
         if self._task is None:
@@ -52,7 +57,7 @@ class ProgressDisplay(Reporter):
         self.progress.advance(self._task, len(results))
 
     def generation_end(self, record: GenerationRecord, state: SearchState) -> None:
-        self._done += 1
+        self._done += self._initial if record.generation == 0 else 1
         elapsed = time.monotonic() - self._start
         to_come = max(self.generations - record.generation, 0)
         if to_come and self._finish_share:  # the last of them finishes

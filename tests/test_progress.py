@@ -1,4 +1,5 @@
-"""The progress line's time estimate: a finishing generation counts as what it trains."""
+"""The progress line's time estimate: the first and the finishing generations count as
+what they train."""
 
 from __future__ import annotations
 
@@ -17,17 +18,19 @@ from evosparse.space import load_space
 
 
 def _left_after_one_generation(finish_epochs: int, front: int,
-                               monkeypatch: pytest.MonkeyPatch) -> float:
-    """The seconds-left estimate printed after generation 1 of 11 took 10 s."""
+                               monkeypatch: pytest.MonkeyPatch, generation: int = 1,
+                               initial_epochs: int = 0) -> float:
+    """The seconds-left estimate printed after `generation` (of 11) took 10 s."""
     space = load_space("search_spaces/mnist1d_conv.yaml")
     space = space.model_copy(update={"generations": 11, "population": 20, "training": (
-        space.training.model_copy(update={"epochs": 5, "finish_epochs": finish_epochs}))})
+        space.training.model_copy(update={"epochs": 5, "finish_epochs": finish_epochs,
+                                          "initial_epochs": initial_epochs}))})
     clock = iter([100.0, 110.0])
     monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
     out = io.StringIO()
     display = ProgressDisplay(Console(file=out, width=200), space)
-    display.generation_start(1, 20)
-    record = GenerationRecord(generation=1, evaluations=20, hypervolume=0.5,
+    display.generation_start(generation, 20)
+    record = GenerationRecord(generation=generation, evaluations=20, hypervolume=0.5,
                               front=[None] * front, best_val_accuracy=0.9, failed=0)
     state = SearchState(generation=1, population=[], registry=InnovationRegistry(1, 10),
                         rng=np.random.default_rng(0), next_genome_id=0, evaluations=20)
@@ -36,10 +39,13 @@ def _left_after_one_generation(finish_epochs: int, front: int,
     return float(re.search(r"~(\d+)s left", out.getvalue()).group(1))
 
 
-def test_the_estimate_weighs_the_finishing_generation_by_what_it_trains(
+def test_the_estimate_weighs_the_first_and_finishing_generations_by_what_they_train(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # 10 generations to come at 10 s each; without finishing, 100 s
     assert _left_after_one_generation(0, 8, monkeypatch) == 100
     # the last of them trains 8 members 30 epochs: 8 x 30 / (20 x 5) = 2.4 generations
     assert _left_after_one_generation(30, 8, monkeypatch) == 9 * 10 + 24
     assert _left_after_one_generation(30, 16, monkeypatch) == 9 * 10 + 48
+    # the first population trained 50 epochs: 10 s is 10 plain generations' time
+    assert _left_after_one_generation(0, 8, monkeypatch, 0, 50) == 11 * 1
+    assert _left_after_one_generation(30, 8, monkeypatch, 0, 50) == round(10 * 1 + 2.4)
