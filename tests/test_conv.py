@@ -24,6 +24,11 @@ from evosparse.space import load_space
 from evosparse.weights import genome_digest
 
 RELU, TANH = activation_cost("relu"), activation_cost("tanh")
+PLAIN_START = {"training": {"initial_epochs": 0, "finish_epochs": 0},
+               "kstarts": {"k": 2, "density": 0.5, "hidden": [8, 8], "width": 1.0}}
+"""`digits_conv.yaml` as it was before its long-trained ladder start: the searches below
+test mechanisms (resume, export, co-evolution) in a few generations, each of which must
+breed (a finishing generation does not) in seconds."""
 
 
 def small_genome(shape: tuple[int, ...] = (1, 8), act3: str = "relu") -> Genome:
@@ -349,8 +354,8 @@ def test_bad_conv_spaces_and_shapes_are_named(tmp_path: Path) -> None:
     ("lamarckian", "rigl", [1]), ("lamarckian", "ctre", [1, 2])])
 def test_conv_search_records_the_family_cost_and_resumes_exactly(
         tmp_path: Path, inheritance: str, pruning: str, dilations: list[int]) -> None:
-    overrides = {"population": 8, "generations": 2, "seed": 3,
-                 "training": {"inheritance": inheritance},
+    overrides = {**PLAIN_START, "population": 8, "generations": 2, "seed": 3,
+                 "training": {**PLAIN_START["training"], "inheritance": inheritance},
                  "sparse_training": {"method": pruning, "density": 0.5},
                  "network": {"dilations": dilations}, "mutation": {"dilation": 0.5}}
     whole = evosparse.search("search_spaces/digits_conv.yaml", runs_dir=tmp_path, name="whole",
@@ -389,7 +394,7 @@ def test_conv_exports_run_in_onnxruntime_and_load_back(tmp_path: Path, head: str
 
     acts = {"hidden": ["and_ail", "relu", "xnor_ail"], "initial": "and_ail"} if ail else {}
     run = evosparse.search("search_spaces/digits_conv.yaml", runs_dir=tmp_path, name="c",
-                           progress=False, population=8, generations=3, seed=1,
+                           progress=False, population=8, generations=3, seed=1, **PLAIN_START,
                            network={"head": head, "dilations": dilations},
                            mutation={"dilation": 0.7}, activations=acts)
     folders = run.export()
@@ -434,7 +439,7 @@ def test_evolved_and_co_evolved_functions_and_two_input_units_reach_conv_searche
 
     run = evosparse.search(
         "search_spaces/digits_conv.yaml", runs_dir=tmp_path, name="f", progress=False,
-        population=8, generations=3, seed=2,
+        population=8, generations=3, seed=2, **PLAIN_START,
         activations={"hidden": ["relu", "and_ail", "tanh"], "expressions": 0.5},
         mutation={"change_activation": 0.8}, coevolution={"populations": 3, "size": 4})
     family = family_of(run.space.network, "digits", 64)
@@ -456,7 +461,8 @@ def test_signals_and_images_given_with_their_shape(tmp_path: Path) -> None:
 
     digits = load_digits()
     images, labels = digits.images[:400], digits.target[:400]  # (400, 8, 8)
-    space = load_space("search_spaces/digits_conv.yaml").model_dump(mode="json")
+    space = load_space("search_spaces/digits_conv.yaml").with_overrides(
+        **PLAIN_START).model_dump(mode="json")
     space["network"]["input_shape"] = None  # read from the data
     run = evosparse.search(space, data=(images, labels), runs_dir=tmp_path, name="img",
                            progress=False, population=4, generations=1)
