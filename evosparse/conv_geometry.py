@@ -169,6 +169,31 @@ def tap_counts(genome: Genome, geometry: ConvGeometry) -> np.ndarray:
     return np.array([bin(int(m)).count("1") for m in masks], dtype=np.int64)
 
 
+def centre_taps(geometry: ConvGeometry, size: int) -> int:
+    """The tap mask of a kernel's central `size` taps per spatial dimension (odd `size` up to
+    `kernel`): a smaller kernel inside the genome's, as a hand-made CNN's 3-tap layers."""
+    k, lo = geometry.kernel, (geometry.kernel - size) // 2
+    inner = np.zeros((k,) * geometry.dims, dtype=bool)
+    inner[(slice(lo, lo + size),) * geometry.dims] = True
+    return int(sum(1 << int(t) for t in np.flatnonzero(inner.ravel())))
+
+
+def with_layer_kernels(genome: Genome, geometry: ConvGeometry, sizes: tuple[int, ...]) -> Genome:
+    """`genome` whose kernels into its k-th layer of hidden channels (layers by position)
+    keep only their central `sizes[k]` taps (`kstarts.kernel`); other connections as they
+    are. The other taps stay in the genome, switched off, for mutation and RigL to grow."""
+    _, kind, pos, _ = genome.nodes
+    layers = np.unique(pos[kind == HIDDEN])
+    if len(sizes) < len(layers):
+        raise ValueError(f"{len(layers)} hidden layers but kernel sizes for {len(sizes)}")
+    dst = genome.index_of(genome.conn_dst)
+    into = kind[dst] == HIDDEN
+    taps = tap_masks(genome, geometry)
+    layer = np.searchsorted(layers, pos[dst[into]])
+    taps[into] &= np.array([centre_taps(geometry, sizes[k]) for k in layer], dtype=np.int64)
+    return genome.with_taps(taps)
+
+
 def dilations(genome: Genome) -> np.ndarray:
     """int64 (C,): each connection's kernel dilation (1 where the genome sets none)."""
     if genome.conn_dilation is None:

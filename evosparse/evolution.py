@@ -235,6 +235,8 @@ class Search:
         s = self.state
         topology = dense_mlp_genome(-1, s.registry, ks.hidden, self.space.activations.initial,
                                     self.space.network.max_levels)
+        if ks.kernel:
+            topology = self.config.family.layer_kernels(topology, ks.kernel)
         size = self.space.population
         return self._choose(ks, [[kstarts.masked(topology, self._new_id(),
                                                  ks.member_density(i, size), s.rng,

@@ -21,6 +21,7 @@ from evosparse.conv_geometry import (
     conv_cost,
     mutate_dilation,
     mutate_taps,
+    with_layer_kernels,
     with_parent_taps,
 )
 from evosparse.errors import UserError
@@ -73,6 +74,10 @@ class Family(Protocol):
         """The family's own variation of a child after the shared operators (`mutate`,
         crossover, co-evolution) made it from `parents`."""
 
+    def layer_kernels(self, genome: Genome, sizes: tuple[int, ...]) -> Genome:
+        """`genome` with its k-th hidden layer's connections cut to kernels of `sizes[k]`
+        taps a side (`kstarts.kernel`)."""
+
     def to_dict(self) -> dict[str, Any]:
         """What an export's genome.json records, so `evosparse.load` rebuilds the network
         (`family_from_dict`)."""
@@ -116,6 +121,9 @@ class MLPFamily:
     def vary(self, child: Genome, parents: list[Genome], rng: np.random.Generator,
              rates: MutationSpec) -> Genome:
         return child
+
+    def layer_kernels(self, genome: Genome, sizes: tuple[int, ...]) -> Genome:
+        raise ValueError("an MLP's connections are single weights, not kernels (kstarts.kernel)")
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name}
@@ -179,6 +187,9 @@ class ConvFamily:
             child = mutate_dilation(child, self.dilations, rng,
                                     int(rng.integers(1, rates.dilation_max + 1)))
         return child
+
+    def layer_kernels(self, genome: Genome, sizes: tuple[int, ...]) -> Genome:
+        return with_layer_kernels(genome, self.geometry, sizes)
 
     def to_dict(self) -> dict[str, Any]:
         g = self.geometry

@@ -334,6 +334,9 @@ class KStartsSpec(_Model):
     """share of each hidden layer's nodes (the first ceil(width x n)) a member starts with;
     a list spreads the initial population as `density` does: narrow dense starts beside
     wide sparse ones, whose genes share ids."""
+    kernel: tuple[int, ...] = ()
+    """conv families: each hidden layer's kernel size at the start (odd, up to
+    `network.kernel`): its kernels keep their central taps, the rest off (e.g. 5-3-3)."""
     epochs: int = Field(1, ge=1)
     criterion: Literal["magnitude", "gradient", "magnitude_gradient", "val_loss"] = "magnitude"
     children: bool = False
@@ -482,6 +485,12 @@ class SearchSpace(_Model):
         if ks is not None and (len(ks.hidden) > net.max_levels or sum(ks.hidden) > net.max_hidden):
             raise ValueError(f"kstarts.hidden {list(ks.hidden)} does not fit network.max_levels "
                              f"{net.max_levels} / network.max_hidden {net.max_hidden}")
+        if ks is not None and ks.kernel and (
+                net.family == "mlp" or len(ks.kernel) != len(ks.hidden)
+                or any(k % 2 == 0 or not 1 <= k <= net.kernel for k in ks.kernel)):
+            raise ValueError(f"kstarts.kernel {list(ks.kernel)} needs a conv family and one odd "
+                             f"size from 1 to network.kernel ({net.kernel}) per layer of "
+                             f"kstarts.hidden {list(ks.hidden)}")
         st, epochs = self.sparse_training, self.training.epochs
         last = {"magnitude": st.end_epoch, "dissipating": st.watch_epochs, "set": st.end_epoch,
                 "rigl": st.end_epoch, "ctre": st.end_epoch}.get(st.method, 0.0)

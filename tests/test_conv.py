@@ -134,6 +134,37 @@ def test_kernel_taps_count_and_compute_only_where_kept() -> None:
     assert genome_digest(back) == genome_digest(sparse) != genome_digest(g)
 
 
+def test_a_start_of_smaller_kernels_per_layer_keeps_their_central_taps(tmp_path: Path) -> None:
+    """`kstarts.kernel: [5, 3, 3]` on MNIST-1D's kernels of 5: the first population's kernels
+    into the second and third layers keep their 3 central taps, so a member costs its
+    5-5-5 twin less 2 taps per kernel at each output position, and compiles that way."""
+    from evosparse.data import load_task
+    from evosparse.evolution import Search
+    from tests.recording import Recording
+
+    def first_population(kernel: list[int]) -> list[Genome]:
+        space = load_space("search_spaces/mnist1d_conv.yaml").with_overrides(
+            population=2, generations=1, training={"initial_epochs": 0, "epochs": 1},
+            sparse_training={"method": "none"},
+            kstarts={"width": [1.0, 0.375], "kernel": kernel})
+        seen = Recording()
+        Search(space=space, task=load_task(space.dataset), evaluator=seen).step()
+        return [g for g, _ in seen.calls[0]]
+
+    family = family_of(load_space("search_spaces/mnist1d_conv.yaml").network, "mnist1d", 40)
+    for full, cut in zip(first_population([5, 5, 5]), first_population([5, 3, 3]), strict=True):
+        assert np.array_equal(full.conn_innov, cut.conn_innov), "the same genes"
+        channels = 16 if full.genome_id == 0 else 6
+        # layer 2: channels^2 kernels at 10 positions; layer 3: at 5 positions
+        saved = 2 * 2 * channels**2 * (10 + 5)
+        assert family.cost(full, True).flops - family.cost(cut, True).flops == saved
+        net = ConvNetwork(cut, True, torch.Generator().manual_seed(0), family.geometry)
+        first, second, third = (b.weight * b.mask for b in list(net.levels)[:3])
+        assert first.ne(0).all() and first.shape[-1] == 5
+        for deeper in (second, third):
+            assert deeper[..., [0, 4]].eq(0).all() and deeper[..., 1:4].ne(0).all()
+
+
 def test_children_keep_their_parents_taps_and_kernels_keep_a_tap() -> None:
     from evosparse.families import ConvFamily
     from evosparse.space import MutationSpec
@@ -336,6 +367,12 @@ def test_bad_conv_spaces_and_shapes_are_named(tmp_path: Path) -> None:
         family_of(base.with_overrides(network={"input_shape": [1, 4, 4]}).network, "digits", 64)
     with pytest.raises(UserError, match=r"training.shift \(2\).*needs network.family conv1d"):
         load_space("search_spaces/digits.yaml").with_overrides(training={"shift": 2})
+    for kernel in ([3], [3, 2], [3, 5]):  # one per layer, odd, up to network.kernel
+        with pytest.raises(UserError, match=rf"kstarts.kernel \[{kernel[0]}.*network.kernel \(3\)"):
+            base.with_overrides(kstarts={"kernel": kernel})
+    with pytest.raises(UserError, match=r"kstarts.kernel \[1\] needs a conv family"):
+        load_space("search_spaces/digits.yaml").with_overrides(kstarts={"hidden": [8],
+                                                                        "kernel": [1]})
     with pytest.raises(UserError, match="network.input_shape is needed"):
         family_of(base.network.model_copy(update={"input_shape": None}), "file", 64)
     # through the CLI: one message, exit 2, no run directory

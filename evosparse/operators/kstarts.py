@@ -50,7 +50,7 @@ def masked(topology: Genome, genome_id: int, density: float, rng: np.random.Gene
            width: float = 1.0) -> Genome:
     """`topology` with each connection kept (enabled) with probability `density`, at least one;
     with `width` below 1, only among the connections of its narrower part (`narrowed`).
-    The other genes stay, disabled, so ids agree across the K masks."""
+    The other genes stay, disabled, so ids agree across the K masks; tap masks stay."""
     allowed = narrowed(topology, width) if width < 1.0 else np.ones(len(topology.conn_innov),
                                                                     dtype=bool)
     keep = (rng.random(len(topology.conn_innov)) < density) & allowed
@@ -58,7 +58,8 @@ def masked(topology: Genome, genome_id: int, density: float, rng: np.random.Gene
         rows = np.flatnonzero(allowed)
         keep[rows[rng.integers(len(rows))]] = True
     return Genome.build(genome_id, topology.nodes,
-                        (topology.conn_innov, topology.conn_src, topology.conn_dst, keep))
+                        (topology.conn_innov, topology.conn_src, topology.conn_dst, keep)
+                        ).with_taps(topology.conn_taps)
 
 
 def new_genes(child: Genome, parents: list[Genome]) -> np.ndarray:
