@@ -247,8 +247,7 @@ class Search:
                 ) -> list[Genome]:
         """The best of each list of candidates after `ks.epochs` of training (all in batches;
         not part of the history or of the evaluation count)."""
-        short = replace(self.config, track_gradients=True,
-                        training=self.space.training.model_copy(update={"epochs": ks.epochs}))
+        short = replace(self._for(ks.epochs), track_gradients=True)
         choices = [c for c in candidates if len(c) > 1]
         if not choices:
             return [c[0] for c in candidates]
@@ -309,19 +308,23 @@ class Search:
             return copies
         return [inherit(c, [m.genome]) for c, m in zip(copies, front, strict=True)]
 
-    def _finish_config(self) -> FitnessConfig:
-        """The finishing generation's training: `finish_epochs` epochs, masks kept."""
+    def _bred(self, generation: int, finish: bool) -> tuple[list[Genome], FitnessConfig | None]:
+        """What `generation` trains and how (None: as the space says): the first population
+        for `initial_epochs` (if set), the finishing generation's copies of the front for
+        `finish_epochs` with masks kept (no sparse training), else children."""
         training = self.space.training
-        return replace(self.config, sparse=SparseTrainingSpec(),
-                       training=training.model_copy(update={"epochs": training.finish_epochs}))
+        if generation == 0:
+            return self._initial(), (self._for(training.initial_epochs)
+                                     if training.initial_epochs else None)
+        if finish:
+            return (self._finished(generation),
+                    replace(self._for(training.finish_epochs), sparse=SparseTrainingSpec()))
+        return self._children(generation), None
 
-    def _initial_config(self) -> FitnessConfig | None:
-        """The first population's training: `initial_epochs` epochs (None: as any)."""
-        training = self.space.training
-        if not training.initial_epochs:
-            return None
-        return replace(self.config, training=training.model_copy(
-            update={"epochs": training.initial_epochs}))
+    def _for(self, epochs: int) -> FitnessConfig:
+        """The space's training config for `epochs` epochs, one schedule over them."""
+        return replace(self.config,
+                       training=self.space.training.model_copy(update={"epochs": epochs}))
 
     def _mate(self, a: int, rank: np.ndarray, crowd: np.ndarray) -> int:
         """A crossover partner for member `a` from its own species (binary tournament);
@@ -411,13 +414,10 @@ class Search:
         s = self.state
         generation = s.generation + 1
         finish = self._finishing(generation)
-        genomes = (self._initial() if generation == 0 else self._finished(generation) if finish
-                   else self._children(generation))
+        genomes, config = self._bred(generation, finish)
         for r in self.reporters:
             r.generation_start(generation, len(genomes))
-        genomes, results = self._evaluate(genomes, generation, self._finish_config()
-                                          if finish else self._initial_config()
-                                          if generation == 0 else None)
+        genomes, results = self._evaluate(genomes, generation, config)
         reason = common_failure(results)
         if reason is not None:
             raise EvaluationError(f"generation {generation}: every evaluation failed with "
