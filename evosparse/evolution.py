@@ -341,7 +341,7 @@ class Search:
         objs = [m.objectives for m in pool]
         size, spec, s = self.space.population, self.space.speciation, self.state
         if spec is None or s.speciation is None:
-            return nsga2_select(objs, size)
+            return nsga2_select(objs, size, self.space.objectives.unique)
         species, s.speciation = speciate(
             [m.genome for m in pool], [m.result.val_accuracy if m.result.ok else 0.0
                                        for m in pool], s.speciation, spec, generation)
@@ -355,7 +355,8 @@ class Search:
         kept = set(elites)
         rest = [i for i in eligible if i not in kept]
         keep = elites + [rest[i] for i in nsga2_select([objs[i] for i in rest],
-                                                       size - len(elites))]
+                                                       size - len(elites),
+                                                       self.space.objectives.unique)]
         s.species = [species[i] for i in keep]
         return keep
 
