@@ -341,7 +341,7 @@ class Search:
         objs = [m.objectives for m in pool]
         size, spec, s = self.space.population, self.space.speciation, self.state
         if spec is None or s.speciation is None:
-            return nsga2_select(objs, size, self.space.objectives.unique)
+            return nsga2_select(objs, size)
         species, s.speciation = speciate(
             [m.genome for m in pool], [m.result.val_accuracy if m.result.ok else 0.0
                                        for m in pool], s.speciation, spec, generation)
@@ -355,8 +355,7 @@ class Search:
         kept = set(elites)
         rest = [i for i in eligible if i not in kept]
         keep = elites + [rest[i] for i in nsga2_select([objs[i] for i in rest],
-                                                       size - len(elites),
-                                                       self.space.objectives.unique)]
+                                                       size - len(elites))]
         s.species = [species[i] for i in keep]
         return keep
 

@@ -36,24 +36,12 @@ def _points(objs: Sequence[Objectives | None]) -> list[_Point]:
     return [_Point(i, o) for i, o in enumerate(objs) if o is not None]
 
 
-def nsga2_select(objs: Sequence[Objectives | None], k: int, unique: bool = False) -> list[int]:
-    """Indices of the k survivors by NSGA-II; failed entries (None) fill in last, in order.
-
-    With `unique`, an entry whose objectives equal an earlier entry's stays out of NSGA-II
-    and fills in before the failed ones (as pymoo's `eliminate_duplicates`): copies of one
-    point (say, networks that predict one class at a few FLOPs) then take no places
-    that distinct points could hold; crowding gives such copies the extremes' infinite
-    distance and keeps them otherwise."""
-    pts, copies, seen = [], [], set()
-    for p in _points(objs):
-        if unique and p.fitness.values in seen:
-            copies.append(p.index)
-        else:
-            seen.add(p.fitness.values)
-            pts.append(p)
+def nsga2_select(objs: Sequence[Objectives | None], k: int) -> list[int]:
+    """Indices of the k survivors by NSGA-II; failed entries (None) fill in last, in order."""
+    pts = _points(objs)
     chosen = [p.index for p in tools.selNSGA2(pts, min(k, len(pts)))]
     failed = [i for i, o in enumerate(objs) if o is None]
-    return (chosen + copies + failed)[:k]
+    return chosen + failed[: k - len(chosen)]
 
 
 def rank_and_crowding(objs: Sequence[Objectives | None]) -> tuple[np.ndarray, np.ndarray]:

@@ -269,8 +269,6 @@ class ObjectivesSpec(_Model):
 
     reference_error: float = Field(1.0, gt=0.0, le=1.0)
     reference_flops: float = Field(..., gt=0.0)
-    unique: bool = False
-    """Selection fills the population with distinct (error, FLOPs) points before copies."""
 
     @property
     def reference(self) -> tuple[float, float]:

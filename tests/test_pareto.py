@@ -23,17 +23,6 @@ def test_nsga2_prefers_fronts_and_never_picks_failed_when_valid_suffice() -> Non
     assert chosen[-2:] == [0, 5], "failed entries only fill what valid ones cannot"
 
 
-def test_unique_selection_keeps_one_member_per_point_while_distinct_ones_fill() -> None:
-    """Three networks that predict one class at 10 FLOPs: crowding keeps two of them (the
-    extremes of both objectives) over a distinct front point; `unique` keeps one, and
-    copies fill in only before failed entries."""
-    objs = [(0.9, 10.0), (0.9, 10.0), (0.9, 10.0), (0.5, 100.0), (0.4, 200.0), (0.3, 400.0),
-            None]
-    assert len({objs[i] for i in nsga2_select(objs, 4)}) == 3
-    assert sorted(nsga2_select(objs, 4, unique=True)) == [0, 3, 4, 5]
-    assert nsga2_select(objs, 7, unique=True)[4:] == [1, 2, 6]
-
-
 def test_tournament_picks_lower_rank_then_wider_crowding() -> None:
     rank = np.array([0.0, 1.0])
     crowd = np.array([0.0, 5.0])

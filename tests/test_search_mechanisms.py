@@ -167,22 +167,3 @@ def test_the_first_population_trains_initial_epochs(tmp_path: Path) -> None:
     assert {c.sparse.method for c in seen.contexts} == {"set"}
     assert [c.training.lr_schedule for c in seen.contexts] == [
         space.training.lr_schedule] * (space.generations + 1)
-
-
-@pytest.mark.parametrize("unique", [False, True])
-def test_unique_selection_keeps_copies_of_a_point_only_when_distinct_points_run_out(
-        tmp_path: Path, unique: bool) -> None:
-    """XOR's tiny networks often tie on (error, FLOPs). With `objectives.unique` every
-    population holds as many distinct points as its pool (last population and the
-    children) had, up to its size; without it, copies take places distinct points had."""
-    extra = {"dataset": {"name": "xor"}, "population": 8, "generations": 6,
-             "objectives": {"reference_flops": 100, "unique": unique}}
-    space, seen, generations = watched_search(tmp_path, extra)
-    short = []
-    for before, after, call in zip(generations.states, generations.states[1:], seen.calls[1:],
-                                   strict=False):
-        pool = {m.objectives for m in before["population"]} | {
-            (1.0 - r.val_accuracy, float(r.flops)) for _, r in call if r.ok}
-        kept = {m.objectives for m in after["population"]}
-        short.append(len(kept) < min(space.population, len(pool)))
-    assert any(short) != unique
