@@ -134,7 +134,7 @@ def test_kernel_taps_count_and_compute_only_where_kept() -> None:
     assert genome_digest(back) == genome_digest(sparse) != genome_digest(g)
 
 
-def test_a_start_of_smaller_kernels_per_layer_keeps_their_central_taps(tmp_path: Path) -> None:
+def test_a_start_of_smaller_kernels_per_layer_keeps_their_central_taps() -> None:
     """`kstarts.kernel: [5, 3, 3]` on MNIST-1D's kernels of 5: the first population's kernels
     into the second and third layers keep their 3 central taps, so a member costs its
     5-5-5 twin less 2 taps per kernel at each output position, and compiles that way."""
