@@ -22,6 +22,10 @@ under the same thread count (`evaluation.threads`):
 - cnn (1-channel conv1d spaces, by `--methods cnn`): the MNIST-1D paper's CNN shape
   (`tiny_cnn.py`) at a ladder of widths (`--cnn-channels`), `--cnn-epochs` each, with the
   space's `training.shift`; its FLOPs as evosparse counts a conv network.
+- cnn-prune (1-channel conv1d spaces): that CNN at `--cnn-prune-channels` widths, trained
+  `--cnn-epochs`, then pruned by global weight magnitude (kernel taps and head weights
+  together) down `--cnn-densities`, each step fine-tuned `--cnn-finetune-epochs` (Han et al.
+  2015, on a CNN); every network is a point at its non-zero FLOPs.
 
 A network's FLOPs are counted exactly as evosparse counts the same sparse MLP
 (`mlp_flops`, checked against `evosparse.flops.count_cost` at start-up): 2 per non-zero
@@ -259,19 +263,34 @@ def optuna_baseline(task: Task, seed: int, expired: Callable[[], bool], args: ar
     return points
 
 
+def _signals(task: Task, space: SearchSpace, method: str
+             ) -> tuple[tuple[int, ...], torch.Tensor, torch.Tensor]:
+    """A 1-channel conv1d space's sample shape and training signals and labels; exits
+    naming `method` on any other space."""
+    family = family_of(space.network, space.dataset.name, task.n_features)
+    shape = family.geometry.shape if isinstance(family, ConvFamily) else None
+    if shape is None or len(shape) != 2 or shape[0] != 1:
+        raise SystemExit(f"--methods {method}: {space.name} is not a 1-channel conv1d space "
+                         f"(network.family {space.network.family}, input shape {shape})")
+    x = torch.from_numpy(task.x_train).view(len(task.x_train), *shape)
+    return shape, x, torch.from_numpy(task.y_train).long()
+
+
+def _cnn_point(net: torch.nn.Module, task: Task, shape: tuple[int, ...], flops: int) -> Point:
+    """A trained CNN's val and test accuracy at `flops`."""
+    with torch.no_grad():
+        val, test = (net(torch.from_numpy(a).view(len(a), *shape)).argmax(1).numpy()
+                     for a in (task.x_val, task.x_test))
+    return Point(float((val == task.y_val).mean()), float((test == task.y_test).mean()), flops)
+
+
 def cnn_baseline(task: Task, space: SearchSpace, seed: int, expired: Callable[[], bool],
                  args: argparse.Namespace) -> list[Point]:
     """The MNIST-1D paper's CNN shape (`tiny_cnn.py`: three stride-2 Conv1d layers, a
     linear head on the flattened maps) at each of `--cnn-channels` widths, trained
     `--cnn-epochs` epochs of one-cycle AdamW with the space's `training.shift`; the ladder
     restarts with fresh seeds while time is left. For 1-channel conv1d spaces only."""
-    family = family_of(space.network, space.dataset.name, task.n_features)
-    shape = family.geometry.shape if isinstance(family, ConvFamily) else None
-    if shape is None or len(shape) != 2 or shape[0] != 1:
-        raise SystemExit(f"--methods cnn: {space.name} is not a 1-channel conv1d space "
-                         f"(network.family {space.network.family}, input shape {shape})")
-    x = torch.from_numpy(task.x_train).view(len(task.x_train), *shape)
-    y = torch.from_numpy(task.y_train).long()
+    shape, x, y = _signals(task, space, "cnn")
 
     def stop() -> None:
         if expired():
@@ -284,12 +303,46 @@ def cnn_baseline(task: Task, space: SearchSpace, seed: int, expired: Callable[[]
                 net = tiny_cnn.train(channels, space.training.shift, args.cnn_epochs,
                                      seed * 100_003 + restart * 1_009 + j, x, y,
                                      task.n_classes, stop)
-                with torch.no_grad():
-                    val, test = (net(torch.from_numpy(a).view(len(a), *shape)).argmax(1).numpy()
-                                 for a in (task.x_val, task.x_test))
-                points.append(Point(float((val == task.y_val).mean()),
-                                    float((test == task.y_test).mean()),
-                                    tiny_cnn.flops(channels, shape[1], task.n_classes)))
+                points.append(_cnn_point(net, task, shape, tiny_cnn.flops(
+                    channels, shape[1], task.n_classes)))
+    except Deadline:
+        pass
+    return points
+
+
+def cnn_prune_baseline(task: Task, space: SearchSpace, seed: int, expired: Callable[[], bool],
+                       args: argparse.Namespace) -> list[Point]:
+    """Each of `--cnn-prune-channels` widths of the `cnn` baseline's CNN trained
+    `--cnn-epochs`, then pruned by global magnitude (kernel taps and head weights together)
+    down `--cnn-densities`, each step fine-tuned `--cnn-finetune-epochs` (Han et al. 2015);
+    every trained or fine-tuned network is a point, its FLOPs the non-zero count
+    (`tiny_cnn.sparse_flops`). Restarts with fresh seeds while time is left."""
+    shape, x, y = _signals(task, space, "cnn-prune")
+    points: list[Point] = []
+
+    def stop() -> None:
+        if expired():
+            raise Deadline
+
+    def point(net: torch.nn.Module) -> Point:
+        return _cnn_point(net, task, shape, tiny_cnn.sparse_flops(net, shape[1], task.n_classes))
+
+    try:
+        for restart in range(10**6):
+            for j, channels in enumerate(args.cnn_prune_channels):
+                run_seed = seed * 100_003 + restart * 1_009 + j
+                net = tiny_cnn.train(channels, space.training.shift, args.cnn_epochs, run_seed,
+                                     x, y, task.n_classes, stop)
+                points.append(point(net))
+                gen = torch.Generator().manual_seed(run_seed)
+                for density in args.cnn_densities:
+                    masks = tiny_cnn.magnitude_masks(net, density)
+                    with torch.no_grad():
+                        for w, m in zip(tiny_cnn.weights(net), masks, strict=True):
+                            w.mul_(m)
+                    tiny_cnn.fit(net, masks, space.training.shift, args.cnn_finetune_epochs, gen,
+                                 x, y, stop)
+                    points.append(point(net))
     except Deadline:
         pass
     return points
@@ -345,6 +398,7 @@ def methods(task: Task, space: SearchSpace, seed: int, args: argparse.Namespace
     yield "random", lambda d: optuna_baseline(task, seed, d, args, acts,
                                               optuna.samplers.RandomSampler(seed=seed))
     yield "cnn", lambda d: cnn_baseline(task, space, seed, d, args)
+    yield "cnn-prune", lambda d: cnn_prune_baseline(task, space, seed, d, args)
 
 
 def overrides(pairs: list[str]) -> dict[str, Any]:
@@ -376,8 +430,8 @@ def main() -> None:
     p.add_argument("--seconds", type=float,
                    help="skip the search; give each baseline this many seconds (on --clock)")
     p.add_argument("--methods", nargs="+", default=["prune", "nsga2", "random"],
-                   help="baselines to run (prune nsga2 random cnn; none: the search alone; "
-                        "cnn: 1-channel conv1d spaces only)")
+                   help="baselines to run (prune nsga2 random cnn cnn-prune; none: the search "
+                        "alone; cnn, cnn-prune: 1-channel conv1d spaces only)")
     p.add_argument("--quick", action="store_true",
                    help="CI: digits only, 1 seed, 3 generations")
     p.add_argument("--budget", type=float, default=0.1875,
@@ -404,12 +458,18 @@ def main() -> None:
     p.add_argument("--cnn-channels", type=int, nargs="+", default=[3, 4, 5, 6, 8, 10, 12, 16],
                    help="the cnn baseline's widths (channels of each of its three layers)")
     p.add_argument("--cnn-epochs", type=int, default=150)
+    p.add_argument("--cnn-prune-channels", type=int, nargs="+", default=[12, 16, 25],
+                   help="the cnn-prune baseline's dense widths, each pruned down --cnn-densities")
+    p.add_argument("--cnn-densities", type=float, nargs="+",
+                   default=[0.5, 0.35, 0.25, 0.18, 0.13, 0.09, 0.065])
+    p.add_argument("--cnn-finetune-epochs", type=int, default=20)
     args = p.parse_args()
     if args.quick:
         args.spaces, args.seeds, args.generations = [Path("search_spaces/digits.yaml")], 1, 3
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     console = Console(width=140)
     check_flops(np.random.default_rng(0))
+    tiny_cnn.check_sparse_flops()
     warm_up()  # torch's first-call costs, paid by no method
     clock = CLOCKS[args.clock]
     table = Table("space", "seed", "method", "val-HV", "test-HV", "best test (FLOPs)",

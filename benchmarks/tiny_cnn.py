@@ -9,7 +9,8 @@ one-cycle AdamW (weight decay 0.01, batch 64) on a space's training split, each 
 signal moved by up to `--shift` samples a step (edges repeat: `training.shift`'s own maps). One
 line per network: test accuracy, non-zero FLOPs counted as evosparse counts a conv network
 (2 per tap per output position, a bias and a ReLU per output position, 2 per head weight
-and a bias per output) and CPU seconds.
+and a bias per output) and CPU seconds. `benchmarks/baselines.py` trains it (`--methods cnn`)
+and prunes it by magnitude (`--methods cnn-prune`: `magnitude_masks`, `fit`, `sparse_flops`).
 """
 
 from __future__ import annotations
@@ -67,7 +68,16 @@ def train(channels: int, shift: int, epochs: int, seed: int, x: torch.Tensor, y:
     each epoch (`benchmarks/baselines.py` stops a network there when its time is up)."""
     torch.manual_seed(seed)
     net = network(channels, x.shape[-1], classes)
-    gen = torch.Generator().manual_seed(seed)
+    fit(net, None, shift, epochs, torch.Generator().manual_seed(seed), x, y, before_epoch)
+    return net
+
+
+def fit(net: nn.Module, masks: list[torch.Tensor] | None, shift: int, epochs: int,
+        gen: torch.Generator, x: torch.Tensor, y: torch.Tensor,
+        before_epoch: Callable[[], None] = lambda: None) -> None:
+    """`epochs` of one-cycle AdamW (lr 0.01, weight decay 0.01, batch 64) on (x, y), each
+    signal moved by up to `shift` samples a step; `masks` (one per `weights(net)`) keep
+    pruned weights at zero."""
     steps = epochs * -(-len(x) // 64)
     opt = torch.optim.AdamW(net.parameters(), 0.01, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.OneCycleLR(opt, 0.01, total_steps=steps)
@@ -86,7 +96,58 @@ def train(channels: int, shift: int, epochs: int, seed: int, x: torch.Tensor, y:
             loss.backward()
             opt.step()
             schedule.step()
-    return net
+            if masks is not None:
+                with torch.no_grad():
+                    for w, m in zip(weights(net), masks, strict=True):
+                        w.mul_(m)
+
+
+def weights(net: nn.Module) -> list[torch.Tensor]:
+    """The three kernels' and the head's weights (what pruning removes; biases stay)."""
+    return [m.weight for m in net if isinstance(m, nn.Conv1d | nn.Linear)]
+
+
+def magnitude_masks(net: nn.Module, density: float) -> list[torch.Tensor]:
+    """Global magnitude pruning (Han et al. 2015): 1 for the `density` share of all weights
+    (kernel taps and head weights together) with the largest |w|, 0 for the rest."""
+    mags = torch.cat([w.detach().abs().flatten() for w in weights(net)])
+    keep = max(1, int(round(density * mags.numel())))
+    threshold = torch.sort(mags).values[mags.numel() - keep]
+    return [(w.detach().abs() >= threshold).float() for w in weights(net)]
+
+
+def sparse_flops(net: nn.Module, length: int, classes: int) -> int:
+    """Non-zero FLOPs of one sample's forward pass, as `conv_geometry.conv_cost` counts
+    a sparse conv network: only channels with a non-zero path to an output count (with
+    their bias and ReLU per position), 2 per non-zero tap per output position into them,
+    2 per non-zero head weight and a bias per output."""
+    *kernels, head = [w.detach() != 0 for w in weights(net)]
+    sizes = lengths(length)
+    counted = head.view(classes, kernels[-1].shape[0], sizes[-1]).any(dim=2).any(dim=0)
+    total = 2 * int(head.view(classes, -1, sizes[-1])[:, counted].sum()) + classes
+    for k in range(len(kernels) - 1, -1, -1):
+        taps = kernels[k][counted]
+        per_position = 2 * int(taps.sum()) + (1 + activation_cost("relu")) * int(counted.sum())
+        total += per_position * sizes[k]
+        counted = taps.any(dim=2).any(dim=0)
+    return total
+
+
+def check_sparse_flops() -> None:
+    """`sparse_flops` against a hand count: 2 channels on a 40-sample signal (maps of 19,
+    10 and 5), the head left with one weight (class 0, channel 0), then also without the
+    third layer's kernel from channel 1 into channel 0."""
+    net = network(2, 40, 10)
+    with torch.no_grad():
+        head = net[-1].weight
+        head.zero_()
+        head[0, 0] = 1.0
+        # layer 3: 6 taps into channel 0 (x 5 positions), its bias and ReLU: 2*6*5 + 2*5;
+        # layer 2: 12 taps into both (x 10): 2*12*10 + 2*2*10; layer 1: 10 taps (x 20):
+        # 2*10*19 + 2*2*19; head: 2*1 + 10 biases
+        assert sparse_flops(net, 40, 10) == 70 + 280 + 456 + 12, sparse_flops(net, 40, 10)
+        net[4].weight[0, 1] = 0.0  # channel 1 of layer 2 now feeds nothing that counts
+        assert sparse_flops(net, 40, 10) == 40 + 140 + 456 + 12, sparse_flops(net, 40, 10)
 
 
 def main() -> None:
