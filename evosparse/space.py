@@ -190,9 +190,10 @@ class MutationSpec(_Model):
     dilation_max: int = Field(2, ge=1)
     prune: float = Field(0.0, ge=0.0, le=1.0)
     """lamarckian only: probability that a child loses a share, drawn uniformly up to
-    `prune_max`, of its inherited connections, those of smallest trained |w| (global
-    magnitude pruning, Han et al. 2015; `operators/prune.py`): a large trained network's
-    lineage shrinks along the FLOPs axis, fine-tuned by each training."""
+    `prune_max`, of its inherited weights, those of smallest trained |w| (global
+    magnitude pruning, Han et al. 2015; `operators/prune.py`; conv families: kernel taps
+    and head links): a large trained network's lineage shrinks along the FLOPs axis,
+    fine-tuned by each training."""
     prune_max: float = Field(0.5, gt=0.0, lt=1.0)
 
 

@@ -183,6 +183,35 @@ def test_children_keep_their_parents_taps_and_kernels_keep_a_tap() -> None:
     assert (child.conn_taps[[0, 1, 2]] & 0b111 != 0b111).any()
 
 
+def test_pruning_by_mutation_switches_off_a_conv_childs_weakest_taps() -> None:
+    """`mutation.prune` on a conv search: a child loses single taps of its inherited
+    kernels (not only whole kernels), never gains one, and trains and is counted that way."""
+    from evosparse.conv_geometry import tap_counts
+    from evosparse.data import load_task
+    from evosparse.evolution import Search
+    from tests.recording import Recording
+
+    space = load_space("search_spaces/digits_conv.yaml").with_overrides(
+        population=6, generations=2, seed=5, **PLAIN_START,
+        mutation={"prune": 1.0, "prune_max": 0.5, "crossover": 0.0, "taps": 0.0,
+                  "add_connection": 0.0, "add_node": 0.0, "remove_connection": 0.0})
+    seen = Recording()
+    search = Search(space=space, task=load_task(space.dataset), evaluator=seen)
+    search.step()
+    parents = {m.genome.genome_id: m.genome for m in search.state.population}
+    search.step()
+    family = family_of(space.network, "digits", 64)
+    thinned = 0
+    for child, result in seen.calls[-1]:  # the children (before: the first population)
+        parent = parents[child.parents[0]]
+        assert np.array_equal(child.conn_innov, parent.conn_innov)
+        kept, before = (tap_counts(g, family.geometry) * g.conn_enabled for g in (child, parent))
+        assert (kept <= before).all(), "pruning never grows a tap"
+        thinned += int(((kept < before) & child.conn_enabled).sum())
+        assert result.flops == family.cost(child, True).flops < family.cost(parent, True).flops
+    assert thinned, "some kernels keep fewer taps and stay"
+
+
 def test_dilated_kernels_see_further_at_the_same_cost() -> None:
     """A kernel's dilation (a gene per connection, `network.dilations`) spaces its taps:
     the network is torch's dilated convolution with "same" padding, FLOPs and parameters

@@ -14,7 +14,7 @@ import pytest
 from evosparse.errors import UserError
 from evosparse.evolution import front_of
 from evosparse.fitness import FitnessConfig, evaluate_batch
-from evosparse.genome import INPUT, OUTPUT, Genome
+from evosparse.genome import HIDDEN, INPUT, OUTPUT, Genome
 from evosparse.operators.prune import prune_smallest
 from evosparse.schedules import lr_factor
 from evosparse.space import TrainingSpec, load_space
@@ -85,6 +85,27 @@ def test_prune_disables_the_smallest_trained_weights_and_never_an_untrained_one(
                                                                False], "a kernel: mean |tap|"
     fresh = g.with_weights(np.full((6, 2), np.nan), np.zeros(5))  # a conv child of new kernels
     assert prune_smallest(fresh, 0.5) is fresh, "no trained kernel: nothing to prune"
+
+
+def test_prune_of_a_conv_genome_ranks_kernel_taps_and_head_links_together() -> None:
+    """Han et al. on a CNN: single taps go (a kernel emptied of them is disabled, its tap
+    mask kept for a later re-enabling); head links compete by their mean |w|; taps that
+    are off or untrained are not counted."""
+    nodes = (np.arange(4), np.array([INPUT, HIDDEN, HIDDEN, OUTPUT]), np.array([0, .5, .5, 1]),
+             np.array(["identity", "relu", "relu", "identity"]))
+    g = Genome.build(0, nodes, (np.arange(4), np.array([0, 0, 1, 2]), np.array([1, 2, 3, 3]),
+                                np.ones(4, dtype=bool)))
+    n = np.nan  # kernels 0->1 and 0->2 keep taps 0 and 1; 1->3 and 2->3 are head links
+    g = g.with_weights(np.array([[.5, -.1, .3], [.05, -.02, n], [.2, n, n], [.01, n, n]]),
+                       np.zeros(4)).with_taps(np.array([0b011, 0b011, -1, -1]))
+    half = prune_smallest(g, 0.5)  # 6 weights: |.01| (a link), |-.02|, |.05| go
+    assert half.conn_enabled.tolist() == [True, False, True, False]
+    assert half.conn_taps.tolist() == [0b011, 0b011, -1, -1]
+    more = prune_smallest(g, 0.7)  # and |-.1|: tap 1 of the first kernel
+    assert more.conn_enabled.tolist() == [True, False, True, False]
+    assert more.conn_taps.tolist() == [0b001, 0b011, -1, -1]
+    assert prune_smallest(g, 0.1) is g, "less than one weight: nothing pruned"
+    assert np.array_equal(more.conn_weight, g.conn_weight, equal_nan=True), "weights stay"
 
 
 def test_prune_and_a_spread_of_densities_are_checked_where_written(write_space) -> None:

@@ -2,17 +2,20 @@
 
 Under Lamarckian inheritance a child carries its parents' trained weights, so
 it can be pruned the way Han et al. (2015) prune a trained network: the share
-of its enabled connections with the smallest |w| is disabled (kept as genes
-for crossover), and its next training fine-tunes what is left. A lineage can
-then start large and shrink along the FLOPs axis. Connections without a
-trained weight (new genes, NaN) are never pruned. Pure function, no randomness.
+of its smallest trained weights goes, and its next training fine-tunes what is
+left. An MLP's weight is a connection (disabled, kept as a gene for crossover);
+a conv family's is a kernel tap (switched off in the kernel's tap mask; a kernel
+left without taps is disabled) or a head link (its `bins` weights, by their mean
+|w|). A lineage can then start large and shrink along the FLOPs axis. Weights
+without a trained value (new genes, NaN) are never pruned. Pure functions, no
+randomness.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from evosparse.genome import Genome, untrained
+from evosparse.genome import OUTPUT, Genome, untrained
 
 
 def magnitudes(g: Genome) -> np.ndarray:
@@ -31,8 +34,11 @@ def magnitudes(g: Genome) -> np.ndarray:
 
 
 def prune_smallest(g: Genome, share: float) -> Genome:
-    """`g` with floor(share x its trained, enabled connections) of the smallest |w| disabled
-    (ties: the lower gene row first); at least one connection stays enabled."""
+    """`g` with floor(share x its trained, enabled weights) of the smallest |w| pruned
+    (ties: the lower gene row, then the lower tap, first); at least one weight stays."""
+    w = g.conn_weight
+    if w is not None and w.ndim > 1:
+        return _prune_taps(g, share)
     mag = magnitudes(g)
     candidates = np.flatnonzero(g.conn_enabled & ~np.isnan(mag))
     count = min(int(share * candidates.size), int(g.conn_enabled.sum()) - 1)
@@ -40,3 +46,28 @@ def prune_smallest(g: Genome, share: float) -> Genome:
         return g
     drop = candidates[np.argsort(mag[candidates], kind="stable")[:count]]
     return g.with_disabled(tuple(int(i) for i in g.conn_innov[drop]))
+
+
+def _prune_taps(g: Genome, share: float) -> Genome:
+    """A conv genome's pruning: kernel taps and head links ranked together by |w|."""
+    assert g.conn_weight is not None
+    w = np.abs(g.conn_weight.reshape(len(g.conn_weight), -1).astype(np.float64))
+    taps = w.shape[1]
+    bits = (np.full(len(w), -1, dtype=np.int64) if g.conn_taps is None else g.conn_taps)
+    on = ((bits[:, None] >> np.arange(taps)) & 1).astype(bool) & ~np.isnan(w)
+    head = g.node_kind[g.index_of(g.conn_dst)] == OUTPUT
+    mag = magnitudes(g)
+    links = np.flatnonzero(g.conn_enabled & head & ~np.isnan(mag))
+    rows, cols = np.nonzero(on & (g.conn_enabled & ~head)[:, None])
+    units = np.concatenate([w[rows, cols], mag[links]])
+    count = min(int(share * units.size), units.size - 1)
+    if count <= 0:
+        return g
+    drop = np.argsort(units, kind="stable")[:count]
+    tap_drop, link_drop = drop[drop < rows.size], drop[drop >= rows.size] - rows.size
+    kept = bits.copy()
+    np.bitwise_and.at(kept, rows[tap_drop], ~(np.int64(1) << cols[tap_drop].astype(np.int64)))
+    emptied = np.flatnonzero(((kept[:, None] >> np.arange(taps)) & 1).sum(axis=1) == 0)
+    gone = np.concatenate([links[link_drop], emptied])
+    pruned = g.with_taps(np.where(np.isin(np.arange(len(w)), emptied), bits, kept))
+    return pruned.with_disabled(tuple(int(i) for i in g.conn_innov[gone]))
