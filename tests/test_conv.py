@@ -423,7 +423,9 @@ def test_conv_search_records_the_family_cost_and_resumes_exactly(
     overrides = {**PLAIN_START, "population": 8, "generations": 2, "seed": 3,
                  "training": {**PLAIN_START["training"], "inheritance": inheritance},
                  "sparse_training": {"method": pruning, "density": 0.5},
-                 "network": {"dilations": dilations}, "mutation": {"dilation": 0.5}}
+                 "network": {"dilations": dilations},
+                 "mutation": {"dilation": 0.5,
+                              "prune": 0.3 if inheritance == "lamarckian" else 0.0}}
     whole = evosparse.search("search_spaces/digits_conv.yaml", runs_dir=tmp_path, name="whole",
                              progress=False, **overrides)
     part = evosparse.search("search_spaces/digits_conv.yaml", runs_dir=tmp_path, name="part",
