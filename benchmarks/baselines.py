@@ -169,6 +169,14 @@ class Deadline(Exception):
     """The method's wall time is spent."""
 
 
+def raising(expired: Callable[[], bool]) -> Callable[[], None]:
+    """A `before_epoch` for `tiny_cnn`: raises `Deadline` once `expired()`."""
+    def stop() -> None:
+        if expired():
+            raise Deadline
+    return stop
+
+
 def train(net: MaskedMLP, task: Task, epochs: int, lr: float, batch_size: int,
           gen: torch.Generator, expired: Callable[[], bool], smoothing: float = 0.0) -> None:
     """Adam on the training split (cross-entropy with `smoothing` label smoothing); raises
@@ -291,10 +299,7 @@ def cnn_baseline(task: Task, space: SearchSpace, seed: int, expired: Callable[[]
     `--cnn-epochs` epochs of one-cycle AdamW with the space's `training.shift`; the ladder
     restarts with fresh seeds while time is left. For 1-channel conv1d spaces only."""
     shape, x, y = _signals(task, space, "cnn")
-
-    def stop() -> None:
-        if expired():
-            raise Deadline
+    stop = raising(expired)
 
     points: list[Point] = []
     try:
@@ -318,11 +323,8 @@ def cnn_prune_baseline(task: Task, space: SearchSpace, seed: int, expired: Calla
     every trained or fine-tuned network is a point, its FLOPs the non-zero count
     (`tiny_cnn.sparse_flops`). Restarts with fresh seeds while time is left."""
     shape, x, y = _signals(task, space, "cnn-prune")
+    stop = raising(expired)
     points: list[Point] = []
-
-    def stop() -> None:
-        if expired():
-            raise Deadline
 
     def point(net: torch.nn.Module) -> Point:
         return _cnn_point(net, task, shape, tiny_cnn.sparse_flops(net, shape[1], task.n_classes))
@@ -336,12 +338,8 @@ def cnn_prune_baseline(task: Task, space: SearchSpace, seed: int, expired: Calla
                 points.append(point(net))
                 gen = torch.Generator().manual_seed(run_seed)
                 for density in args.cnn_densities:
-                    masks = tiny_cnn.magnitude_masks(net, density)
-                    with torch.no_grad():
-                        for w, m in zip(tiny_cnn.weights(net), masks, strict=True):
-                            w.mul_(m)
-                    tiny_cnn.fit(net, masks, space.training.shift, args.cnn_finetune_epochs, gen,
-                                 x, y, stop)
+                    tiny_cnn.fit(net, tiny_cnn.magnitude_masks(net, density),
+                                 space.training.shift, args.cnn_finetune_epochs, gen, x, y, stop)
                     points.append(point(net))
     except Deadline:
         pass

@@ -76,8 +76,10 @@ def fit(net: nn.Module, masks: list[torch.Tensor] | None, shift: int, epochs: in
         gen: torch.Generator, x: torch.Tensor, y: torch.Tensor,
         before_epoch: Callable[[], None] = lambda: None) -> None:
     """`epochs` of one-cycle AdamW (lr 0.01, weight decay 0.01, batch 64) on (x, y), each
-    signal moved by up to `shift` samples a step; `masks` (one per `weights(net)`) keep
-    pruned weights at zero."""
+    signal moved by up to `shift` samples a step; `masks` (one per `weights(net)`) zero
+    the pruned weights first and keep them at zero."""
+    apply = (lambda: None) if masks is None else (lambda: _masked(net, masks))
+    apply()
     steps = epochs * -(-len(x) // 64)
     opt = torch.optim.AdamW(net.parameters(), 0.01, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.OneCycleLR(opt, 0.01, total_steps=steps)
@@ -96,10 +98,14 @@ def fit(net: nn.Module, masks: list[torch.Tensor] | None, shift: int, epochs: in
             loss.backward()
             opt.step()
             schedule.step()
-            if masks is not None:
-                with torch.no_grad():
-                    for w, m in zip(weights(net), masks, strict=True):
-                        w.mul_(m)
+            apply()
+
+
+def _masked(net: nn.Module, masks: list[torch.Tensor]) -> None:
+    """Zero `net`'s pruned weights (0 in `masks`) in place."""
+    with torch.no_grad():
+        for w, m in zip(weights(net), masks, strict=True):
+            w.mul_(m)
 
 
 def weights(net: nn.Module) -> list[torch.Tensor]:
@@ -143,7 +149,7 @@ def check_sparse_flops() -> None:
         head.zero_()
         head[0, 0] = 1.0
         # layer 3: 6 taps into channel 0 (x 5 positions), its bias and ReLU: 2*6*5 + 2*5;
-        # layer 2: 12 taps into both (x 10): 2*12*10 + 2*2*10; layer 1: 10 taps (x 20):
+        # layer 2: 12 taps into both (x 10): 2*12*10 + 2*2*10; layer 1: 10 taps (x 19):
         # 2*10*19 + 2*2*19; head: 2*1 + 10 biases
         assert sparse_flops(net, 40, 10) == 70 + 280 + 456 + 12, sparse_flops(net, 40, 10)
         net[4].weight[0, 1] = 0.0  # channel 1 of layer 2 now feeds nothing that counts
