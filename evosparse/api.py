@@ -85,6 +85,8 @@ def search(
     (labels may be integers or strings), which are saved in the run directory. Keyword
     overrides replace space keys (`generations=5`, `training={"epochs": 3}`). The run
     goes to `runs_dir/<name>` (default name: the space's); `progress=False` prints nothing.
+    `workers` local Ray workers take batches side by side (None: the space's
+    `evaluation.workers`; 0: every batch in this process); `ray_address` joins a cluster.
     """
     resolved = _space(space)
     in_memory = None

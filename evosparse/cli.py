@@ -29,9 +29,10 @@ def _nonneg(text: str) -> int:
 def _ray_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ray-address", metavar="HOST:PORT|auto",
                    help="evaluate on this existing Ray cluster (started with `ray start`)")
-    p.add_argument("--workers", type=int, metavar="N",
+    p.add_argument("--workers", type=_nonneg, metavar="N",
                    help="without --ray-address: start a private local Ray (bound to 127.0.0.1) "
-                        "with N CPUs")
+                        "with N CPUs; 0: evaluate in this process (default: the space's "
+                        "evaluation.workers)")
 
 
 def _parser() -> argparse.ArgumentParser:

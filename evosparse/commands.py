@@ -30,12 +30,17 @@ from evosparse.space import SearchSpace
 def evaluator(space: SearchSpace, ray_address: str | None, workers: int | None) -> BaseEvaluator:
     """In-process evaluation, or Ray when a cluster address or a worker count is given.
 
-    Evaluation on this machine (in-process or `--workers`) needs the device it names: a
-    space that asks for CUDA where there is none stops here, before anything is written.
+    The worker count is `workers` (`--workers`), else the space's `evaluation.workers`; 0
+    evaluates in this process. Evaluation on this machine (in-process or local workers)
+    needs the device it names: a space that asks for CUDA where there is none stops here,
+    before anything is written.
     """
     if ray_address is None:
         _check_device(space.evaluation.device)
-    if ray_address is None and workers is None:
+    workers = space.evaluation.workers if workers is None else workers
+    if workers < 0:
+        raise UserError(f"workers must be at least 0, got {workers}")
+    if ray_address is None and workers == 0:
         return LocalEvaluator()
     from evosparse.evaluators.ray import RayEvaluator  # imports ray: only when asked for
     from evosparse.fitness import warm_up

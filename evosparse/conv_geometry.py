@@ -163,6 +163,11 @@ def tap_masks(genome: Genome, geometry: ConvGeometry) -> np.ndarray:
     return genome.conn_taps & full
 
 
+def tap_bits(masks: np.ndarray, taps: int) -> np.ndarray:
+    """bool (C, taps): the tap bits of each connection's int64 mask (-1: all on)."""
+    return ((masks[:, None] >> np.arange(taps)) & 1).astype(bool)
+
+
 def tap_counts(genome: Genome, geometry: ConvGeometry) -> np.ndarray:
     """int (C,): how many taps each connection's kernel keeps."""
     masks = tap_masks(genome, geometry)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from evosparse.activations import arity, torch_activation
-from evosparse.conv_geometry import ConvGeometry, dilations, tap_masks
+from evosparse.conv_geometry import ConvGeometry, dilations, tap_bits, tap_masks
 from evosparse.genome import HIDDEN, INPUT, OUTPUT, Genome, pair_keys
 from evosparse.graph import analyse
 from evosparse.network import Layout, Signal, Values, masked_sums, values_for
@@ -134,8 +134,8 @@ class ConvNetwork(nn.Module):
         src, dst = topo.src_row[conn], topo.dst_row[conn]
         k = geometry.kernel
         bits = tap_masks(genome, geometry)[conn]
-        taps = (bits[:, None] >> np.arange(geometry.taps)) & 1  # each connection's kept taps
-        kernels = taps.astype(bool).reshape((len(conn),) + (k,) * geometry.dims)
+        taps = tap_bits(bits, geometry.taps)  # each connection's kept taps
+        kernels = taps.reshape((len(conn),) + (k,) * geometry.dims)
         gap = dilations(genome)[conn]
         blocks: list[_Block] = []
         self.plan: list[tuple[int, list[tuple[int, int]], list[tuple[str, int]]]] = []

@@ -14,14 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from evosparse.activations import ACTIVATIONS, checked_activation
 from evosparse.errors import UserError
@@ -282,6 +275,9 @@ class EvaluationSpec(_Model):
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = Field(1, ge=1)
+    workers: int = Field(0, ge=0)
+    """Local Ray worker processes that take batches side by side when no cluster is given
+    (`run --workers` overrides; 0: every batch in this process, one after another)."""
     batch_size: int = Field(16, ge=1)
     batched: bool = True
     memory_cap_mb: float = Field(4096.0, gt=0.0)

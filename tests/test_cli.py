@@ -79,6 +79,9 @@ def test_bad_input_exits_2_with_one_message(write_space, tmp_path: Path) -> None
     np.savez(nan, x=x, y=np.arange(40) % 2)
     nanspace = write_space({"dataset": {"name": "file", "path": "nan.npz"}}, name="nan.yaml")
     _assert_one_clear_error(evosparse("run", str(nanspace), "--runs-dir", runs), "nan.npz", "row 2")
+    workers = write_space({"evaluation": {"workers": -1}}, name="workers.yaml")
+    _assert_one_clear_error(evosparse("run", str(workers), "--runs-dir", runs),
+                            "workers.yaml", "evaluation.workers")
     good = write_space(name="good.yaml")
     _assert_one_clear_error(evosparse("run", str(good), "--population", "1", "--runs-dir", runs),
                             "command-line overrides", "population")

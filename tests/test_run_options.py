@@ -1,10 +1,12 @@
 """Run options that had no test: keep_checkpoints, resume with fewer generations,
-`report` and `--workers` through the CLI, an unreachable `--ray-address`,
+`report`, `--workers` and `evaluation.workers` through the CLI, an unreachable `--ray-address`,
 `expression_search: random`."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +99,27 @@ def test_workers_through_the_cli_equal_a_local_run(write_space, tmp_path: Path) 
     ray = evosparse("run", str(space), "--workers", "2", "--runs-dir", str(tmp_path / "ray"))
     assert ray.returncode == 0, ray.stderr
     assert _comparable(tmp_path / "ray" / "tiny") == _comparable(tmp_path / "local" / "tiny")
+
+
+def test_the_space_names_its_local_workers(write_space) -> None:
+    """`evaluation.workers: 2` starts a private local Ray of 2 CPUs when neither
+    `--workers` nor `--ray-address` is given; `--workers 0` evaluates in process. Mutant
+    that fails this: `commands.evaluator` ignoring the space's workers."""
+    script = (
+        "import sys, ray\n"
+        "from evosparse.commands import evaluator\n"
+        "from evosparse.space import load_space\n"
+        "space = load_space(sys.argv[1])\n"
+        "print(type(evaluator(space, None, 0)).__name__)\n"
+        "ev = evaluator(space, None, None)\n"
+        "print(type(ev).__name__, ray.cluster_resources()['CPU'])\n"
+        "ev.close()\n"
+    )
+    path = write_space({"evaluation": {"workers": 2}})
+    out = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-2:] == ["LocalEvaluator", "RayEvaluator 2.0"]
 
 
 @pytest.mark.parametrize("search", ["random", "mutate"])

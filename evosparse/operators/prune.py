@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from evosparse.conv_geometry import tap_bits
 from evosparse.genome import OUTPUT, Genome, untrained
 
 
@@ -54,7 +55,7 @@ def _prune_taps(g: Genome, share: float) -> Genome:
     w = np.abs(g.conn_weight.reshape(len(g.conn_weight), -1).astype(np.float64))
     taps = w.shape[1]
     bits = (np.full(len(w), -1, dtype=np.int64) if g.conn_taps is None else g.conn_taps)
-    on = _tap_bits(bits, taps) & ~np.isnan(w)
+    on = tap_bits(bits, taps) & ~np.isnan(w)
     head = g.node_kind[g.index_of(g.conn_dst)] == OUTPUT
     mag = magnitudes(g)
     links = np.flatnonzero(g.conn_enabled & head & ~np.isnan(mag))
@@ -67,12 +68,9 @@ def _prune_taps(g: Genome, share: float) -> Genome:
     tap_drop, link_drop = drop[drop < rows.size], drop[drop >= rows.size] - rows.size
     kept = bits.copy()
     np.bitwise_and.at(kept, rows[tap_drop], ~(np.int64(1) << cols[tap_drop].astype(np.int64)))
-    emptied = ~_tap_bits(kept, taps).any(axis=1)  # disabled, their tap masks kept
+    emptied = ~tap_bits(kept, taps).any(axis=1)  # disabled, their tap masks kept
     gone = np.concatenate([links[link_drop], np.flatnonzero(emptied)])
     pruned = g.with_taps(np.where(emptied, bits, kept))
     return pruned.with_disabled(tuple(int(i) for i in g.conn_innov[gone]))
 
 
-def _tap_bits(masks: np.ndarray, taps: int) -> np.ndarray:
-    """bool (C, taps): the tap bits of each connection's int64 mask (-1: all on)."""
-    return ((masks[:, None] >> np.arange(taps)) & 1).astype(bool)
