@@ -72,5 +72,3 @@ def _prune_taps(g: Genome, share: float) -> Genome:
     gone = np.concatenate([links[link_drop], np.flatnonzero(emptied)])
     pruned = g.with_taps(np.where(emptied, bits, kept))
     return pruned.with_disabled(tuple(int(i) for i in g.conn_innov[gone]))
-
-
