@@ -82,10 +82,10 @@ def padded(n: int, steps: int, grouped: bool) -> Callable[[], None]:
         bias = torch.zeros(n, 1, PAD, requires_grad=True)
         if grouped:
             rest = [torch.randn(n * PAD, PAD, 1, KERNEL, requires_grad=True) for _ in range(2)]
+            biases = [torch.zeros(n * PAD, requires_grad=True) for _ in range(2)]
         else:
             rest = [torch.randn(n, PAD * KERNEL, PAD, requires_grad=True) for _ in range(2)]
-        biases = [torch.zeros(n * PAD if grouped else n, *([] if grouped else [1, PAD]),
-                              requires_grad=True) for _ in range(2)]
+            biases = [torch.zeros(n, 1, PAD, requires_grad=True) for _ in range(2)]
         head = torch.randn(n, PAD * LENGTH // 8, CLASSES, requires_grad=True)
         opt = torch.optim.Adam([first, bias, *rest, *biases, head], lr=1e-3)
         for _ in range(steps):
