@@ -27,7 +27,9 @@ from evosparse.batched import Programs
 from evosparse.conv_geometry import ConvGeometry
 from evosparse.conv_network import Captured, ConvNetwork, tap_signal
 from evosparse.genome import Genome
+from evosparse.library import in_place
 from evosparse.network import Layout, Signal, masked_sums
+from evosparse.sorted_activations import SortedActivation
 
 _UNFOLD_PAYS = {1: True, 2: False}
 """Per spatial dimension count: whether blocks reading the raw input run as `_unfolded`
@@ -35,16 +37,17 @@ _UNFOLD_PAYS = {1: True, 2: False}
 of 37.0 s; another, measured under load, and random digits CNNs: no clear change)."""
 
 
-def _unfolded(x: torch.Tensor, w: torch.Tensor, stride: int, dilation: int = 1
-              ) -> torch.Tensor:
+def _unfolded(x: torch.Tensor, w: torch.Tensor, stride: int, dilation: int = 1,
+              bias: torch.Tensor | None = None) -> torch.Tensor:
     """What `groups=genomes` convolution with "same" padding gives, channels last
     ([samples, *out size, genomes x out]), of x [samples, genomes, in, *size] by each
-    genome's own kernels w [genomes, out, in, *taps] (of `dilation`), as one batched
-    matrix product of unfolded patches. Where a genome has one or two input
-    channels (the raw input, which needs no gradient) the grouped convolution runs a slow
-    kernel on this CPU: forward and backward of 24 genomes' 1 -> 16 channel blocks on a
-    length-40 signal took 9.4 ms grouped, 2.8 ms unfolded; with 8 or more input channels
-    per genome the grouped convolution is the faster."""
+    genome's own kernels w [genomes, out, in, *taps] (of `dilation`) plus `bias`
+    [genomes, out] if given, as one batched matrix product of unfolded patches. Where a
+    genome has one or two input channels (the raw input, which needs no gradient) the
+    grouped convolution runs a slow kernel on this CPU: forward and backward of 24
+    genomes' 1 -> 16 channel blocks on a length-40 signal took 9.4 ms grouped, 2.8 ms
+    unfolded; with 8 or more input channels per genome the grouped convolution is the
+    faster."""
     s, n, c_in, *size = x.shape
     dims, k, c_out = len(size), w.shape[-1], w.shape[1]
     u = F.pad(x.flatten(1, 2), (dilation * (k // 2),) * (2 * dims))
@@ -53,28 +56,10 @@ def _unfolded(x: torch.Tensor, w: torch.Tensor, stride: int, dilation: int = 1
     u = u[(..., *[slice(None, None, dilation)] * dims)]  # [.., *out size, *taps]
     out_size = u.shape[2 : 2 + dims]
     u = u.reshape(s, n, c_in, -1, k**dims).permute(1, 0, 3, 2, 4).reshape(n, -1, c_in * k**dims)
-    y = torch.bmm(u, w.reshape(n, c_out, -1).transpose(1, 2))  # [genomes, samples x P, out]
+    w = w.reshape(n, c_out, -1).transpose(1, 2)
+    y = torch.bmm(u, w) if bias is None else torch.baddbmm(bias[:, None], u, w)  # [genomes,
+    # samples x P, out]
     return y.view(n, s, *out_size, c_out).movedim(0, -2).reshape(s, *out_size, n * c_out)
-
-
-class _Permute(torch.autograd.Function):
-    """x's rows in `order`; the gradient goes back through `inverse` (a gather, where
-    `index_select`'s own backward zero-fills and scatters: on the conv benchmark's
-    populations that was a fifth of batched training's time)."""
-
-    @staticmethod
-    def forward(x: torch.Tensor, order: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
-        return x.index_select(0, order)
-
-    @staticmethod
-    def setup_context(ctx: torch.autograd.function.FunctionCtx, inputs: tuple,
-                      output: torch.Tensor) -> None:
-        ctx.inverse = inputs[2]
-
-    @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
-                 ) -> tuple[torch.Tensor, None, None]:
-        return grad.index_select(0, ctx.inverse), None, None
 
 
 def _slot_rows(pre: torch.Tensor) -> torch.Tensor:
@@ -119,6 +104,7 @@ class BatchedConvNetworks(nn.Module):
                         for name, _ in runs})
         self._fns = [torch_activation(name) for name in names]
         self._arity = [arity(name) for name in names]
+        self._in_place = [in_place().get(name) for name in names]
         # padded column of each genome's own column, per scale, grown level by level
         cols = [[list(range(g.shape[0])) if a == 0 else [] for a in scales] for _ in nets]
         columns = [g.shape[0]] + [0] * g.scales
@@ -204,8 +190,8 @@ class BatchedConvNetworks(nn.Module):
         head_b = torch.zeros(n, n_out)
         self._head_cols = []
         for i, net in enumerate(self._nets):
-            at = torch.tensor([(offset[a] + c) * bins + b for a in scales for c in cols[i][a]
-                               for b in range(bins)])
+            at = torch.tensor([b * offset[-1] + offset[a] + c for a in scales
+                               for c in cols[i][a] for b in range(bins)])  # bin-major
             head = net.levels[-1]
             head_w[i][:, at], head_m[i][:, at] = head.weight.detach(), head.mask
             if head.bias is not None:
@@ -217,8 +203,9 @@ class BatchedConvNetworks(nn.Module):
         """Each padded group's biases [genomes, slots], the head's last (none without bias)."""
         for j, m in enumerate([*masks, head_m]):
             self.register_buffer(f"mask{j}", m)
-        for r in scales:
-            self.register_buffer(f"pooling{r}", torch.from_numpy(g.pooling(r)), persistent=False)
+        for r in scales:  # transposed, [bins, positions]: it multiplies maps from the left
+            self.register_buffer(f"pooling{r}", torch.from_numpy(g.pooling(r).T.copy()),
+                                 persistent=False)
         self._capture = False
         self._captured: dict[int, Captured] = {}
 
@@ -250,31 +237,27 @@ class BatchedConvNetworks(nn.Module):
             for r, d, sources, used in step:
                 pre = pre2 = None
                 kernels = []
-                for a, gap in sources:
+                for a, gap in sources:  # the group's biases join its first convolution
                     w = self.weights[w_at] * self._mask(w_at)
                     kernels.append((w_at, w, a, gap))
-                    pre = _sum(pre, self._convolve(maps[a], w, a, r, gap))
+                    pre = _sum(pre, self._convolve(maps[a], w, a, r, gap, self.biases[group]
+                                                   if self.biases and pre is None else None))
                     if str(w_at) in self.weights2:  # two-input units' second pre-activation
                         w2 = self.weights2[str(w_at)] * (self._mask(w_at)
                                                          * getattr(self, f"two{w_at}"))
-                        pre2 = _sum(pre2, self._convolve(maps[a], w2, a, r, gap))
+                        pre2 = _sum(pre2, self._convolve(maps[a], w2, a, r, gap, None))
                     w_at += 1
                 assert pre is not None
-                if self.biases:
-                    pre = pre + self.biases[group].flatten()
                 if str(group) in self.biases2:
                     pre2 = pre2 + self.biases2[str(group)].flatten()
                 if len(used) == 1:  # padding slots are read by nothing: no need to skip them
                     out = self._activate(used[0][0], pre, pre2)
                 else:  # each function on its own slots, gathered across genomes, put back
-                    order, inverse = (getattr(self, f"{b}{group}") for b in ("order", "inverse"))
-                    widths = [w for _, w in used]
-                    firsts = _Permute.apply(_slot_rows(pre), order, inverse).split(widths)
-                    seconds = firsts if pre2 is None else _Permute.apply(
-                        _slot_rows(pre2), order, inverse).split(widths)
-                    out = _Permute.apply(torch.cat([
-                        self._activate(f, p, q) for (f, _), p, q
-                        in zip(used, firsts, seconds, strict=True)]), inverse, order).T
+                    out = SortedActivation.apply(
+                        _slot_rows(pre)[None], None if pre2 is None else _slot_rows(pre2)[None],
+                        getattr(self, f"order{group}"), getattr(self, f"inverse{group}"),
+                        [(w, self._fns[f], self._arity[f], self._in_place[f]) for f, w in used]
+                    )[0].T.contiguous()  # channels last once, for every reader
                 new[r] = out.reshape(s, *g.size(r), n, d)
                 if self._capture:  # RigL reads the kernels' dense gradient, CTRE the maps
                     for j, w, a, gap in kernels:
@@ -282,23 +265,30 @@ class BatchedConvNetworks(nn.Module):
                         self._captured[j] = (w, _channels_first(maps[a]), 1 << (r - a), gap,
                                              _channels_first(new[r]))
                 group += 1
-            maps = [torch.cat([m, new[r]], dim=-1) if r in new else m for r, m in enumerate(maps)]
-        features = torch.cat([torch.einsum("s...gc,...b->sgcb", m, getattr(
-            self, f"pooling{r}").view(*g.size(r), -1)) for r, m in enumerate(maps)], dim=2)
+            maps = [m if r not in new else new[r] if not m.shape[-1] else torch.cat(
+                [m, new[r]], dim=-1) for r, m in enumerate(maps)]
+        features = torch.cat([(getattr(self, f"pooling{r}") @ m.reshape(
+            s, g.positions(r), n * m.shape[-1])).view(s, g.bins, n, m.shape[-1])
+            for r, m in enumerate(maps)], dim=-1)  # [samples, bins, genomes, columns]
         head = self.weights[-1] * self._mask(len(self.weights) - 1)
-        logits = torch.einsum("sgc,goc->sgo", features.flatten(2), head)
+        logits = torch.einsum("sbgc,gobc->sgo", features, head.view(
+            *head.shape[:2], g.bins, -1))
         return logits + self.biases[-1] if self.biases else logits
 
-    def _convolve(self, m: torch.Tensor, w: torch.Tensor, a: int, r: int, dilation: int
-                  ) -> torch.Tensor:
+    def _convolve(self, m: torch.Tensor, w: torch.Tensor, a: int, r: int, dilation: int,
+                  bias: torch.Tensor | None) -> torch.Tensor:
         """Each genome's maps m at scale a (channels last) through its own kernels w (of
-        `dilation`) into scale r, channels last."""
+        `dilation`) into scale r, channels last, plus `bias` [genomes, out] if given (inside
+        the convolution: a separate sum over the maps cost 6% of a step)."""
         g = self.geometry
         if a == 0 and _UNFOLD_PAYS[g.dims]:  # the input's scale: its few channels first
-            return _unfolded(_channels_first(m), w, 1 << r, dilation)
+            return _unfolded(_channels_first(m), w, 1 << r, dilation, bias)
         one = [1] * (2 - g.dims)  # a 1-D map convolves as a 1 x length image
         images = m.flatten(-2).reshape(m.shape[0], *one, *m.shape[1:-2], -1).movedim(-1, 1)
-        y = F.conv2d(images, w.flatten(0, 1).reshape(-1, w.shape[2], *one, *w.shape[3:]),
+        kernels = w.flatten(0, 1).reshape(-1, w.shape[2], *one, *w.shape[3:]).contiguous(
+            memory_format=torch.channels_last)  # as the maps: no reordering inside
+        y = F.conv2d(images, kernels,
+                     None if bias is None else bias.flatten(),
                      stride=(*one, *[1 << (r - a)] * g.dims),
                      padding=(*[0] * len(one), *[dilation * (g.kernel // 2)] * g.dims),
                      dilation=(*one, *[dilation] * g.dims), groups=len(self._nets))
