@@ -41,7 +41,7 @@ from evosparse.operators import (
     mutate,
 )
 from evosparse.operators.coevolution import FunctionPopulation
-from evosparse.operators.prune import prune_smallest
+from evosparse.operators.prune import prune_smallest, prune_to_cost
 from evosparse.operators.speciation import (
     Speciation,
     protected_survivors,
@@ -299,14 +299,25 @@ class Search:
                 and self.space.training.finish_epochs > 0)
 
     def _finished(self, generation: int) -> list[Genome]:
-        """A copy of each front member under a new id, its child, with its trained weights
-        where inheritance is Lamarckian: what the finishing generation trains."""
+        """What the finishing generation trains: a copy of each front member under a new
+        id, its child, with its trained weights where inheritance is Lamarckian; then for
+        each `training.finish_prune` share, each member pruned by magnitude to that share
+        of its FLOPs (members that pruning cannot bring there have no such copy)."""
         front = front_of(self.state.population)
         copies = [m.genome.derive(self._new_id(), (m.genome.genome_id,), generation)
                   for m in front]
         if not self.lamarckian:
             return copies
-        return [inherit(c, [m.genome]) for c, m in zip(copies, front, strict=True)]
+        copies = [inherit(c, [m.genome]) for c, m in zip(copies, front, strict=True)]
+        family, bias = self.config.family, self.space.network.bias
+        for share in self.space.training.finish_prune:
+            for m in front:
+                pruned = prune_to_cost(m.genome, share * m.result.flops,
+                                       lambda g: family.cost(g, bias).flops)
+                if pruned is not None:
+                    child = pruned.derive(self._new_id(), (m.genome.genome_id,), generation)
+                    copies.append(inherit(child, [pruned]))
+        return copies
 
     def _bred(self, generation: int, finish: bool) -> tuple[list[Genome], FitnessConfig | None]:
         """What `generation` trains and how (None: as the space says): the first population

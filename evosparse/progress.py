@@ -24,15 +24,17 @@ class ProgressDisplay(Reporter):
     (`training.initial_epochs`); a finishing generation (`training.finish_epochs`), which
     trains each front member `finish_epochs` where a plain one trains each of `population`
     children `epochs`, as front x finish_epochs / (population x epochs), with the front as
-    it stands.
+    it stands (times 1 + the `finish_prune` shares: each adds a pruned copy per member).
     """
 
     def __init__(self, console: Console, space: SearchSpace) -> None:
         self.console = console
         self.generations = space.generations
         training = space.training
-        self._finish_share = training.finish_epochs / (training.epochs * space.population)
-        """What one front member's finishing costs, in plain generations."""
+        self._finish_share = (training.finish_epochs * (1 + len(training.finish_prune))
+                              / (training.epochs * space.population))
+        """What one front member's finishing costs (with its pruned copies), in plain
+        generations."""
         self._initial = (training.initial_epochs or training.epochs) / training.epochs
         """What the first population's training costs, in plain generations."""
         self.progress = Progress(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -215,6 +215,10 @@ class TrainingSpec(_Model):
     many epochs more (from the member's trained weights under lamarckian inheritance, else
     afresh; without `sparse_training`, so masks and FLOPs stay), and the copies join
     selection as children do. 0: the last generation is like the others."""
+    finish_prune: tuple[Annotated[float, Field(gt=0.0, lt=1.0)], ...] = ()
+    """lamarckian only: for each share r, the finishing generation also trains a copy of
+    each front member with its smallest |w| pruned (`operators/prune.py`) to at most r x
+    its FLOPs (Han et al.'s prune, then fine-tune), where pruning can get there."""
     initial_epochs: int = Field(0, ge=0)
     """Epochs of the first population's training (generation 0), one schedule over them;
     0: `epochs`, as every generation. With lamarckian inheritance the whole search
@@ -498,9 +502,15 @@ class SearchSpace(_Model):
             raise ValueError(f"training.shift ({self.training.shift}) moves samples along their "
                              "positions: it needs network.family conv1d or conv2d (an MLP's "
                              "inputs have none)")
-        if self.mutation.prune > 0 and self.training.inheritance != "lamarckian":
-            raise ValueError("mutation.prune prunes inherited trained weights: it needs "
-                             "training.inheritance: lamarckian")
+        t = self.training
+        for key, on in (("mutation.prune", self.mutation.prune > 0),
+                        ("training.finish_prune", bool(t.finish_prune))):
+            if on and t.inheritance != "lamarckian":
+                raise ValueError(f"{key} prunes inherited trained weights: it needs "
+                                 "training.inheritance: lamarckian")
+        if t.finish_prune and not t.finish_epochs:
+            raise ValueError("training.finish_prune prunes copies for the finishing "
+                             "generation: it needs training.finish_epochs above 0")
         return self
 
     def to_yaml(self) -> str:

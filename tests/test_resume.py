@@ -82,9 +82,10 @@ def test_lamarckian_run_resumes_identical(write_space, tmp_path: Path) -> None:
 
 def test_finishing_run_resumes_identical(write_space, tmp_path: Path) -> None:
     """Killed while the finishing generation (4, `training.finish_epochs`) trains copies of
-    generation 3's front: the copies, their ids and weights, are made again on resume."""
+    generation 3's front and their pruned copies (`finish_prune`): the copies, their ids,
+    masks and weights, are made again on resume."""
     space = write_space({**SPACE, "training": {"inheritance": "lamarckian",
-                                               "finish_epochs": 2}})
+                                               "finish_epochs": 2, "finish_prune": [0.6]}})
     reference = _reference(space, tmp_path / "ref")
     assert len(reference[1][0]) >= 4 * 6 + 3, "the kill lands inside the finishing generation"
     _kill_and_resume(reference, tmp_path, (25,))

@@ -13,9 +13,10 @@ import pytest
 
 from evosparse.errors import UserError
 from evosparse.evolution import front_of
+from evosparse.families import MLP
 from evosparse.fitness import FitnessConfig, evaluate_batch
 from evosparse.genome import HIDDEN, INPUT, OUTPUT, Genome
-from evosparse.operators.prune import prune_smallest
+from evosparse.operators.prune import prune_smallest, prune_to_cost
 from evosparse.schedules import lr_factor
 from evosparse.space import TrainingSpec, load_space
 from tests.recording import watched_search
@@ -111,6 +112,14 @@ def test_prune_of_a_conv_genome_ranks_kernel_taps_and_head_links_together() -> N
 def test_prune_and_a_spread_of_densities_are_checked_where_written(write_space) -> None:
     with pytest.raises(UserError, match=r"mutation.prune .* lamarckian"):
         load_space(write_space({"mutation": {"prune": 0.5}}))
+    with pytest.raises(UserError, match=r"training.finish_prune .* lamarckian"):
+        load_space(write_space({"training": {"finish_epochs": 2, "finish_prune": [0.5]}}))
+    with pytest.raises(UserError, match=r"training.finish_prune .*training.finish_epochs"):
+        load_space(write_space({"training": {"inheritance": "lamarckian",
+                                             "finish_prune": [0.5]}}))
+    with pytest.raises(UserError, match=r"training.finish_prune.*1.5"):
+        load_space(write_space({"training": {"inheritance": "lamarckian", "finish_epochs": 2,
+                                             "finish_prune": [0.5, 1.5]}}))
     with pytest.raises(UserError, match=r"kstarts.*density"):
         load_space(write_space({"kstarts": {"hidden": [4], "density": [0.5, 0.0]}}))
     space = load_space(write_space({"kstarts": {"hidden": [4], "density": [1.0, 0.2, 0.1]}}))
@@ -177,6 +186,48 @@ def test_the_finishing_generation_trains_the_front_again_with_its_weights_and_ma
     assert len(after["population"]) == space.population
     assert {m.genome.genome_id for m in after["population"]} <= (
         {m.genome.genome_id for m in before["population"]} | {g.genome_id for g, _ in copies})
+
+
+def test_the_finishing_generation_also_trains_each_member_pruned_to_a_share_of_its_flops(
+        tmp_path: Path) -> None:
+    """With `training.finish_prune: [0.5]`, after the front's copies the finishing
+    generation trains each member pruned by magnitude (its smallest trained |w| first) to at
+    most half its FLOPs, from its trained weights, masks kept; a member that pruning cannot
+    bring there has no such copy."""
+    space, seen, gens = watched_search(tmp_path, {
+        "training": {"inheritance": "lamarckian", "finish_epochs": 3, "finish_prune": [0.5]}})
+    front = front_of(gens.states[-2]["population"])
+    trained = seen.calls[-1]
+    assert [g.parents for g, _ in trained[:len(front)]] == [(m.genome.genome_id,) for m in front]
+    pruned = {g.parents[0]: (g, r) for g, r in trained[len(front):]}
+    assert len(pruned) == len(trained) - len(front) > 0
+    bias = space.network.bias
+    for m in front:
+        parent = m.genome
+        if parent.genome_id not in pruned:
+            least = prune_smallest(parent, 0.999999)
+            assert MLP.cost(least, bias).flops > 0.5 * m.result.flops, "it could get there"
+            continue
+        copy, result = pruned[parent.genome_id]
+        assert result.flops <= 0.5 * m.result.flops
+        lost = parent.conn_enabled & ~copy.conn_enabled
+        assert not (copy.conn_enabled & ~parent.conn_enabled).any() and lost.any()
+        w = np.abs(parent.conn_weight)
+        assert w[lost].max() <= np.nanmin(w[copy.conn_enabled])
+        assert np.array_equal(copy.conn_weight, parent.conn_weight, equal_nan=True)
+
+
+def test_prune_to_cost_prunes_the_least_that_meets_the_budget() -> None:
+    g = _trained()
+    enabled = lambda x: int(x.conn_enabled.sum())  # noqa: E731 - a cost for the test
+    assert prune_to_cost(g, 5, enabled) is g, "already within: unchanged"
+    three = prune_to_cost(g, 3, enabled)
+    assert three is not None and three.conn_enabled.tolist() == [True, False, False, True, True,
+                                                                 False], "|-0.1|, |0.3| go"
+    two = prune_to_cost(g, 2, enabled)
+    assert two is not None and two.conn_enabled.tolist() == [False, False, False, True, True,
+                                                             False], "untrained: never pruned"
+    assert prune_to_cost(g, 0, enabled) is None, "one weight always stays"
 
 
 def test_the_first_population_trains_initial_epochs(tmp_path: Path) -> None:

@@ -13,6 +13,8 @@ randomness.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from evosparse.conv_geometry import tap_bits
@@ -47,6 +49,28 @@ def prune_smallest(g: Genome, share: float) -> Genome:
         return g
     drop = candidates[np.argsort(mag[candidates], kind="stable")[:count]]
     return g.with_disabled(tuple(int(i) for i in g.conn_innov[drop]))
+
+
+def prune_to_cost(g: Genome, budget: float, cost: Callable[[Genome], int],
+                  resolution: float = 1e-4) -> Genome | None:
+    """`g` with the smallest share of its smallest |w| pruned (`prune_smallest`, to within
+    `resolution`) that brings `cost` to at most `budget`; None when pruning all but one
+    weight does not. The pruned sets grow with the share, so the cost falls with it and a
+    bisection finds the share."""
+    if cost(g) <= budget:
+        return g
+    lo, hi = 0.0, 1.0 - 1e-9
+    best = prune_smallest(g, hi)
+    if cost(best) > budget:
+        return None
+    while hi - lo > resolution:
+        mid = (lo + hi) / 2
+        pruned = prune_smallest(g, mid)
+        if cost(pruned) <= budget:
+            hi, best = mid, pruned
+        else:
+            lo = mid
+    return best
 
 
 def _prune_taps(g: Genome, share: float) -> Genome:
