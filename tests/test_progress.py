@@ -19,12 +19,14 @@ from evosparse.space import load_space
 
 def _left_after_one_generation(finish_epochs: int, front: int,
                                monkeypatch: pytest.MonkeyPatch, generation: int = 1,
-                               initial_epochs: int = 0) -> float:
+                               initial_epochs: int = 0,
+                               finish_prune: tuple[float, ...] = ()) -> float:
     """The seconds-left estimate printed after `generation` (of 11) took 10 s."""
     space = load_space("search_spaces/mnist1d_conv.yaml")
     space = space.model_copy(update={"generations": 11, "population": 20, "training": (
         space.training.model_copy(update={"epochs": 5, "finish_epochs": finish_epochs,
-                                          "initial_epochs": initial_epochs}))})
+                                          "initial_epochs": initial_epochs,
+                                          "finish_prune": finish_prune}))})
     clock = iter([100.0, 110.0])
     monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
     out = io.StringIO()
@@ -46,6 +48,8 @@ def test_the_estimate_weighs_the_first_and_finishing_generations_by_what_they_tr
     # the last of them trains 8 members 30 epochs: 8 x 30 / (20 x 5) = 2.4 generations
     assert _left_after_one_generation(30, 8, monkeypatch) == 9 * 10 + 24
     assert _left_after_one_generation(30, 16, monkeypatch) == 9 * 10 + 48
+    # each finish_prune share adds a pruned copy of every member: twice the finishing
+    assert _left_after_one_generation(30, 8, monkeypatch, finish_prune=(0.7,)) == 9 * 10 + 48
     # the first population trained 50 epochs: 10 s is 10 plain generations' time
     assert _left_after_one_generation(0, 8, monkeypatch, 0, 50) == 11 * 1
     assert _left_after_one_generation(30, 8, monkeypatch, 0, 50) == round(10 * 1 + 2.4)
