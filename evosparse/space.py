@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from evosparse.activations import ACTIVATIONS, checked_activation
 from evosparse.errors import UserError
 from evosparse.expressions import unary_names
+from evosparse.yaml_file import read_yaml
 
 
 class _Model(BaseModel):
@@ -564,23 +565,6 @@ def validate_space(data: Any, source: str) -> SearchSpace:
         raise UserError(f"{source}: " + "; ".join(lines)) from None
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing a mapping that holds the same key twice (the plain
-    loader lets the later one win silently)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
-            line = key_node.start_mark.line + 1
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (first on line {seen[key]})",
-                    key_node.start_mark)
-            seen[key] = line
-        return super().construct_mapping(node, deep)
-
-
 def load_space(path: str | Path) -> SearchSpace:
     """Read and validate a search-space YAML file.
 
@@ -590,14 +574,7 @@ def load_space(path: str | Path) -> SearchSpace:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"search-space file not found: {path}")
-    try:
-        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
-    except yaml.MarkedYAMLError as exc:
-        where = f", line {exc.problem_mark.line + 1}" if exc.problem_mark else ""
-        raise UserError(f"{path}{where}: invalid YAML: {exc.problem}") from None
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: invalid YAML: {exc}") from None
-    space = validate_space(data, str(path))
+    space = validate_space(read_yaml(path), str(path))
     ds = space.dataset
     if ds.path is not None and not ds.path.is_absolute():
         resolved = (path.parent / ds.path).resolve()
