@@ -14,6 +14,8 @@ For a conv space: layered CNNs of 4-16 channels per layer on every one of the sp
 levels, each channel pair kept with probability 0.3-1, activations drawn the same way,
 and taps of up to a third of the kernels switched off (`conv_batched.py` pads them all to
 one grouped program; its dense-equivalent rate is not reported).
+Each genome trains as the search would train it (`FitnessConfig.of_search`: the space's
+training, sparse training and bias), only the device and thread count varied.
 On the CPU, for each thread count (`--threads`, default 1 and 2: this CPU's cores),
 prints evaluations per second both ways, the speed-up at that count, and the batched
 trainer's dense-equivalent GFLOP/s (padded blocks, forward and backward counted as
@@ -42,7 +44,7 @@ from evosparse.conv_geometry import mutate_taps
 from evosparse.data import load_task
 from evosparse.errors import UserError
 from evosparse.evolution import Member, SearchState
-from evosparse.families import ConvFamily, family_of
+from evosparse.families import ConvFamily
 from evosparse.fitness import (
     BatchFallback,
     FitnessConfig,
@@ -157,7 +159,8 @@ def main() -> None:
     training = space.training.model_copy(update={"epochs": 1}) if args.quick else space.training
     n = 16 if args.quick else args.genomes
     task = load_task(space.dataset)
-    family = family_of(space.network, space.dataset.name, task.n_features)
+    search = FitnessConfig.of_search(space, task)  # what the search trains, timed
+    family = search.family
     acts, rng = list(space.activations.hidden), np.random.default_rng(0)
     if run:
         genomes = [m.genome for m in last_population(run)]
@@ -174,8 +177,8 @@ def main() -> None:
     best_alone = best_batch = math.inf
     counts = [int(t) for t in args.threads.split(",")]
     for threads in counts if device.type == "cpu" else counts[:1]:
-        cfg = FitnessConfig(task=task, training=training, bias=space.network.bias, run_seed=0,
-                            threads=threads, device=device.type, family=family)
+        cfg = replace(search, training=training, threads=threads, device=device.type,
+                      batched=True)
         torch.set_num_threads(threads)
         k, peak = matmul_gflops(device)
         t_alone = t_batch = math.inf

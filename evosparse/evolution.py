@@ -22,7 +22,6 @@ import numpy as np
 from evosparse.data import Task
 from evosparse.errors import EvaluationError
 from evosparse.evaluators.base import BaseEvaluator, BatchFailure, BatchLost
-from evosparse.families import family_of
 from evosparse.fitness import (
     EvalResult,
     FitnessConfig,
@@ -187,22 +186,12 @@ class Search:
         self.space = space
         self.evaluator = evaluator
         self.reporters = list(reporters or [])
-        family = family_of(space.network, space.dataset.name, task.n_features, task.sample_shape)
-        self.config = FitnessConfig(
-            task=task,
-            training=space.training,
-            sparse=space.sparse_training,
-            bias=space.network.bias,
-            run_seed=space.seed,
-            threads=space.evaluation.threads,
-            device=space.evaluation.device,
-            batched=space.evaluation.batched,
-            family=family,
-        )
+        self.config = FitnessConfig.of_search(space, task)
         self.state = state or SearchState(
             generation=-1,
             population=[],
-            registry=InnovationRegistry(family.n_inputs(task.n_features), task.n_classes),
+            registry=InnovationRegistry(self.config.family.n_inputs(task.n_features),
+                                         task.n_classes),
             rng=np.random.default_rng(space.seed),
             next_genome_id=0,
             evaluations=0,

@@ -23,13 +23,13 @@ import torch.nn.functional as F
 
 from evosparse.conv_network import ConvNetwork
 from evosparse.data import Task
-from evosparse.families import MLP, Family
+from evosparse.families import MLP, Family, family_of
 from evosparse.genome import Genome, InnovationRegistry
 from evosparse.graph import analyse
 from evosparse.network import SparseNetwork, Values
 from evosparse.schedules import set_lr
 from evosparse.shifts import draw_moves, moved, moved_table, shift_maps
-from evosparse.space import REGROWTH, SparseTrainingSpec, TrainingSpec
+from evosparse.space import REGROWTH, SearchSpace, SparseTrainingSpec, TrainingSpec
 from evosparse.sparse_training import Pruner, Source
 from evosparse.step_graph import Rewind, capture
 from evosparse.weights import TEST_PREDICTIONS, genome_digest, model_bytes
@@ -120,6 +120,17 @@ class FitnessConfig:
     sparse: SparseTrainingSpec = SparseTrainingSpec()
     family: Family = MLP
     """What the genomes mean: how they compile and what they cost (`families.py`)."""
+
+    @staticmethod
+    def of_search(space: SearchSpace, task: Task) -> FitnessConfig:
+        """What a search of `space` on `task` evaluates with, so that a benchmark that starts
+        from it (and replaces what it varies) trains what the search trains."""
+        return FitnessConfig(
+            task=task, training=space.training, sparse=space.sparse_training,
+            bias=space.network.bias, run_seed=space.seed, threads=space.evaluation.threads,
+            device=space.evaluation.device, batched=space.evaluation.batched,
+            family=family_of(space.network, space.dataset.name, task.n_features,
+                             task.sample_shape))
 
 
 class Diverged(Exception):
