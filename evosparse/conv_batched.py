@@ -5,7 +5,8 @@ scale r take the same slots in every genome, so a source scale's maps have the s
 columns in every genome, and block (l, r, a) is one grouped convolution (`groups` =
 genomes) of weight [genomes x slots, columns, taps...] times its mask. Genome i's
 minibatch x[rows[i]] is its own input channels, so one sample index runs every genome
-on its own sample. Maps are kept channels last (`_logits`). Each activation function
+on its own sample. Maps are kept as one row per padded slot (`_logits`), and slots per
+genome are rounded to what this CPU's convolutions run fastest (`_slots`). Each activation function
 runs once per group, on the slots that use it gathered across genomes (a two-input unit
 also gathers the second pre-activation, from the blocks' second kernels); padding slots
 have all-zero masks in and out. Initial weights are each genome's own `ConvNetwork`'s,
@@ -31,46 +32,60 @@ from evosparse.library import in_place
 from evosparse.network import Layout, Signal, masked_sums
 from evosparse.sorted_activations import SortedActivation
 
-_UNFOLD_PAYS = {1: True, 2: False}
-"""Per spatial dimension count: whether blocks reading the raw input run as `_unfolded`
-(measured, README: one `mnist1d_conv.yaml` population trained batched in 26.6 s instead
-of 37.0 s; another, measured under load, and random digits CNNs: no clear change)."""
+_UNFOLD_BELOW = 8
+"""Blocks reading the input's scale with fewer columns than this per genome run as
+`_unfolded`: with maps as rows, `batched_eval.py`'s 64 random CNNs trained 5 epochs in
+8.4 s instead of 12.0 s (`mnist1d_conv.yaml`), 1.9 s instead of 3.0 s (`digits_conv.yaml`)."""
+
+
+def _slots(width: int) -> int:
+    """Slots per genome of a padded group whose widest genome has `width` channels: the
+    next 8 or multiple of 16 where that pads by at most half, else `width`. This CPU's
+    grouped convolutions (oneDNN, forward and backward, 64 genomes, 64 samples) ran 2-5x
+    slower with 6, 10, 12 or 17 channels per genome than with 8 or 16: 16 out of 16
+    channels (4.4 ms) beat 10 out of 10 (9.5 ms)."""
+    aligned = 8 if width <= 8 else 16 * -(-width // 16)
+    return aligned if 2 * aligned <= 3 * width else width
+
+
+def _rows_pay(slots: int, columns: int) -> bool:
+    """Whether a block of `slots` out of `columns` channels per genome convolves fastest
+    on the program's maps as they are (else: channels last, transposed there and back).
+    Measured on this CPU (64 genomes, 64 samples, length 20 -> 10, forward and backward):
+    as they are, 16 out of 8 / 16 / 32 / 48 channels took 3.3 / 4.5 / 7.9 / 11.6 ms,
+    channels last 2.7 / 3.8 / 7.1 / 11.2 ms plus about 3.5 ms of transposes; 32 out of 16,
+    20.1 ms against 10.9 ms; 8 out of 16, 7.3 against 3.0 ms."""
+    return (slots == 16 and columns in (8, 16, 32, 48)) or (slots == 8 and columns == 8)
 
 
 def _unfolded(x: torch.Tensor, w: torch.Tensor, stride: int, dilation: int = 1,
               bias: torch.Tensor | None = None) -> torch.Tensor:
-    """What `groups=genomes` convolution with "same" padding gives, channels last
-    ([samples, *out size, genomes x out]), of x [samples, genomes, in, *size] by each
-    genome's own kernels w [genomes, out, in, *taps] (of `dilation`) plus `bias`
+    """What `groups=genomes` convolution with "same" padding gives, in the program's
+    layout ([genomes, out, samples, *out size]), of maps x [genomes, in, samples, *size]
+    by each genome's own kernels w [genomes, out, in, *taps] (of `dilation`) plus `bias`
     [genomes, out] if given, as one batched matrix product of unfolded patches. Where a
     genome has one or two input channels (the raw input, which needs no gradient) the
     grouped convolution runs a slow kernel on this CPU: forward and backward of 24
     genomes' 1 -> 16 channel blocks on a length-40 signal took 9.4 ms grouped, 2.8 ms
     unfolded; with 8 or more input channels per genome the grouped convolution is the
     faster."""
-    s, n, c_in, *size = x.shape
+    n, c_in, s, *size = x.shape
     dims, k, c_out = len(size), w.shape[-1], w.shape[1]
-    u = F.pad(x.flatten(1, 2), (dilation * (k // 2),) * (2 * dims))
+    u = F.pad(x, (dilation * (k // 2),) * (2 * dims))
     for d in range(dims):
-        u = u.unfold(2 + d, dilation * (k - 1) + 1, stride)  # [.., *out size, *spans]
+        u = u.unfold(3 + d, dilation * (k - 1) + 1, stride)  # [.., *out size, *spans]
     u = u[(..., *[slice(None, None, dilation)] * dims)]  # [.., *out size, *taps]
-    out_size = u.shape[2 : 2 + dims]
-    u = u.reshape(s, n, c_in, -1, k**dims).permute(1, 0, 3, 2, 4).reshape(n, -1, c_in * k**dims)
-    w = w.reshape(n, c_out, -1).transpose(1, 2)
-    y = torch.bmm(u, w) if bias is None else torch.baddbmm(bias[:, None], u, w)  # [genomes,
-    # samples x P, out]
-    return y.view(n, s, *out_size, c_out).movedim(0, -2).reshape(s, *out_size, n * c_out)
+    out_size = u.shape[3 : 3 + dims]
+    u = u.permute(0, 1, *range(3 + dims, 3 + 2 * dims), 2, *range(3, 3 + dims)).reshape(
+        n, c_in * k**dims, -1)  # [genomes, in x taps, samples x out positions]
+    w = w.reshape(n, c_out, -1)
+    y = torch.bmm(w, u) if bias is None else torch.baddbmm(bias[:, :, None], w, u)
+    return y.view(n, c_out, s, *out_size)
 
 
-def _slot_rows(pre: torch.Tensor) -> torch.Tensor:
-    """Channels-last pre-activations [..., slots] as rows [slots, ...], contiguous: a
-    gather of whole rows is a copy, one along the last dimension about ten times that."""
-    return pre.reshape(-1, pre.shape[-1]).T.contiguous()
-
-
-def _channels_first(m: torch.Tensor) -> torch.Tensor:
-    """Maps [samples, *size, genomes, channels] as [samples, genomes, channels, *size]."""
-    return m.movedim(-2, 1).movedim(-1, 2)
+def _per_sample(m: torch.Tensor) -> torch.Tensor:
+    """Maps [genomes, channels, samples, *size] as [samples, genomes, channels, *size]."""
+    return m.movedim(2, 0)
 
 
 def _sum(total: torch.Tensor | None, term: torch.Tensor) -> torch.Tensor:
@@ -130,7 +145,7 @@ class BatchedConvNetworks(nn.Module):
                 members = [i for i, lay in enumerate(layouts) if lv < len(lay) and r in lay[lv]]
                 if not members:
                     continue
-                d = max(layouts[i][lv][r][0] for i in members)  # the widest genome's channels
+                d = _slots(max(layouts[i][lv][r][0] for i in members))
                 slots: list[list[int]] = [[] for _ in names]  # each function's flat slots
                 sources = sorted({(a, self._nets[i].levels[b].dilation) for i in members
                                   for b, a in layouts[i][lv][r][1]})  # (scale, dilation)
@@ -203,8 +218,8 @@ class BatchedConvNetworks(nn.Module):
         """Each padded group's biases [genomes, slots], the head's last (none without bias)."""
         for j, m in enumerate([*masks, head_m]):
             self.register_buffer(f"mask{j}", m)
-        for r in scales:  # transposed, [bins, positions]: it multiplies maps from the left
-            self.register_buffer(f"pooling{r}", torch.from_numpy(g.pooling(r).T.copy()),
+        for r in scales:  # [positions, bins]
+            self.register_buffer(f"pooling{r}", torch.from_numpy(g.pooling(r)),
                                  persistent=False)
         self._capture = False
         self._captured: dict[int, Captured] = {}
@@ -222,15 +237,20 @@ class BatchedConvNetworks(nn.Module):
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         """x [samples, genomes, features] -> logits [samples, genomes, outputs].
 
-        Maps are kept channels last, [samples, *size, genomes, channels], and convolved
-        as images (1-D maps as height-1 images): this CPU's grouped convolutions, forward
-        and backward, ran up to 2x faster so than on channels-first maps, and one epoch of
-        a 42-generation `mnist1d_conv.yaml` population trained batched in 4.3 s instead of
-        9.2 s (README)."""
+        Maps are kept as [genomes, channels, samples, *size]: one contiguous row of
+        samples x positions per padded slot, genome by genome. A level's grouped
+        convolution reads them as one image of genomes x channels planes (samples x
+        length, or a volume of samples x height x width) through kernels one sample
+        tall, so samples never mix, and writes its channels in the same layout, which
+        is the rows `SortedActivation` gathers by function: no map is ever transposed.
+        On this CPU `batched_eval.py`'s 64 random CNNs trained 5 epochs in 9.0-10.4 s
+        against 12.0-12.4 s with maps kept channels last (`mnist1d_conv.yaml`, RigL on),
+        1.85 s against 2.7-2.9 s (`digits_conv.yaml`); a search's population of 24
+        (`--run`) about as fast as before (README)."""
         g, n = self.geometry, len(self._nets)
         s = x.shape[0]
-        maps = [x.reshape(s, n, *g.shape).movedim(2, -1).movedim(1, -2).contiguous()] + [
-            x.new_zeros((s, *g.size(r), n, 0)) for r in range(1, g.scales + 1)]
+        maps = [x.reshape(s, n, *g.shape).movedim(0, 2).contiguous()] + [
+            x.new_zeros((n, 0, s, *g.size(r))) for r in range(1, g.scales + 1)]
         w_at = group = 0
         for step in self._steps:
             new: dict[int, torch.Tensor] = {}
@@ -249,50 +269,53 @@ class BatchedConvNetworks(nn.Module):
                     w_at += 1
                 assert pre is not None
                 if str(group) in self.biases2:
-                    pre2 = pre2 + self.biases2[str(group)].flatten()
+                    pre2 = pre2 + self.biases2[str(group)].view(n, d, *[1] * (1 + g.dims))
                 if len(used) == 1:  # padding slots are read by nothing: no need to skip them
                     out = self._activate(used[0][0], pre, pre2)
                 else:  # each function on its own slots, gathered across genomes, put back
                     out = SortedActivation.apply(
-                        _slot_rows(pre)[None], None if pre2 is None else _slot_rows(pre2)[None],
+                        pre.reshape(1, n * d, -1),
+                        None if pre2 is None else pre2.reshape(1, n * d, -1),
                         getattr(self, f"order{group}"), getattr(self, f"inverse{group}"),
-                        [(w, self._fns[f], self._arity[f], self._in_place[f]) for f, w in used]
-                    )[0].T.contiguous()  # channels last once, for every reader
-                new[r] = out.reshape(s, *g.size(r), n, d)
+                        [(w, self._fns[f], self._arity[f], self._in_place[f]) for f, w in used])
+                new[r] = out.view(n, d, s, *g.size(r))
                 if self._capture:  # RigL reads the kernels' dense gradient, CTRE the maps
                     for j, w, a, gap in kernels:
                         w.retain_grad()
-                        self._captured[j] = (w, _channels_first(maps[a]), 1 << (r - a), gap,
-                                             _channels_first(new[r]))
+                        self._captured[j] = (w, _per_sample(maps[a]), 1 << (r - a), gap,
+                                             _per_sample(new[r]))
                 group += 1
-            maps = [m if r not in new else new[r] if not m.shape[-1] else torch.cat(
-                [m, new[r]], dim=-1) for r, m in enumerate(maps)]
-        features = torch.cat([(getattr(self, f"pooling{r}") @ m.reshape(
-            s, g.positions(r), n * m.shape[-1])).view(s, g.bins, n, m.shape[-1])
-            for r, m in enumerate(maps)], dim=-1)  # [samples, bins, genomes, columns]
+            maps = [m if r not in new else new[r] if not m.shape[1] else torch.cat(
+                [m, new[r]], dim=1) for r, m in enumerate(maps)]
+        features = torch.cat([m.reshape(n, m.shape[1], s, g.positions(r))
+                              @ getattr(self, f"pooling{r}") for r, m in enumerate(maps)],
+                             dim=1)  # [genomes, columns, samples, bins]
         head = self.weights[-1] * self._mask(len(self.weights) - 1)
-        logits = torch.einsum("sbgc,gobc->sgo", features, head.view(
+        logits = torch.einsum("gcsb,gobc->sgo", features, head.view(
             *head.shape[:2], g.bins, -1))
         return logits + self.biases[-1] if self.biases else logits
 
     def _convolve(self, m: torch.Tensor, w: torch.Tensor, a: int, r: int, dilation: int,
                   bias: torch.Tensor | None) -> torch.Tensor:
-        """Each genome's maps m at scale a (channels last) through its own kernels w (of
-        `dilation`) into scale r, channels last, plus `bias` [genomes, out] if given (inside
-        the convolution: a separate sum over the maps cost 6% of a step)."""
+        """Each genome's maps m at scale a through its own kernels w (of `dilation`) into
+        scale r, both [genomes, channels, samples, *size], plus `bias` [genomes, out] if
+        given (inside the convolution: a separate sum over the maps cost 6% of a step)."""
         g = self.geometry
-        if a == 0 and _UNFOLD_PAYS[g.dims]:  # the input's scale: its few channels first
-            return _unfolded(_channels_first(m), w, 1 << r, dilation, bias)
-        one = [1] * (2 - g.dims)  # a 1-D map convolves as a 1 x length image
-        images = m.flatten(-2).reshape(m.shape[0], *one, *m.shape[1:-2], -1).movedim(-1, 1)
-        kernels = w.flatten(0, 1).reshape(-1, w.shape[2], *one, *w.shape[3:]).contiguous(
-            memory_format=torch.channels_last)  # as the maps: no reordering inside
-        y = F.conv2d(images, kernels,
-                     None if bias is None else bias.flatten(),
-                     stride=(*one, *[1 << (r - a)] * g.dims),
-                     padding=(*[0] * len(one), *[dilation * (g.kernel // 2)] * g.dims),
-                     dilation=(*one, *[dilation] * g.dims), groups=len(self._nets))
-        return y.movedim(1, -1).reshape(m.shape[0], *g.size(r), -1)
+        n, c, s, *size = m.shape
+        if a == 0 and c < _UNFOLD_BELOW:  # the input's scale: its few channels first
+            return _unfolded(m, w, 1 << r, dilation, bias)
+        conv = F.conv2d if g.dims == 1 else F.conv3d  # samples as one more (height 1) axis
+        image, kernels = m.reshape(1, n * c, s, *size), w.flatten(0, 1).unsqueeze(2)
+        rows = _rows_pay(w.shape[1], c)
+        if not rows:
+            last = torch.channels_last if g.dims == 1 else torch.channels_last_3d
+            image, kernels = image.contiguous(memory_format=last), kernels.contiguous(
+                memory_format=last)
+        y = conv(image, kernels, None if bias is None else bias.flatten(),
+                 stride=(1, *[1 << (r - a)] * g.dims),
+                 padding=(0, *[dilation * (g.kernel // 2)] * g.dims),
+                 dilation=(1, *[dilation] * g.dims), groups=n)
+        return (y if rows else y.contiguous()).view(n, w.shape[1], s, *y.shape[3:])
 
     def _activate(self, f: int, pre: torch.Tensor, pre2: torch.Tensor | None) -> torch.Tensor:
         """Function f on the pre-activations; a two-input unit reads the second too."""

@@ -139,7 +139,7 @@ def test_unfolded_convolution_is_the_grouped_convolution(size: tuple[int, ...], 
                                                          dilation: int) -> None:
     """Raw-input blocks run as a batched matrix product of unfolded patches: the same
     values and gradients as `groups=genomes` (odd sizes, strides, dilations, 1 and 2
-    dims), channels last as the program keeps its maps."""
+    dims), in the program's layout of maps: [genomes, channels, samples, *size]."""
     gen = torch.Generator().manual_seed(0)
     dims, genomes, c_in, c_out, k = len(size), 5, 2, 3, 3 if len(size) == 2 else 5
     x = torch.randn(7, genomes, c_in, *size, generator=gen)
@@ -147,7 +147,7 @@ def test_unfolded_convolution_is_the_grouped_convolution(size: tuple[int, ...], 
     conv = F.conv1d if dims == 1 else F.conv2d
     want = conv(x.flatten(1, 2), w.flatten(0, 1), None, stride=stride,
                 padding=dilation * (k // 2), dilation=dilation, groups=genomes)
-    got = _unfolded(x, w, stride, dilation).movedim(-1, 1)  # channels last -> first
+    got = _unfolded(x.movedim(0, 2), w, stride, dilation).movedim(2, 0).flatten(1, 2)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     probe = torch.randn(want.shape, generator=gen)
     (g_want,) = torch.autograd.grad((want * probe).sum(), w)
@@ -337,7 +337,7 @@ def test_a_program_that_holds_its_genomes_out_of_order_trains_each_on_its_own_ro
     from evosparse.operators import dense_mlp_genome
 
     reg = InnovationRegistry(1, 10)
-    genomes = [dense_mlp_genome(i, reg, [w, w], "relu", 2) for i, w in enumerate([6, 5, 4])]
+    genomes = [dense_mlp_genome(i, reg, [w, w], "relu", 2) for i, w in enumerate([7, 6, 5])]
     programs = ConvPrograms(genomes, True, [torch.Generator() for _ in genomes], GEOMETRY)
     assert programs.members == [[2, 1, 0]]
     cfg = FitnessConfig(task=DIGITS, training=TrainingSpec(epochs=2), bias=True, run_seed=4,
