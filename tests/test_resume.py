@@ -190,8 +190,12 @@ def test_damaged_newest_checkpoint_is_skipped(reference, tmp_path: Path) -> None
     assert _comparable(run) == expected
 
 
-def test_ctrl_c_stops_after_a_checkpoint_and_resumes_identical(reference, tmp_path: Path) -> None:
-    space, expected = reference
+def test_ctrl_c_stops_after_a_checkpoint_and_resumes_identical(write_space, tmp_path: Path
+                                                              ) -> None:
+    """Ctrl-C in generation 1 of 10: the run stops at that generation's checkpoint, and the
+    resumed run ends as the uninterrupted one (ten generations, so a loaded machine that
+    delivers the signal late still finds the run going)."""
+    space, expected = _reference(write_space({**SPACE, "generations": 10}), tmp_path / "ref")
     run = tmp_path / "int" / "tiny"
     proc = _start("run", str(space), "--runs-dir", str(tmp_path / "int"))
     _wait_for_lines(run, 8, proc)
