@@ -60,10 +60,11 @@ def main() -> None:
     if bad:
         p.error(f"--set {', '.join(bad)}: not a finishing key ({sorted(FINISHING_KEYS)})")
     run = RunDir(args.run)
-    if not run.load_space().training.finish_epochs:
+    as_run = run.load_space()
+    if not as_run.training.finish_epochs:
         p.error(f"{args.run}: training.finish_epochs is 0, the run has no finishing generation")
     try:
-        space = run.load_space().with_overrides(**overrides(args.set))
+        space = as_run.with_overrides(**overrides(args.set))
         if not space.training.finish_epochs:
             raise UserError("--set training.finish_epochs=0 would breed the last generation")
         state = before_last(run, space)
