@@ -3,6 +3,7 @@
     python benchmarks/refinish.py runs/mnist1d_conv
     python benchmarks/refinish.py runs/mnist1d_conv --set training.finish_epochs=150
     python benchmarks/refinish.py runs/mnist1d_conv --set "training.finish_prune=[0.7, 0.5]"
+    python benchmarks/refinish.py runs/digits_conv --set training.refit_epochs=30
 
 The finishing generation (`training.finish_epochs`) only trains copies of the front, so
 what it does is measured without the search before it: the run's checkpoint before its
@@ -31,22 +32,22 @@ from evosparse.evolution import Search, SearchState
 from evosparse.rundir import RunDir
 from evosparse.space import SearchSpace
 
-FINISHING_KEYS = {"training.finish_epochs", "training.finish_prune", "training.lr",
-                  "training.lr_schedule", "training.weight_decay", "training.optimizer",
-                  "training.batch_size", "training.shift", "training.label_smoothing",
-                  "evaluation.batch_size", "evaluation.threads", "evaluation.device"}
+FINISHING_KEYS = {"training.finish_epochs", "training.finish_prune", "training.refit_epochs",
+                  "training.lr", "training.lr_schedule", "training.weight_decay",
+                  "training.optimizer", "training.batch_size", "training.shift",
+                  "training.label_smoothing", "evaluation.batch_size", "evaluation.threads",
+                  "evaluation.device"}
 """The keys a finishing generation's rerun may change: those of its training only (the
 changed training keys act on the finishing copies alone, as the rest of the run is done)."""
 
 
 def before_last(run: RunDir, space: SearchSpace) -> SearchState:
     """The state checkpointed before `run`'s last generation (`UserError` without one)."""
-    for path in run.checkpoints():
-        body = run.read_checkpoint(path)
-        if body is not None and body["state"]["generation"] == space.generations - 1:
-            return SearchState.from_dict(body["state"])
-    raise UserError(f"{run.path}: no checkpoint before generation {space.generations - 1} "
-                    "(the finishing one) is kept")
+    body = run.checkpoint_at(space.generations - 1)
+    if body is None:
+        raise UserError(f"{run.path}: no checkpoint before generation {space.generations} "
+                        "(the finishing one) is kept")
+    return SearchState.from_dict(body["state"])
 
 
 def main() -> None:

@@ -321,6 +321,41 @@ class Search:
                     replace(self._for(training.finish_epochs), sparse=SparseTrainingSpec()))
         return self._children(generation), None
 
+    def _refit(self, population: list[Member], generation: int) -> list[Member]:
+        """`population` with each front member replaced by its refit (`training.refit_epochs`):
+        a copy under a new id, trained on the training and validation splits together with
+        masks kept, scored with the member's validation accuracy and loss (which selected
+        it; the refit network has seen those samples). A member whose refit fails stays."""
+        members = front_of(population)
+        copies = [m.genome.derive(self._new_id(), (m.genome.genome_id,), generation)
+                  for m in members]
+        if self.lamarckian:
+            copies = [inherit(c, [m.genome]) for c, m in zip(copies, members, strict=True)]
+        task = self.config.task
+        both = replace(task, x_train=np.concatenate([task.x_train, task.x_val]),
+                       y_train=np.concatenate([task.y_train, task.y_val]))
+        config = replace(self._for(self.space.training.refit_epochs), task=both,
+                         sparse=SparseTrainingSpec())
+        for r in self.reporters:
+            r.generation_start(generation, len(copies))
+        genomes, results = self._evaluate(copies, generation, config, report=False)
+        member_of = {m.genome.genome_id: m for m in members}
+        refit: dict[int, Member] = {}
+        scored = []
+        for genome, result in zip(genomes, results, strict=True):
+            member = member_of[genome.parents[0]]
+            if result.ok:
+                result = replace(result, val_accuracy=member.result.val_accuracy,
+                                 val_loss=member.result.val_loss, refit=True)
+                if self.lamarckian and result.values is not None:
+                    genome = written_back(genome, result.values)
+                refit[member.genome.genome_id] = Member(genome, result)
+            scored.append(result)
+        for r in self.reporters:
+            r.evaluated(scored)
+        self.state.evaluations += len(scored)
+        return [refit.get(m.genome.genome_id, m) for m in population]
+
     def _for(self, epochs: int) -> FitnessConfig:
         """The space's training config for `epochs` epochs, one schedule over them."""
         return replace(self.config,
@@ -433,6 +468,8 @@ class Search:
                 s.functions, genomes, [r.val_accuracy if r.ok else 0.0 for r in results], co),
                 co, self.space.activations, s.rng)
         s.population = [pool[i] for i in keep]
+        if generation == self.space.generations and self.space.training.refit_epochs:
+            s.population = self._refit(s.population, generation)
         s.generation = generation
         s.evaluations += len(results)
         objs = [m.objectives for m in s.population]

@@ -50,6 +50,8 @@ from evosparse.weights import (
 
 GENOME_FORMAT = "evosparse-genome-1"
 LATENCY_BATCHES = (1, 256)
+_REFIT = (" (before its refit on the training and validation samples, "
+          "`training.refit_epochs`: the score that selected it)")
 
 
 class ExportedModel(nn.Module):
@@ -282,6 +284,7 @@ def _check(candidate: Candidate, run: Run, raw_test: tuple[np.ndarray, np.ndarra
         "dataset": run.space.dataset.name,
         "classes": run.classes,
         "val_accuracy": r.val_accuracy,
+        "refit": r.refit,
         "test_accuracy": float((predictions == y).mean()),
         "test_accuracy_in_search": r.test_accuracy,
         "test_predictions_equal_search": True,
@@ -339,7 +342,7 @@ these labels; the ONNX model lists them in its metadata under `classes`).
 
 | metric | value |
 | --- | --- |
-| validation accuracy | {m['val_accuracy']:.4f} |
+| validation accuracy | {m['val_accuracy']:.4f}{_REFIT if m['refit'] else ''} |
 | test accuracy | {m['test_accuracy']:.4f} (predictions equal the search's) |
 | non-zero FLOPs per sample | {m['flops']} |
 | parameters | {m['params']} |

@@ -83,6 +83,9 @@ class EvalResult:
     taps: tuple[tuple[int, int], ...] = ()
     """(innovation, kept tap bits) of conv kernels `sparse_training` removed some taps of
     (a kernel that lost every tap is in `disabled`); FLOPs count without them."""
+    refit: bool = False
+    """Trained on the training and validation samples after the search
+    (`training.refit_epochs`): `val_accuracy` and `val_loss` are the member's it replaced."""
     model: bytes | None = field(default=None, repr=False, compare=False)
     """Trained weights (`weights.model_bytes`): kept in the run directory, not the history."""
     values: Values | None = field(default=None, repr=False, compare=False)

@@ -24,7 +24,9 @@ class ProgressDisplay(Reporter):
     (`training.initial_epochs`); a finishing generation (`training.finish_epochs`), which
     trains each front member `finish_epochs` where a plain one trains each of `population`
     children `epochs`, as front x finish_epochs / (population x epochs), with the front as
-    it stands (times 1 + the `finish_prune` shares: each adds a pruned copy per member).
+    it stands (times 1 + the `finish_prune` shares: each adds a pruned copy per member);
+    the refit after it (`training.refit_epochs`) as front x refit_epochs / (population x
+    epochs) more.
     """
 
     def __init__(self, console: Console, space: SearchSpace) -> None:
@@ -35,6 +37,8 @@ class ProgressDisplay(Reporter):
                               / (training.epochs * space.population))
         """What one front member's finishing costs (with its pruned copies), in plain
         generations."""
+        self._refit_share = training.refit_epochs / (training.epochs * space.population)
+        """What one front member's refit costs, in plain generations."""
         self._initial = (training.initial_epochs or training.epochs) / training.epochs
         """What the first population's training costs, in plain generations."""
         self.progress = Progress(
@@ -62,8 +66,9 @@ class ProgressDisplay(Reporter):
         self._done += self._initial if record.generation == 0 else 1
         elapsed = time.monotonic() - self._start
         to_come = max(self.generations - record.generation, 0)
-        if to_come and self._finish_share:  # the last of them finishes
-            to_come += self._finish_share * len(record.front) - 1
+        if to_come:  # the last of them may finish (instead of breeding), then refit
+            to_come += ((self._finish_share + self._refit_share) * len(record.front)
+                        - bool(self._finish_share))
         left = to_come * elapsed / self._done
         failed = f" | failed {record.failed}" if record.failed else ""
         self.progress.console.print(

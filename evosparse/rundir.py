@@ -254,6 +254,18 @@ class RunDir:
                 out.append({m["genome"]["genome_id"] for m in body["state"]["population"]})
         return out
 
+    def checkpoint_at(self, generation: int) -> dict[str, Any] | None:
+        """The checkpoint body of `generation`, or None when it is not kept (or damaged)."""
+        path = self.checkpoint_dir / f"gen-{generation:06d}.json"
+        return self.read_checkpoint(path) if path.exists() else None
+
+    def drop_checkpoints_after(self, generation: int) -> None:
+        """Delete the checkpoints of generations after `generation` (a run that resumes from
+        an older one must not find them again)."""
+        for path in self.checkpoints():
+            if int(path.stem.removeprefix("gen-")) > generation:
+                path.unlink()
+
     def latest_checkpoint(self) -> dict[str, Any] | None:
         """The newest valid checkpoint body, or None if there is none."""
         for path in self.checkpoints():

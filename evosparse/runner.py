@@ -77,6 +77,26 @@ def _edited_keys(body: dict[str, Any], space: SearchSpace) -> list[str]:
     return changed_keys(then.model_dump(mode="json", exclude={"generations"}), now)
 
 
+def _refit_done(body: dict[str, Any], space: SearchSpace) -> bool:
+    """Whether checkpoint `body` holds a last generation refit on the validation split."""
+    return bool(space.training.refit_epochs) and body["state"]["generation"] == space.generations
+
+
+def _before_refit(run_dir: RunDir, last: int) -> dict[str, Any]:
+    """The checkpoint before generation `last`, whose refit networks have seen the
+    validation split (children bred from them would be scored on samples their weights
+    learned), with the newer ones deleted; `UserError` when it is not kept."""
+    body = run_dir.checkpoint_at(last - 1)
+    if body is None:
+        run_dir.unlock()
+        raise UserError(f"{run_dir.path}: generation {last} refit the front on the validation "
+                        f"split (training.refit_epochs) and the checkpoint of generation "
+                        f"{last - 1} is not kept, so the run cannot be extended; start a new "
+                        "run with more generations")
+    run_dir.drop_checkpoints_after(last - 1)
+    return body
+
+
 def resume_run(
     run_dir: RunDir,
     evaluator: BaseEvaluator,
@@ -99,6 +119,8 @@ def resume_run(
             "restore it, or start a new run with `evosparse run`"
         )
     if generations is not None and generations != space.generations:
+        if body is not None and _refit_done(body, space) and generations > space.generations:
+            body = _before_refit(run_dir, space.generations)
         space = space.with_overrides(generations=generations)
         run_dir.write_space(space)
     task = load_task(space.dataset)

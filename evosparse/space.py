@@ -220,6 +220,13 @@ class TrainingSpec(_Model):
     """lamarckian only: for each share r, the finishing generation also trains a copy of
     each front member with its smallest |w| pruned (`operators/prune.py`) to at most r x
     its FLOPs (Han et al.'s prune, then fine-tune), where pruning can get there."""
+    refit_epochs: int = Field(0, ge=0)
+    """After the last generation, each front member trains this many epochs more on the
+    training and validation splits together, as scikit-learn's `refit` does once a search
+    has chosen: the refit network (under a new id, the member's child; from its weights
+    under lamarckian inheritance, else afresh; masks kept) replaces the member and keeps
+    the validation accuracy and loss that selected it; its test accuracy is its own. 0: no
+    refit. A run that `stop.val_accuracy` ends early does not refit."""
     initial_epochs: int = Field(0, ge=0)
     """Epochs of the first population's training (generation 0), one schedule over them;
     0: `epochs`, as every generation. With lamarckian inheritance the whole search

@@ -204,6 +204,26 @@ def test_export_cli_and_bad_selection(run: RunDir, tmp_path: Path) -> None:
     assert not (tmp_path / "f").exists()
 
 
+def test_a_refit_front_exports_its_refit_networks_and_says_so(tmp_path: Path) -> None:
+    """With `training.refit_epochs` the exported networks are the refit ones (they predict
+    the test labels recorded after the refit, in torch and ONNX), and the model card names
+    the validation accuracy as the one that selected the member before its refit."""
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(deep_update(SPACE, {
+        "generations": 2, "training": {"inheritance": "lamarckian", "refit_epochs": 2}})))
+    run_dir = RunDir(tmp_path / "runs" / "tiny")
+    start_run(run_dir, load_space(tmp_path / "space.yaml"), LocalEvaluator(), []).run()
+    run_dir.unlock()
+    front = _front(run_dir)
+    folders = export_run(open_run(run_dir.path), "front")
+    assert sorted(int(p.name) for p in folders) == sorted(front)
+    for folder in folders:
+        m = json.loads((folder / "metrics.json").read_text())
+        assert m["refit"] is True and m["generation"] == 2
+        assert m["test_accuracy"] == m["onnx"]["test_accuracy"] == front[m["genome_id"]][
+            "test_accuracy"]
+        assert "before its refit" in (folder / "README.md").read_text()
+
+
 def test_export_of_a_run_without_a_finished_generation(tmp_path: Path, write_space) -> None:
     run_dir = RunDir(tmp_path / "empty")
     run_dir.create(load_space(write_space()))

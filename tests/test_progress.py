@@ -1,5 +1,5 @@
-"""The progress line's time estimate: the first and the finishing generations count as
-what they train."""
+"""The progress line's time estimate: the first and the finishing generations and the
+refit count as what they train."""
 
 from __future__ import annotations
 
@@ -20,13 +20,15 @@ from evosparse.space import load_space
 def _left_after_one_generation(finish_epochs: int, front: int,
                                monkeypatch: pytest.MonkeyPatch, generation: int = 1,
                                initial_epochs: int = 0,
-                               finish_prune: tuple[float, ...] = ()) -> float:
+                               finish_prune: tuple[float, ...] = (),
+                               refit_epochs: int = 0) -> float:
     """The seconds-left estimate printed after `generation` (of 11) took 10 s."""
     space = load_space("search_spaces/mnist1d_conv.yaml")
     space = space.model_copy(update={"generations": 11, "population": 20, "training": (
         space.training.model_copy(update={"epochs": 5, "finish_epochs": finish_epochs,
                                           "initial_epochs": initial_epochs,
-                                          "finish_prune": finish_prune}))})
+                                          "finish_prune": finish_prune,
+                                          "refit_epochs": refit_epochs}))})
     clock = iter([100.0, 110.0])
     monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
     out = io.StringIO()
@@ -41,7 +43,7 @@ def _left_after_one_generation(finish_epochs: int, front: int,
     return float(re.search(r"~(\d+)s left", out.getvalue()).group(1))
 
 
-def test_the_estimate_weighs_the_first_and_finishing_generations_by_what_they_train(
+def test_the_estimate_weighs_the_first_and_finishing_generations_and_refit_by_their_work(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # 10 generations to come at 10 s each; without finishing, 100 s
     assert _left_after_one_generation(0, 8, monkeypatch) == 100
@@ -53,3 +55,6 @@ def test_the_estimate_weighs_the_first_and_finishing_generations_by_what_they_tr
     # the first population trained 50 epochs: 10 s is 10 plain generations' time
     assert _left_after_one_generation(0, 8, monkeypatch, 0, 50) == 11 * 1
     assert _left_after_one_generation(30, 8, monkeypatch, 0, 50) == round(10 * 1 + 2.4)
+    # a refit of the last front, 30 epochs, after 10 plain generations or the finishing one
+    assert _left_after_one_generation(0, 8, monkeypatch, refit_epochs=30) == 10 * 10 + 24
+    assert _left_after_one_generation(30, 8, monkeypatch, refit_epochs=30) == 9 * 10 + 48

@@ -91,6 +91,42 @@ def test_finishing_run_resumes_identical(write_space, tmp_path: Path) -> None:
     _kill_and_resume(reference, tmp_path, (25,))
 
 
+def test_refit_run_resumes_identical(write_space, tmp_path: Path) -> None:
+    """Killed after the last generation's children, while its front is refit on the
+    training and validation samples (`training.refit_epochs`): the refit copies, their ids
+    and weights, are made again on resume."""
+    space = write_space({**SPACE, "training": {"inheritance": "lamarckian", "refit_epochs": 2}})
+    reference = _reference(space, tmp_path / "ref")
+    assert len(reference[1][0]) > 5 * 6, "the refit adds evaluations after generation 4's"
+    _kill_and_resume(reference, tmp_path, (30,))
+
+
+def test_an_extended_refit_run_breeds_from_before_its_refit(write_space, tmp_path: Path
+                                                            ) -> None:
+    """`resume --generations` on a refit run goes back to the checkpoint before its last
+    generation (the refit weights have seen the validation samples: children bred from
+    them would be scored on what they learned) and ends as the run given that many
+    generations from the start; without that checkpoint it refuses and names the key."""
+    refit = {"training": {"inheritance": "lamarckian", "refit_epochs": 2}}
+    space, expected = _reference(write_space({**SPACE, **refit}), tmp_path / "ref")
+    runs = tmp_path / "ext"
+    out = evosparse("run", str(space), "--runs-dir", str(runs), "--generations", "2")
+    assert out.returncode == 0, out.stderr
+    out = evosparse("resume", str(runs / "tiny"), "--generations", "4")
+    assert out.returncode == 0, out.stderr
+    assert _comparable(runs / "tiny") == expected
+
+    one = write_space({**SPACE, **refit, "keep_checkpoints": 1}, name="one.yaml")
+    out = evosparse("run", str(one), "--runs-dir", str(tmp_path / "one"), "--generations", "2")
+    assert out.returncode == 0, out.stderr
+    run = tmp_path / "one" / "tiny"
+    before = _comparable(run)
+    out = evosparse("resume", str(run), "--generations", "3")
+    assert out.returncode != 0
+    assert "training.refit_epochs" in out.stderr and "generation 1" in out.stderr
+    assert _comparable(run) == before
+
+
 def test_kstarts_run_resumes_identical(write_space, tmp_path: Path) -> None:
     """Killed while generation 1 trains: K-starts chose generation 0's masks and those of
     generation 1's children before it."""

@@ -188,6 +188,40 @@ def test_the_finishing_generation_trains_the_front_again_with_its_weights_and_ma
         {m.genome.genome_id for m in before["population"]} | {g.genome_id for g, _ in copies})
 
 
+@pytest.mark.parametrize("inheritance", ["lamarckian", "baldwinian"])
+def test_refit_trains_the_last_front_on_training_and_validation_keeping_its_scores(
+        tmp_path: Path, inheritance: str) -> None:
+    """With `training.refit_epochs`, after the last generation's selection each front member
+    is replaced by a copy trained that many epochs on the training and validation samples
+    together (from the member's weights when Lamarckian, else afresh), masks kept: the copy
+    keeps the validation accuracy and loss that selected the member (scikit-learn's refit),
+    and its test accuracy is its own."""
+    space, seen, gens = watched_search(tmp_path, {
+        "training": {"inheritance": inheritance, "refit_epochs": 2}})
+    refit, bred = seen.contexts[-1], seen.contexts[-2]
+    task = bred.task
+    assert (refit.training.epochs, refit.sparse.method) == (2, "none")
+    assert np.array_equal(refit.task.x_train, np.concatenate([task.x_train, task.x_val]))
+    assert np.array_equal(refit.task.y_train, np.concatenate([task.y_train, task.y_val]))
+    assert np.array_equal(refit.task.x_test, task.x_test)
+    earlier = {g.genome_id: (g, r) for call in seen.calls[:-1] for g, r in call}
+    copies = {g.genome_id: (g, r) for g, r in seen.calls[-1]}
+    final = gens.states[-1]["population"]
+    assert len(final) == space.population
+    assert {m.genome.genome_id for m in front_of(final)} == set(copies)
+    for m in front_of(final):
+        sent, trained = copies[m.genome.genome_id]
+        parent, selected = earlier[m.genome.parents[0]]
+        assert selected.generation <= space.generations == m.genome.generation
+        assert (m.result.val_accuracy, m.result.val_loss) == (selected.val_accuracy,
+                                                              selected.val_loss)
+        assert m.result.test_accuracy == trained.test_accuracy and m.result.refit
+        assert m.result.flops == selected.flops
+        assert np.array_equal(m.genome.conn_enabled, parent.conn_enabled), "masks stay"
+        assert (sent.conn_weight is not None) == (inheritance == "lamarckian")
+    assert not any(m.result.refit for m in final if m.genome.genome_id not in copies)
+
+
 def test_the_finishing_generation_also_trains_each_member_pruned_to_a_share_of_its_flops(
         tmp_path: Path) -> None:
     """With `training.finish_prune: [0.5]`, after the front's copies the finishing
