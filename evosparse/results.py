@@ -39,6 +39,9 @@ class Candidate:
     connections: int
     hidden_nodes: int
     activations: list[str]
+    refit: bool
+    """Trained on the training and validation samples after the search
+    (`training.refit_epochs`); `val_accuracy` is the score that selected it before."""
     member: Member = field(repr=False, compare=False)
     """The genome and its full evaluation record."""
 

@@ -82,6 +82,7 @@ def member_summary(m: Member) -> dict[str, Any]:
         "connections": r.connections,
         "hidden_nodes": m.genome.n_hidden,
         "activations": activations_used(m.genome),
+        "refit": r.refit,
     }
 
 

@@ -214,6 +214,7 @@ def test_a_refit_front_exports_its_refit_networks_and_says_so(tmp_path: Path) ->
     start_run(run_dir, load_space(tmp_path / "space.yaml"), LocalEvaluator(), []).run()
     run_dir.unlock()
     front = _front(run_dir)
+    assert all(m["refit"] for m in front.values())
     folders = export_run(open_run(run_dir.path), "front")
     assert sorted(int(p.name) for p in folders) == sorted(front)
     for folder in folders:
