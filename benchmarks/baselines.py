@@ -5,7 +5,9 @@
     python benchmarks/baselines.py --spaces search_spaces/mnist1d.yaml --seeds 1
 
 For each space and seed, in one process and one after another: the evosparse search
-(the space as shipped, seed overridden, `--set` keys changed) runs and its time T is
+(the space as shipped, seed overridden, `--set` keys changed; without its refit,
+`training.refit_epochs`, as no baseline trains its networks on the validation samples:
+`--set training.refit_epochs=N` puts it back) runs and its time T is
 recorded (wall time, or this process's CPU time with `--clock cpu`; the run directory is
 written, as a user's run writes it). Then each baseline gets exactly T seconds on the
 same clock and the same train / val / test split (`evosparse.data.load_task`), training
@@ -482,8 +484,10 @@ def main() -> None:
                 continue
             budget = args.budget * base.objectives.reference_flops
             for seed in range(args.first_seed, args.first_seed + args.seeds):
+                sets = overrides(args.set)  # --set key wins; no refit unless --set
+                sets["training"] = {"refit_epochs": 0, **sets.get("training", {})}
                 space = base.with_overrides(**{"seed": seed, "generations": args.generations,
-                                               **overrides(args.set)})  # --set key wins
+                                               **sets})
                 task = load_task(space.dataset)  # --set dataset.* changes every method's split
                 results = run_all(space, task, seed, budget, clock, Path(tmp), args)
                 for name, s in results.items():
