@@ -43,3 +43,15 @@ def trial_space(base: SearchSpace, values: dict[str, Any], number: int) -> Searc
     """The complete space one trial runs (also what best.yaml holds, with the full length)."""
     space = with_values(base, values, f"trial {number}")
     return space.model_copy(update={"tune": None})
+
+
+def trial_run_space(base: SearchSpace, values: dict[str, Any], number: int, name: str,
+                    generations: int) -> SearchSpace:
+    """The space a trial runs: `trial_space` under `name`, `generations` long, and without
+    the refit after its last generation (`training.refit_epochs`, unless the study tunes
+    it): the trial's value, its front's validation hypervolume, is the same with it, so its
+    time would buy nothing. `best.yaml` keeps the refit."""
+    space = trial_space(base, values, number)
+    refit = space.training.refit_epochs if "training.refit_epochs" in values else 0
+    return space.with_overrides(name=name, generations=generations,
+                                training={"refit_epochs": refit})

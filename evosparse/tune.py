@@ -36,7 +36,7 @@ from evosparse.evolution import GenerationRecord, Reporter, SearchState
 from evosparse.rundir import RunDir, atomic_write
 from evosparse.runner import start_run
 from evosparse.space import SearchSpace, TuneSpec
-from evosparse.trial_values import suggest, trial_space, with_values
+from evosparse.trial_values import suggest, trial_run_space, trial_space, with_values
 
 HEARTBEAT_S, GRACE_S = 2, 10
 """A trial without a heartbeat for GRACE_S seconds is failed (its process died) and retried."""
@@ -160,8 +160,8 @@ def _objective(base: SearchSpace, tune: TuneSpec, study_dir: Path, trials: int):
             raise _Surplus(f"trial {trial.number} not run: the study already holds "
                            f"--trials {trials} (another process started one at the same time)")
         values = {key: suggest(trial, key, p) for key, p in tune.params.items()}
-        space = trial_space(base, values, trial.number).with_overrides(
-            name=f"trial-{trial.number:04d}", generations=tune.generations)
+        space = trial_run_space(base, values, trial.number, f"trial-{trial.number:04d}",
+                                tune.generations)
         run_dir = RunDir(study_dir / space.name)
         trial.set_user_attr("run_dir", str(run_dir.path))
         search = start_run(run_dir, space, LocalEvaluator(), [_ReportHypervolume(trial)])

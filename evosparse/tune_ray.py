@@ -27,7 +27,7 @@ from evosparse.evolution import GenerationRecord, Reporter, SearchState
 from evosparse.rundir import RunDir
 from evosparse.runner import resume_run, start_run
 from evosparse.space import SearchSpace, TuneSpec
-from evosparse.trial_values import suggest, trial_space
+from evosparse.trial_values import suggest, trial_run_space
 
 
 class _TuneReport(Reporter):
@@ -54,8 +54,7 @@ def _trial(config: dict[str, Any], base: SearchSpace, study_dir: str, generation
     from ray import tune
 
     trial_id = tune.get_context().get_trial_id()
-    space = trial_space(base, config, 0).with_overrides(name=f"trial-{trial_id}",
-                                                        generations=generations)
+    space = trial_run_space(base, config, 0, f"trial-{trial_id}", generations)
     run_dir = RunDir(Path(study_dir) / space.name)
     checkpoint = tune.get_checkpoint()
     reporters: list[Reporter] = [_TuneReport(run_dir)]

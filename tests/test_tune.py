@@ -43,7 +43,10 @@ def _start_tune(*args: str) -> subprocess.Popen[str]:
 
 def test_tune_reports_hypervolumes_and_writes_a_runnable_best_space(
         write_space, tmp_path: Path) -> None:
-    space = write_space(TUNE)
+    """Each trial reports its generations' hypervolumes and best.yaml runs; the trials skip
+    the refit (`training.refit_epochs`), which cannot change their value, and best.yaml
+    keeps it."""
+    space = write_space({**TUNE, "training": {"inheritance": "lamarckian", "refit_epochs": 2}})
     out = evosparse("tune", str(space), "--trials", "4", "--runs-dir", str(tmp_path))
     assert out.returncode == 0, out.stderr
     study_dir = tmp_path / "tiny"
@@ -62,6 +65,11 @@ def test_tune_reports_hypervolumes_and_writes_a_runnable_best_space(
     winner = max((t for t in study.trials if t.value is not None
                   and t.state == optuna.trial.TrialState.COMPLETE), key=lambda t: t.value)
     assert best.tune is None and best.generations == 6 and best.name == "tiny-best"
+    assert best.training.refit_epochs == 2
+    for t in study.trials:
+        trial_run = Path(t.user_attrs["run_dir"])
+        assert load_space(trial_run / "space.yaml").training.refit_epochs == 0
+        assert not any(json.loads(line)["refit"] for line in (trial_run / "history.jsonl").open())
     assert best.mutation.add_node == winner.params["mutation.add_node"]
     assert best.training.lr == winner.params["training.lr"]
     run = evosparse("run", str(study_dir / "best.yaml"), "--generations", "1",
