@@ -5,8 +5,10 @@
     python benchmarks/refinish.py runs/mnist1d_conv --set "training.finish_prune=[0.7, 0.5]"
     python benchmarks/refinish.py runs/digits_conv --set training.refit_epochs=30
 
-The finishing generation (`training.finish_epochs`) only trains copies of the front, so
-what it does is measured without the search before it: the run's checkpoint before its
+The finishing generation (`training.finish_epochs`) only trains copies of the front, and
+the refit (`training.refit_epochs`) only trains the last front again, so what they do is
+measured without the search before them (a run without a finishing generation reruns its
+last, breeding, one exactly as it ran): the run's checkpoint before its
 last generation is read, the space (with each `--set KEY=VALUE` applied, as
 `baselines.py` does) runs that one generation in this process, and the new last
 population is scored as `baselines.py` scores a search's: val-HV, test-HV, best test, and
@@ -46,7 +48,7 @@ def before_last(run: RunDir, space: SearchSpace) -> SearchState:
     body = run.checkpoint_at(space.generations - 1)
     if body is None:
         raise UserError(f"{run.path}: no checkpoint before generation {space.generations} "
-                        "(the finishing one) is kept")
+                        "(the last one) is kept")
     return SearchState.from_dict(body["state"])
 
 
@@ -62,11 +64,9 @@ def main() -> None:
         p.error(f"--set {', '.join(bad)}: not a finishing key ({sorted(FINISHING_KEYS)})")
     run = RunDir(args.run)
     as_run = run.load_space()
-    if not as_run.training.finish_epochs:
-        p.error(f"{args.run}: training.finish_epochs is 0, the run has no finishing generation")
     try:
         space = as_run.with_overrides(**overrides(args.set))
-        if not space.training.finish_epochs:
+        if as_run.training.finish_epochs and not space.training.finish_epochs:
             raise UserError("--set training.finish_epochs=0 would breed the last generation")
         state = before_last(run, space)
         task = load_task(space.dataset)
