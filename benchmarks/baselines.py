@@ -6,8 +6,7 @@
 
 For each space and seed, in one process and one after another: the evosparse search
 (the space as shipped, seed overridden, `--set` keys changed; without its refit,
-`training.refit_epochs`, as no baseline trains its networks on the validation samples:
-`--set training.refit_epochs=N` puts it back) runs and its time T is
+`training.refit_epochs`, unless `--set training.refit_epochs=N` puts it back) runs and its time T is
 recorded (wall time, or this process's CPU time with `--clock cpu`; the run directory is
 written, as a user's run writes it). Then each baseline gets exactly T seconds on the
 same clock and the same train / val / test split (`evosparse.data.load_task`), training
@@ -29,6 +28,14 @@ under the same thread count (`evaluation.threads`):
   together) down `--cnn-densities`, each step fine-tuned `--cnn-finetune-epochs` (Han et al.
   2015, on a CNN); every network is a point at its non-zero FLOPs.
 
+When the search refits (`--set training.refit_epochs=N`), so does every baseline
+(`--baseline-refit-epochs` to choose another N): each member of its validation front,
+copied when it was trained, trains N epochs more on the training and validation splits
+together with its masks kept (its own optimiser: Adam at its lr for the MLPs, one-cycle
+AdamW for the CNNs) and keeps the validation accuracy that chose it, as the search's
+refit does. The baselines' refits run after their T seconds, off the clock (a head start
+for the baselines, so a lead of the search's is not the refit's doing).
+
 A network's FLOPs are counted exactly as evosparse counts the same sparse MLP
 (`mlp_flops`, checked against `evosparse.flops.count_cost` at start-up): 2 per non-zero
 weight into a node on a path to an output, a bias per such computed node, the
@@ -45,15 +52,16 @@ same minimum of test-HV ratios; the largest lead of a baseline's best test accur
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import signal
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import optuna
@@ -102,6 +110,44 @@ class Summary:
     points: int
     seconds: float  # on the benchmark's clock
     wall: float
+    refit_seconds: float = 0.0  # the front's refit, after `seconds` (baselines only)
+
+
+Refit = Callable[[torch.nn.Module], float]
+"""Trains a network on the training and validation splits together, masks kept; returns its
+test accuracy afterwards."""
+
+
+def _dominates(a: Point, b: Point) -> bool:
+    """`a` is at least as accurate on validation and as cheap as `b`, and better in one."""
+    return a.val >= b.val and a.flops <= b.flops and (a.val > b.val or a.flops < b.flops)
+
+
+class Kept:
+    """A method's points, and a copy of each network on its running validation front with
+    the refit for it (`refit` > 0 epochs), so that its final front can refit."""
+
+    def __init__(self, refit: bool):
+        self.refit = refit
+        self.points: list[Point] = []
+        self.nets: dict[int, tuple[torch.nn.Module, Refit]] = {}
+
+    def add(self, point: Point, net: torch.nn.Module, refit: Refit) -> None:
+        """Record `point`, the scores of `net` as trained now."""
+        self.points.append(point)
+        if not self.refit or any(_dominates(self.points[i], point) for i in self.nets):
+            return
+        self.nets = {i: kept for i, kept in self.nets.items()
+                     if not _dominates(point, self.points[i])}
+        self.nets[len(self.points) - 1] = (copy.deepcopy(net), refit)
+
+    def refitted(self) -> list[Point]:
+        """The points, each front member's with its test accuracy after its refit."""
+        if not self.refit:
+            return self.points
+        front = set(first_front([(1 - p.val, float(p.flops)) for p in self.points]))
+        return [replace(p, test=self.nets[i][1](self.nets[i][0])) if i in front else p
+                for i, p in enumerate(self.points)]
 
 
 def mlp_flops(masks: Masks, activation: str, bias: bool = True) -> int:
@@ -205,6 +251,19 @@ def score(net: MaskedMLP, task: Task) -> Point:
                  mlp_flops(net.numpy_masks(), net.activation))
 
 
+def mlp_refit(task: Task, epochs: int, lr: float, args: argparse.Namespace, seed: int
+              ) -> Refit:
+    """The refit of a baseline's MLP: `epochs` of `train` at `lr` on train + val."""
+    def refit(net: torch.nn.Module) -> float:
+        assert isinstance(net, MaskedMLP)
+        both = replace(task, x_train=np.concatenate([task.x_train, task.x_val]),
+                       y_train=np.concatenate([task.y_train, task.y_val]))
+        train(net, both, epochs, lr, args.batch_size, torch.Generator().manual_seed(seed),
+              lambda: False, args.label_smoothing)
+        return score(net, task).test
+    return refit
+
+
 def magnitude_masks(net: MaskedMLP, density: float) -> Masks:
     """Global magnitude pruning: keep the `density` share of all weights with the largest
     |w| (among those still kept)."""
@@ -216,9 +275,9 @@ def magnitude_masks(net: MaskedMLP, density: float) -> Masks:
 
 
 def prune_baseline(task: Task, seed: int, expired: Callable[[], bool], args: argparse.Namespace,
-                   activation: str) -> list[Point]:
+                   activation: str, kept: Kept) -> None:
     """Dense grid, trained, then pruned down the density ladder with fine-tuning (Han et al.)."""
-    points: list[Point] = []
+    refit = mlp_refit(task, args.refit_epochs, args.lr, args, seed)
     grid = [(w, d) for w in args.widths for d in args.depths]
     try:
         for restart in range(10**6):
@@ -230,22 +289,20 @@ def prune_baseline(task: Task, seed: int, expired: Callable[[], bool], args: arg
                 net = MaskedMLP(sizes, activation, full, gen)
                 train(net, task, args.dense_epochs, args.lr, args.batch_size, gen, expired,
                       args.label_smoothing)
-                points.append(score(net, task))
+                kept.add(score(net, task), net, refit)
                 for density in args.densities:
                     net.set_masks(magnitude_masks(net, density))
                     train(net, task, args.finetune_epochs, args.lr, args.batch_size, gen,
                           expired, args.label_smoothing)
-                    points.append(score(net, task))
+                    kept.add(score(net, task), net, refit)
     except Deadline:
         pass
-    return points
 
 
 def optuna_baseline(task: Task, seed: int, expired: Callable[[], bool], args: argparse.Namespace,
-                    activations: tuple[str, ...], sampler: optuna.samplers.BaseSampler
-                    ) -> list[Point]:
+                    activations: tuple[str, ...], sampler: optuna.samplers.BaseSampler,
+                    kept: Kept) -> None:
     """Optuna over a parametric sparse MLP (one random mask density for all layers)."""
-    points: list[Point] = []
 
     def objective(trial: optuna.Trial) -> tuple[float, float]:
         depth = trial.suggest_int("depth", 1, 3)
@@ -265,12 +322,11 @@ def optuna_baseline(task: Task, seed: int, expired: Callable[[], bool], args: ar
             trial.study.stop()
             raise optuna.TrialPruned from None
         p = score(net, task)
-        points.append(p)
+        kept.add(p, net, mlp_refit(task, args.refit_epochs, lr, args, seed))
         return 1.0 - p.val, float(p.flops)
 
     study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
     study.optimize(objective, n_trials=10**6)
-    return points
 
 
 def _signals(task: Task, space: SearchSpace, method: str
@@ -294,31 +350,44 @@ def _cnn_point(net: torch.nn.Module, task: Task, shape: tuple[int, ...], flops: 
     return Point(float((val == task.y_val).mean()), float((test == task.y_test).mean()), flops)
 
 
+def cnn_refit(task: Task, space: SearchSpace, args: argparse.Namespace, seed: int) -> Refit:
+    """The refit of a baseline's CNN: `tiny_cnn.fit` for `args.refit_epochs` on train + val,
+    its zero weights (pruned) kept at zero."""
+    shape = _signals(task, space, "cnn")[0]
+    x = torch.from_numpy(np.concatenate([task.x_train, task.x_val])).view(-1, *shape)
+    y = torch.from_numpy(np.concatenate([task.y_train, task.y_val])).long()
+
+    def refit(net: torch.nn.Module) -> float:
+        masks = [(w.detach() != 0).float() for w in tiny_cnn.weights(net)]
+        tiny_cnn.fit(net, masks, space.training.shift, args.refit_epochs,
+                     torch.Generator().manual_seed(seed), x, y)
+        return _cnn_point(net, task, shape, 0).test
+    return refit
+
+
 def cnn_baseline(task: Task, space: SearchSpace, seed: int, expired: Callable[[], bool],
-                 args: argparse.Namespace) -> list[Point]:
+                 args: argparse.Namespace, kept: Kept) -> None:
     """The MNIST-1D paper's CNN shape (`tiny_cnn.py`: three stride-2 Conv1d layers, a
     linear head on the flattened maps) at each of `--cnn-channels` widths, trained
     `--cnn-epochs` epochs of one-cycle AdamW with the space's `training.shift`; the ladder
     restarts with fresh seeds while time is left. For 1-channel conv1d spaces only."""
     shape, x, y = _signals(task, space, "cnn")
     stop = raising(expired)
-
-    points: list[Point] = []
+    refit = cnn_refit(task, space, args, seed)
     try:
         for restart in range(10**6):
             for j, channels in enumerate(args.cnn_channels):
                 net = tiny_cnn.train(channels, space.training.shift, args.cnn_epochs,
                                      seed * 100_003 + restart * 1_009 + j, x, y,
                                      task.n_classes, stop)
-                points.append(_cnn_point(net, task, shape, tiny_cnn.flops(
-                    channels, shape[1], task.n_classes)))
+                kept.add(_cnn_point(net, task, shape, tiny_cnn.flops(
+                    channels, shape[1], task.n_classes)), net, refit)
     except Deadline:
         pass
-    return points
 
 
 def cnn_prune_baseline(task: Task, space: SearchSpace, seed: int, expired: Callable[[], bool],
-                       args: argparse.Namespace) -> list[Point]:
+                       args: argparse.Namespace, kept: Kept) -> None:
     """Each of `--cnn-prune-channels` widths of the `cnn` baseline's CNN trained
     `--cnn-epochs`, then pruned by global magnitude (kernel taps and head weights together)
     down `--cnn-densities`, each step fine-tuned `--cnn-finetune-epochs` (Han et al. 2015);
@@ -326,10 +395,11 @@ def cnn_prune_baseline(task: Task, space: SearchSpace, seed: int, expired: Calla
     (`tiny_cnn.sparse_flops`). Restarts with fresh seeds while time is left."""
     shape, x, y = _signals(task, space, "cnn-prune")
     stop = raising(expired)
-    points: list[Point] = []
+    refit = cnn_refit(task, space, args, seed)
 
-    def point(net: torch.nn.Module) -> Point:
-        return _cnn_point(net, task, shape, tiny_cnn.sparse_flops(net, shape[1], task.n_classes))
+    def add(net: torch.nn.Module) -> None:
+        kept.add(_cnn_point(net, task, shape, tiny_cnn.sparse_flops(net, shape[1],
+                                                                    task.n_classes)), net, refit)
 
     try:
         for restart in range(10**6):
@@ -337,15 +407,14 @@ def cnn_prune_baseline(task: Task, space: SearchSpace, seed: int, expired: Calla
                 run_seed = seed * 100_003 + restart * 1_009 + j
                 net = tiny_cnn.train(channels, space.training.shift, args.cnn_epochs, run_seed,
                                      x, y, task.n_classes, stop)
-                points.append(point(net))
+                add(net)
                 gen = torch.Generator().manual_seed(run_seed)
                 for density in args.cnn_densities:
                     tiny_cnn.fit(net, tiny_cnn.magnitude_masks(net, density),
                                  space.training.shift, args.cnn_finetune_epochs, gen, x, y, stop)
-                    points.append(point(net))
+                    add(net)
     except Deadline:
         pass
-    return points
 
 
 def evosparse_points(space: SearchSpace, folder: Path) -> list[Point]:
@@ -375,30 +444,35 @@ def summarise(points: list[Point], space: SearchSpace, budget: float, seconds: f
     )
 
 
+T = TypeVar("T")
+
 CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
 """wall: elapsed time (the issue's measure); cpu: this process's CPU time, all threads (a
 fairer share of a machine that other jobs load)."""
 
 
-def timed(run: Callable[[], list[Point]], clock: Callable[[], float]
-          ) -> tuple[list[Point], float, float]:
-    """`run()`'s points, its seconds on `clock` and its wall seconds."""
+def timed(run: Callable[[], T], clock: Callable[[], float]) -> tuple[T, float, float]:
+    """`run()`'s value, its seconds on `clock` and its wall seconds."""
     start, wall = clock(), time.perf_counter()
-    points = run()
-    return points, clock() - start, time.perf_counter() - wall
+    value = run()
+    return value, clock() - start, time.perf_counter() - wall
+
+
+Baseline = Callable[[Callable[[], bool], Kept], None]
+"""A baseline given its `expired` test, recording what it trains in a `Kept`."""
 
 
 def methods(task: Task, space: SearchSpace, seed: int, args: argparse.Namespace
-            ) -> Iterator[tuple[str, Callable[[Callable[[], bool]], list[Point]]]]:
-    """The baselines, each a function of its `expired` test."""
+            ) -> Iterator[tuple[str, Baseline]]:
+    """The baselines by name."""
     acts = space.activations.hidden
-    yield "prune", lambda d: prune_baseline(task, seed, d, args, args.prune_activation)
-    yield "nsga2", lambda d: optuna_baseline(task, seed, d, args, acts,
-                                             optuna.samplers.NSGAIISampler(seed=seed))
-    yield "random", lambda d: optuna_baseline(task, seed, d, args, acts,
-                                              optuna.samplers.RandomSampler(seed=seed))
-    yield "cnn", lambda d: cnn_baseline(task, space, seed, d, args)
-    yield "cnn-prune", lambda d: cnn_prune_baseline(task, space, seed, d, args)
+    yield "prune", lambda d, k: prune_baseline(task, seed, d, args, args.prune_activation, k)
+    yield "nsga2", lambda d, k: optuna_baseline(task, seed, d, args, acts,
+                                                optuna.samplers.NSGAIISampler(seed=seed), k)
+    yield "random", lambda d, k: optuna_baseline(task, seed, d, args, acts,
+                                                 optuna.samplers.RandomSampler(seed=seed), k)
+    yield "cnn", lambda d, k: cnn_baseline(task, space, seed, d, args, k)
+    yield "cnn-prune", lambda d, k: cnn_prune_baseline(task, space, seed, d, args, k)
 
 
 def overrides(pairs: list[str]) -> dict[str, Any]:
@@ -463,6 +537,10 @@ def main() -> None:
     p.add_argument("--cnn-densities", type=float, nargs="+",
                    default=[0.5, 0.35, 0.25, 0.18, 0.13, 0.09, 0.065])
     p.add_argument("--cnn-finetune-epochs", type=int, default=20)
+    p.add_argument("--baseline-refit-epochs", type=int,
+                   help="epochs of each baseline front member's refit on train + val, after "
+                        "its time and off the clock (default: the search's "
+                        "training.refit_epochs, 0 unless --set; 0: none)")
     args = p.parse_args()
     if args.quick:
         args.spaces, args.seeds, args.generations = [Path("search_spaces/digits.yaml")], 1, 3
@@ -489,6 +567,9 @@ def main() -> None:
                 space = base.with_overrides(**{"seed": seed, "generations": args.generations,
                                                **sets})
                 task = load_task(space.dataset)  # --set dataset.* changes every method's split
+                args.refit_epochs = (space.training.refit_epochs
+                                     if args.baseline_refit_epochs is None
+                                     else args.baseline_refit_epochs)
                 results = run_all(space, task, seed, budget, clock, Path(tmp), args)
                 for name, s in results.items():
                     row = (f"{s.val_hv:.4f}", f"{s.test_hv:.4f}",
@@ -500,7 +581,9 @@ def main() -> None:
                                   f"test_hv={row[1]} best_test={row[2]} "
                                   f"best_test_at_{budget:.0f}_flops={row[3]} points={row[4]} "
                                   f"{args.clock}_seconds={row[5]}"
-                                  + (f" wall_seconds={row[6]}" if args.clock != "wall" else ""))
+                                  + (f" wall_seconds={row[6]}" if args.clock != "wall" else "")
+                                  + (f" refit_{args.clock}_seconds={s.refit_seconds:.1f}"
+                                     if name != "evosparse" and args.refit_epochs else ""))
                 ours = results.pop("evosparse", None)
                 if ours is not None and results:
                     ratios.append((
@@ -530,9 +613,12 @@ def run_all(space: SearchSpace, task: Task, seed: int, budget: float,
             results["evosparse"] = summarise(points, space, budget, seconds, wall)
         for name, run in methods(task, space, seed, args):
             if name in args.methods:
-                end = clock() + seconds
-                pts, took, wall = timed(lambda r=run, e=end: r(lambda: clock() > e), clock)
-                results[name] = summarise(pts, space, budget, took, wall)
+                end, kept = clock() + seconds, Kept(args.refit_epochs > 0)
+                _, took, wall = timed(lambda r=run, e=end, k=kept: r(lambda: clock() > e, k),
+                                      clock)
+                pts, refit_took, _ = timed(kept.refitted, clock)
+                results[name] = replace(summarise(pts, space, budget, took, wall),
+                                        refit_seconds=refit_took)
         return results
     finally:
         torch.set_num_threads(previous)
