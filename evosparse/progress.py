@@ -46,18 +46,23 @@ class ProgressDisplay(Reporter):
             TimeElapsedColumn(), console=console, transient=True,
         )
         self._task: Any = None
+        self._started: int | None = None
+        """The generation whose evaluations the bar last counted."""
         self._start = time.monotonic()
         self._done = 0.0
         """Generations done in this process, in plain generations' time."""
 
     def generation_start(self, generation: int, n_evaluations: int) -> None:
+        """A bar for the generation's evaluations; a second start of the same generation
+        is the refit of its front (`training.refit_epochs`) and is labelled so."""
         if self._task is None:
             self.progress.start()
         else:
             self.progress.remove_task(self._task)
-        self._task = self.progress.add_task(
-            f"generation {generation}/{self.generations}", total=n_evaluations
-        )
+        label = (f"refit of the front {generation}/{self.generations}"
+                 if generation == self._started else f"generation {generation}/{self.generations}")
+        self._started = generation
+        self._task = self.progress.add_task(label, total=n_evaluations)
 
     def evaluated(self, results: list[EvalResult]) -> None:
         self.progress.advance(self._task, len(results))

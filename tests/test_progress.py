@@ -1,5 +1,5 @@
 """The progress line's time estimate: the first and the finishing generations and the
-refit count as what they train."""
+refit count as what they train; the refit's bar says it is the refit."""
 
 from __future__ import annotations
 
@@ -58,3 +58,14 @@ def test_the_estimate_weighs_the_first_and_finishing_generations_and_refit_by_th
     # a refit of the last front, 30 epochs, after 10 plain generations or the finishing one
     assert _left_after_one_generation(0, 8, monkeypatch, refit_epochs=30) == 10 * 10 + 24
     assert _left_after_one_generation(30, 8, monkeypatch, refit_epochs=30) == 9 * 10 + 48
+
+
+def test_the_refit_bar_is_labelled_as_the_refit() -> None:
+    space = load_space("search_spaces/mnist1d_conv.yaml").model_copy(update={"generations": 3})
+    display = ProgressDisplay(Console(file=io.StringIO(), width=200), space)
+    labels = []
+    for generation in (2, 3, 3):  # generation 3 (resumed at 2), then its front's refit
+        display.generation_start(generation, 10)
+        labels.append(display.progress.tasks[-1].description)
+    display.close()
+    assert labels == ["generation 2/3", "generation 3/3", "refit of the front 3/3"]
