@@ -447,13 +447,15 @@ def test_conv_search_records_the_family_cost_and_resumes_exactly(
     assert bool(wide) == (dilations != [1]), "mutation dilates kernels where the space lets it"
 
 
-@pytest.mark.parametrize(("head", "ail", "dilations"), [
-    ("average", False, [1]), ("bins", False, [1, 2]), ("bins", True, [1])],
-    ids=["average", "bins-dilated", "bins-ail"])
+@pytest.mark.parametrize(("head", "ail", "dilations", "family"), [
+    ("average", False, [1], "conv2d"), ("bins", False, [1, 2], "conv2d"),
+    ("bins", True, [1], "conv2d"), ("bins", False, [1, 2], "conv1d")],
+    ids=["average", "bins-dilated", "bins-ail", "conv1d"])
 def test_conv_exports_run_in_onnxruntime_and_load_back(tmp_path: Path, head: str, ail: bool,
-                                                       dilations: list[int]) -> None:
-    """Also with dilated kernels (Conv's dilations) and two-input units, whose second
-    pre-activation is a second Conv."""
+                                                       dilations: list[int], family: str
+                                                       ) -> None:
+    """Also with dilated kernels (Conv's dilations), two-input units, whose second
+    pre-activation is a second Conv, and 1-D signals (the digits as 64-sample signals)."""
     import json
 
     import onnxruntime as ort
@@ -463,7 +465,8 @@ def test_conv_exports_run_in_onnxruntime_and_load_back(tmp_path: Path, head: str
     acts = {"hidden": ["and_ail", "relu", "xnor_ail"], "initial": "and_ail"} if ail else {}
     run = evosparse.search("search_spaces/digits_conv.yaml", runs_dir=tmp_path, name="c",
                            progress=False, population=8, generations=3, seed=1, **PLAIN_START,
-                           network={"head": head, "dilations": dilations},
+                           network={"head": head, "dilations": dilations, "family": family,
+                                    "input_shape": [1, 64] if family == "conv1d" else None},
                            mutation={"dilation": 0.7}, activations=acts)
     folders = run.export()
     assert len(folders) == len(run.front) > 1
@@ -480,8 +483,8 @@ def test_conv_exports_run_in_onnxruntime_and_load_back(tmp_path: Path, head: str
         assert np.array_equal(model.predict_index(x), onnx_pred)
         assert np.array_equal(pickle.loads(pickle.dumps(model)).predict_index(x), onnx_pred)
         doc = json.loads((folder / "genome.json").read_text())
-        assert doc["family"] == {"name": "conv2d", "input_shape": [1, 8, 8], "kernel": 3,
-                                 "scales": 2, "head": head}
+        assert doc["family"] == {"name": family, "kernel": 3, "scales": 2, "head": head,
+                                 "input_shape": [1, 64] if family == "conv1d" else [1, 8, 8]}
     import onnx
 
     ops = {n.op_type for f in folders for n in onnx.load(f / "model.onnx").graph.node}
