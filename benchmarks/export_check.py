@@ -4,8 +4,10 @@
 
 For each front member: test accuracy in front.json, of `evosparse.load` and of the
 ONNX model in onnxruntime (fed the raw test split); FLOPs in front.json and
-recounted from model.safetensors (2 x non-zero weights + biases + activation cost
-of the activations in genome.json); ONNX-versus-torch largest logit difference.
+recounted from model.safetensors (an MLP: 2 x non-zero weights + biases + activation
+cost of the activations in genome.json; a conv network: `conv_flops_from_weights` of
+the network loaded from those files, each kept tap at each of its output positions);
+ONNX-versus-torch largest logit difference.
 The last line is `all_equal=<True|False>`.
 """
 
@@ -24,12 +26,17 @@ from safetensors.numpy import load_file
 import evosparse
 from evosparse.activations import activation_cost
 from evosparse.api import open_run
+from evosparse.conv_export import conv_flops_from_weights
+from evosparse.conv_network import ConvNetwork
 from evosparse.data import load_raw_test
-from evosparse.export import export_run
+from evosparse.export import ExportedModel, export_run
 from evosparse.rundir import RunDir
 
 
-def recount(folder: Path) -> int:
+def recount(folder: Path, model: ExportedModel) -> int:
+    """The network's non-zero FLOPs counted from its exported files."""
+    if isinstance(model.net, ConvNetwork):
+        return conv_flops_from_weights(model.net)["flops"]
     tensors = load_file(str(folder / "model.safetensors"))
     doc = json.loads((folder / "genome.json").read_text())
     nonzero = sum(int(np.count_nonzero(t)) for n, t in tensors.items() if n.endswith(".weight"))
@@ -58,7 +65,7 @@ def main() -> None:
             onnx_logits = session.run(None, {"x": x.astype(np.float32)})[0]
             acc_load = float((logits.argmax(1) == y).mean())
             acc_onnx = float((onnx_logits.argmax(1) == y).mean())
-            flops = recount(folder)
+            flops = recount(folder, model)
             diff = float(np.abs(onnx_logits - logits).max())
             ok &= acc_load == rec["test_accuracy"] == acc_onnx and flops == rec["flops"]
             print(f"{folder.name:>7} {rec['test_accuracy']:>10.4f} {acc_load:>7.4f} "
