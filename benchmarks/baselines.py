@@ -124,10 +124,10 @@ def _dominates(a: Point, b: Point) -> bool:
 
 
 class Kept:
-    """A method's points, and a copy of each network on its running validation front with
-    the refit for it (`refit` > 0 epochs), so that its final front can refit."""
+    """A method's points and, when the baselines refit (`refit`), a copy of each network on
+    its running validation front with the refit for it, so that its final front can refit."""
 
-    def __init__(self, refit: bool):
+    def __init__(self, refit: bool) -> None:
         self.refit = refit
         self.points: list[Point] = []
         self.nets: dict[int, tuple[torch.nn.Module, Refit]] = {}
