@@ -256,10 +256,8 @@ def mlp_refit(task: Task, epochs: int, lr: float, args: argparse.Namespace, seed
     """The refit of a baseline's MLP: `epochs` of `train` at `lr` on train + val."""
     def refit(net: torch.nn.Module) -> float:
         assert isinstance(net, MaskedMLP)
-        both = replace(task, x_train=np.concatenate([task.x_train, task.x_val]),
-                       y_train=np.concatenate([task.y_train, task.y_val]))
-        train(net, both, epochs, lr, args.batch_size, torch.Generator().manual_seed(seed),
-              lambda: False, args.label_smoothing)
+        train(net, task.with_val_in_train(), epochs, lr, args.batch_size,
+              torch.Generator().manual_seed(seed), lambda: False, args.label_smoothing)
         return score(net, task).test
     return refit
 
@@ -353,9 +351,7 @@ def _cnn_point(net: torch.nn.Module, task: Task, shape: tuple[int, ...], flops: 
 def cnn_refit(task: Task, space: SearchSpace, args: argparse.Namespace, seed: int) -> Refit:
     """The refit of a baseline's CNN: `tiny_cnn.fit` for `args.refit_epochs` on train + val,
     its zero weights (pruned) kept at zero."""
-    shape = _signals(task, space, "cnn")[0]
-    x = torch.from_numpy(np.concatenate([task.x_train, task.x_val])).view(-1, *shape)
-    y = torch.from_numpy(np.concatenate([task.y_train, task.y_val])).long()
+    shape, x, y = _signals(task.with_val_in_train(), space, "cnn")
 
     def refit(net: torch.nn.Module) -> float:
         masks = [(w.detach() != 0).float() for w in tiny_cnn.weights(net)]

@@ -14,7 +14,7 @@ import hashlib
 import itertools
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,12 @@ class Task:
     @property
     def n_features(self) -> int:
         return int(self.x_train.shape[1])
+
+    def with_val_in_train(self) -> Task:
+        """The task whose training split also holds the validation samples: what a refit
+        after a search trains on (`training.refit_epochs`, and the baselines' refits)."""
+        return replace(self, x_train=np.concatenate([self.x_train, self.x_val]),
+                       y_train=np.concatenate([self.y_train, self.y_val]))
 
 
 def cache_dir() -> Path:

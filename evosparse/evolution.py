@@ -331,11 +331,8 @@ class Search:
                   for m in members]
         if self.lamarckian:
             copies = [inherit(c, [m.genome]) for c, m in zip(copies, members, strict=True)]
-        task = self.config.task
-        both = replace(task, x_train=np.concatenate([task.x_train, task.x_val]),
-                       y_train=np.concatenate([task.y_train, task.y_val]))
-        config = replace(self._for(self.space.training.refit_epochs), task=both,
-                         sparse=SparseTrainingSpec())
+        config = replace(self._for(self.space.training.refit_epochs),
+                         task=self.config.task.with_val_in_train(), sparse=SparseTrainingSpec())
         for r in self.reporters:
             r.generation_start(generation, len(copies))
         genomes, results = self._evaluate(copies, generation, config, report=False)
